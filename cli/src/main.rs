@@ -1,0 +1,2 @@
+//! The `picsou` command.
+fn main() {}

@@ -1,0 +1,47 @@
+//! # picsou-core
+//!
+//! The sans-IO engine of **Picsou**, a protocol for *Cross-Cluster Consistent Broadcast* (C3B):
+//! replicated state machine (RSM) *S* sends a stream of committed messages to RSM *R* such that
+//! every message reaches at least one correct replica of *R* (and, with library-managed internal
+//! broadcast, every correct replica of *R*, in order and exactly once), while nothing *S* did not
+//! commit is ever delivered.
+//!
+//! This crate has no sockets, threads, clocks or async runtime: time enters as [`Time`], frames
+//! enter through [`Endpoint::handle_frame`], and everything the engine wants done comes out of
+//! the `poll_*` methods, in the style of `quinn-proto`. The same engine drives the deterministic
+//! simulator in [`sim`], the runtime's real transports, and the Python and C bindings.
+//!
+//! Modules, one concept each:
+//! - [`config`]: the two RSMs (replicas, stake, fault model, f), protocol tuning, validation.
+//! - [`wire`]: the versioned, length-prefixed, MAC-authenticated frame format (see `WIRE.md`).
+//! - [`keys`]: per-link MAC keys.
+//! - [`proof`]: proofs that the sending RSM committed a message (ed25519 quorum certificates).
+//! - [`seqring`] and [`ack`]: receive windows, cumulative acks and φ-lists.
+//! - [`quack`]: stake-weighted quorum acknowledgements (QUACKs).
+//! - [`schedule`]: apportioned round-robin choice of sender/receiver pairs and resend rotation.
+//! - [`endpoint`]: the protocol engine, Picsou and the four baselines.
+//! - [`adversary`]: Byzantine behaviours that the simulator injects into faulty replicas.
+//! - [`sim`]: a deterministic discrete-event network simulator with a C3B checker.
+#![forbid(unsafe_code)]
+
+pub mod ack;
+pub mod adversary;
+pub mod config;
+pub mod endpoint;
+pub mod ids;
+pub mod keys;
+pub mod proof;
+pub mod quack;
+pub mod schedule;
+pub mod seqring;
+pub mod sim;
+pub mod time;
+pub mod wire;
+
+pub use config::{
+    ConfigError, Dissemination, EndpointConfig, FaultModel, Membership, ProtocolParams, RsmSpec,
+    Strategy,
+};
+pub use endpoint::{Endpoint, EndpointStats, Event, Misbehavior, Transmit, TransmitError};
+pub use ids::{ReplicaId, RsmId};
+pub use time::Time;
