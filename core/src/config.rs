@@ -279,8 +279,11 @@ pub struct ProtocolParams {
     /// peer still report k missing sends it to that peer.
     #[serde(with = "millis")]
     pub repair_delay: Duration,
-    /// How many delivered messages a receiver keeps to repair lagging peers.
+    /// How many delivered messages a receiver keeps, at most, to repair lagging peers (it
+    /// drops them earlier once every peer reports holding them).
     pub retention: u64,
+    /// Bytes of delivered payloads a receiver keeps, at most, for repairs.
+    pub retention_bytes: usize,
     /// OTU baseline: time after which the next sender replica resends an un-QUACKed message.
     #[serde(with = "millis")]
     pub otu_timeout: Duration,
@@ -298,14 +301,15 @@ impl Default for ProtocolParams {
             max_frame_bytes: 256 * 1024,
             max_frame_bytes_accepted: 64 * 1024 * 1024,
             max_payload_bytes: 32 * 1024 * 1024,
-            ack_interval: Duration::from_micros(500),
-            ack_keepalive: Duration::from_millis(10),
+            ack_interval: Duration::from_millis(1),
+            ack_keepalive: Duration::from_millis(20),
             dup_threshold: 2,
             initial_rtt: Duration::from_millis(5),
             min_rto: Duration::from_micros(500),
             max_rto: Duration::from_secs(2),
             repair_delay: Duration::from_millis(20),
-            retention: 1 << 20,
+            retention: 1 << 16,
+            retention_bytes: 256 << 20,
             otu_timeout: Duration::from_millis(50),
             dissemination: Dissemination::Library,
         }

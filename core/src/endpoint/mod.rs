@@ -1,6 +1,15 @@
 //! The protocol engine: one [`Endpoint`] per replica per link between its RSM and the other.
 //!
-//! STUB API — the engine is being written. Signatures are fixed.
+//! An endpoint plays both roles at once: it is a *sender* of its RSM's stream to the other RSM
+//! (module `sender`: flow control, QUACKs, duplicate-QUACK loss detection, resends) and a
+//! *receiver* of the other RSM's stream (module `receiver`: validation, in-order delivery,
+//! forwarding and repair inside its RSM). Module `output` turns queued records and due acks
+//! into frames; `plan` says which replica sends what to whom under each strategy.
+//!
+//! Everything is driven by the caller: inputs are [`Endpoint::transmit`],
+//! [`Endpoint::handle_frame`], [`Endpoint::handle_timeout`] and [`Endpoint::local_has`];
+//! outputs are pulled with [`Endpoint::poll_transmit`], [`Endpoint::poll_event`] and
+//! [`Endpoint::poll_timeout`]. After any input, drain the outputs.
 
 use bytes::Bytes;
 
@@ -97,22 +106,12 @@ pub enum Misbehavior {
         /// Role claimed.
         kind: RecordKind,
     },
-    /// An ack for messages the local RSM has not even transmitted yet.
-    #[error("ack {next} beyond the {transmitted} messages transmitted")]
-    AckBeyondStream {
-        /// Reported cumulative ack.
-        next: u64,
-        /// Messages transmitted so far.
-        transmitted: u64,
-    },
-    /// A payload larger than allowed.
-    #[error("payload of {len} bytes exceeds {max}")]
-    PayloadTooLarge {
-        /// Its size.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
+    /// A cross-RSM frame from a replica of this RSM, or an internal frame from the other RSM.
+    #[error("frame kind does not match the link it arrived on")]
+    WrongFrameKind,
+    /// The transport named a peer that is not in the membership (or this replica itself).
+    #[error("unknown peer")]
+    UnknownPeer,
 }
 
 /// Why [`Endpoint::transmit`] refused a message.
@@ -197,67 +196,345 @@ pub struct EndpointStats {
     pub srtt_ns: u64,
 }
 
+
+mod output;
+mod plan;
+mod receiver;
+mod rtt;
+mod sender;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::ack::ReceiveWindow;
+use crate::adversary::Behavior;
+use crate::config::{Dissemination, FaultModel, ProtocolParams};
+use crate::keys::MacKey;
+use crate::proof::{ProofVerifier, StreamId};
+use crate::quack::QuackTracker;
+use crate::seqring::SeqRing;
+use crate::wire::{AckReport, Limits};
+
+use self::plan::Plan;
+use self::rtt::RttEstimator;
+
+/// A message of the outgoing stream that this replica keeps for a sending duty.
+#[derive(Debug)]
+struct OutMsg {
+    payload: Bytes,
+    proof: Bytes,
+    /// When the message entered the send window (None: still held back by flow control).
+    released_at: Option<Time>,
+    /// Loss-detection state, allocated only once a receiver reports the message missing.
+    loss: Option<Box<LossTrack>>,
+    /// OTU: takeover attempts already made.
+    otu_attempts: u64,
+}
+
+/// Duplicate-QUACK state of one message.
+#[derive(Debug)]
+struct LossTrack {
+    /// Resends triggered so far (the current position in the rotation).
+    round: usize,
+    /// When the current round began.
+    round_at: Time,
+    /// Per remote replica: reports of the message missing in the current round.
+    counts: Vec<u8>,
+}
+
+/// A message of the incoming stream this replica holds (library-managed dissemination).
+#[derive(Debug)]
+struct Held {
+    payload: Bytes,
+    proof: Bytes,
+    /// When this replica got it (repairs wait `repair_delay` after this).
+    at: Time,
+}
+
+/// A record waiting in a destination's queue; payloads are looked up when the frame is built.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    seq: u64,
+    kind: RecordKind,
+}
+
 /// The engine of one replica on one link.
+///
+/// Destinations are numbered: `0..n_remote` are the replicas of the other RSM, then
+/// `n_remote..n_remote + n_local` the replicas of this RSM (this replica's own slot unused).
 pub struct Endpoint {
-    _cfg: EndpointConfig,
+    local: ReplicaId,
+    params: ProtocolParams,
+    plan: Plan,
+    behavior: Option<Behavior>,
+    verifier: Arc<dyn ProofVerifier>,
+    verify_proofs: bool,
+    in_stream: StreamId,
+    limits: Limits,
+    n_remote: usize,
+    n_local: usize,
+    remote_stakes: Vec<u64>,
+    f_remote: u64,
+    keys: Vec<MacKey>,
+
+    // Outgoing stream (this RSM → the other).
+    next_transmit: u64,
+    released: u64,
+    out: SeqRing<OutMsg>,
+    quack: QuackTracker,
+    reports: Vec<AckReport>,
+    inflight: Vec<VecDeque<(u64, Time)>>,
+    rtt: RttEstimator,
+    next_otu_check: Option<Time>,
+    escalate_scratch: Vec<u64>,
+
+    // Incoming stream (the other RSM → this one).
+    window: ReceiveWindow,
+    held: SeqRing<Held>,
+    held_bytes: usize,
+    deliver_next: u64,
+    peer_reports: Vec<Option<AckReport>>,
+    peer_report_version: Vec<u64>,
+    repaired_version: Vec<u64>,
+    next_repair: Time,
+    report: AckReport,
+    report_version: u64,
+    built_version: u64,
+    lie_report: AckReport,
+
+    // Output.
+    queues: Vec<VecDeque<Pending>>,
+    last_sent: Vec<Time>,
+    sent_version: Vec<u64>,
+    ack_due: Vec<bool>,
+    rr: usize,
+    events: VecDeque<Event>,
+    stats: EndpointStats,
 }
 
 impl Endpoint {
     /// Builds an endpoint; fails if the configuration is invalid.
-    pub fn new(_cfg: EndpointConfig, _now: Time) -> Result<Self, ConfigError> {
-        todo!()
+    pub fn new(cfg: EndpointConfig, now: Time) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let local = cfg.local;
+        let membership = &cfg.membership;
+        let local_spec = membership.rsm(local.rsm);
+        let remote_rsm = local.rsm.other();
+        let remote_spec = membership.rsm(remote_rsm);
+        let plan = Plan::new(cfg.strategy, membership, local.rsm, local.index).map_err(|e| ConfigError::Invalid {
+            field: "membership".into(),
+            reason: e.to_string(),
+        })?;
+        let (n_local, n_remote) = (local_spec.n(), remote_spec.n());
+        let mut keys = Vec::with_capacity(n_remote + n_local);
+        for d in 0..n_remote + n_local {
+            let peer = dest_replica(local, n_remote, d);
+            let key = if peer == local {
+                [0; 32]
+            } else {
+                cfg.keys.key_for(peer).ok_or_else(|| ConfigError::Invalid {
+                    field: "keys".into(),
+                    reason: format!("no MAC key for the link {local}–{peer}"),
+                })?
+            };
+            keys.push(key);
+        }
+        let p = &cfg.params;
+        let limits = Limits {
+            max_frame_bytes: p.max_frame_bytes_accepted,
+            max_payload_bytes: p.max_payload_bytes,
+            max_proof_bytes: 64 * 1024,
+            max_phi_words: 64,
+        };
+        let n_dest = n_remote + n_local;
+        let mut report = AckReport::default();
+        let window = ReceiveWindow::new(p.recv_window);
+        window.report_into(p.phi_bits, &mut report);
+        Ok(Self {
+            local,
+            plan,
+            behavior: cfg.behavior,
+            verifier: cfg.verifier.clone(),
+            verify_proofs: remote_spec.fault == FaultModel::Bft,
+            in_stream: StreamId { from: remote_rsm, to: local.rsm },
+            limits,
+            n_remote,
+            n_local,
+            remote_stakes: remote_spec.stakes(),
+            f_remote: remote_spec.f,
+            keys,
+            next_transmit: 0,
+            released: 0,
+            out: SeqRing::new(0),
+            quack: QuackTracker::new(remote_spec.stakes(), remote_spec.f + 1),
+            reports: vec![AckReport::default(); n_remote],
+            inflight: vec![VecDeque::new(); n_remote],
+            rtt: RttEstimator::new(p.initial_rtt, p.min_rto, p.max_rto),
+            next_otu_check: None,
+            escalate_scratch: Vec::new(),
+            window,
+            held: SeqRing::new(0),
+            held_bytes: 0,
+            deliver_next: 0,
+            peer_reports: vec![None; n_local],
+            peer_report_version: vec![0; n_local],
+            repaired_version: vec![0; n_local],
+            next_repair: now + p.repair_delay,
+            report,
+            report_version: 0,
+            built_version: 0,
+            lie_report: AckReport::default(),
+            queues: vec![VecDeque::new(); n_dest],
+            last_sent: vec![now; n_dest],
+            sent_version: vec![0; n_dest],
+            ack_due: vec![false; n_dest],
+            rr: 0,
+            events: VecDeque::new(),
+            stats: EndpointStats::default(),
+            params: cfg.params,
+        })
     }
+
     /// This replica.
     pub fn local(&self) -> ReplicaId {
-        self._cfg.local
+        self.local
     }
-    /// Hands the engine message `seq` that the local RSM committed for the other RSM. Every
-    /// replica of the local RSM calls this for every message, in order from 0.
-    pub fn transmit(&mut self, _now: Time, _seq: u64, _payload: Bytes, _proof: Bytes) -> Result<(), TransmitError> {
-        todo!()
-    }
+
     /// The next seq `transmit` expects.
     pub fn next_transmit(&self) -> u64 {
-        todo!()
+        self.next_transmit
     }
-    /// How many more messages `transmit` accepts right now (backpressure).
+
+    /// How many more messages `transmit` accepts right now (backpressure): messages may run
+    /// at most `max_buffered` ahead of the QUACK.
     pub fn transmit_capacity(&self) -> u64 {
-        todo!()
+        (self.quack.value() + self.params.max_buffered).saturating_sub(self.next_transmit)
     }
-    /// Handles a frame that the transport received from `from`.
-    pub fn handle_frame(&mut self, _now: Time, _from: ReplicaId, _frame: Bytes) {
-        todo!()
-    }
-    /// Handles the passing of time (call at or after `poll_timeout`).
-    pub fn handle_timeout(&mut self, _now: Time) {
-        todo!()
-    }
-    /// Application-managed dissemination: the local RSM holds `seq` of the incoming stream.
-    pub fn local_has(&mut self, _now: Time, _seq: u64) -> Result<(), LocalHasError> {
-        todo!()
-    }
-    /// The next frame to send, if any.
-    pub fn poll_transmit(&mut self, _now: Time) -> Option<Transmit> {
-        todo!()
-    }
+
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        self.events.pop_front()
     }
-    /// When `handle_timeout` should next be called.
-    pub fn poll_timeout(&self) -> Option<Time> {
-        todo!()
-    }
-    /// The current QUACK of the outgoing stream.
+
+    /// The current QUACK of the outgoing stream: every seq below it is held by at least one
+    /// correct replica of the other RSM.
     pub fn quack(&self) -> u64 {
-        todo!()
+        self.quack.value()
     }
-    /// The cumulative ack of the incoming stream.
+
+    /// The cumulative ack of the incoming stream: every seq below it is held here.
     pub fn received(&self) -> u64 {
-        todo!()
+        self.window.next()
     }
+
     /// Counters.
     pub fn stats(&self) -> EndpointStats {
-        todo!()
+        let mut s = self.stats.clone();
+        s.quack = self.quack.value();
+        s.srtt_ns = u64::try_from(self.rtt.srtt().as_nanos()).unwrap_or(u64::MAX);
+        s
+    }
+
+    /// Handles a frame that the transport received from `from`. Invalid input is dropped and
+    /// reported as [`Event::PeerMisbehaved`]; it never panics.
+    pub fn handle_frame(&mut self, now: Time, from: ReplicaId, frame: Bytes) {
+        self.stats.frames_received += 1;
+        self.stats.bytes_received += frame.len() as u64;
+        let Some(d) = self.dest_index(from) else {
+            self.misbehaved(from, Misbehavior::UnknownPeer);
+            return;
+        };
+        let key = self.keys[d];
+        let decoded = crate::wire::decode(frame, &self.limits, |src| (src == from).then_some(key));
+        let frame = match decoded {
+            Ok(f) => f,
+            Err(DecodeError::UnknownKey(claimed)) => {
+                self.misbehaved(from, Misbehavior::WrongSource { claimed });
+                return;
+            }
+            Err(e) => {
+                self.misbehaved(from, Misbehavior::BadFrame(e));
+                return;
+            }
+        };
+        if frame.dst != self.local {
+            self.misbehaved(from, Misbehavior::WrongDestination { dst: frame.dst });
+            return;
+        }
+        let cross = from.rsm != self.local.rsm;
+        if cross != (frame.kind == crate::wire::FrameKind::Cross) {
+            self.misbehaved(from, Misbehavior::WrongFrameKind);
+            return;
+        }
+        if cross {
+            self.on_remote_report(now, usize::from(from.index), frame.ack);
+        } else {
+            self.on_peer_report(usize::from(from.index), frame.ack);
+        }
+        for rec in frame.records {
+            self.on_record(now, from, cross, rec);
+        }
+    }
+
+    /// Handles the passing of time: due acks, repairs inside the receiving RSM, and OTU
+    /// takeovers. Call it at or after [`Endpoint::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.mark_due_acks(now);
+        self.repair_peers(now);
+        self.otu_check(now);
+    }
+
+    /// When [`Endpoint::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        [self.next_ack_deadline(), self.next_repair_deadline(), self.next_otu_check]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Application-managed dissemination: the local RSM holds `seq` of the incoming stream (it
+    /// arrived through the application's own channels), so this replica's acks cover it.
+    pub fn local_has(&mut self, _now: Time, seq: u64) -> Result<(), LocalHasError> {
+        if self.params.dissemination != Dissemination::Application {
+            return Err(LocalHasError::LibraryManaged);
+        }
+        match self.window.insert(seq) {
+            crate::ack::Insert::BeyondWindow => Err(LocalHasError::BeyondWindow { seq, next: self.window.next() }),
+            crate::ack::Insert::New => {
+                self.report_changed();
+                Ok(())
+            }
+            crate::ack::Insert::Duplicate => Ok(()),
+        }
+    }
+
+    /// Reports a misbehaving peer.
+    fn misbehaved(&mut self, peer: ReplicaId, reason: Misbehavior) {
+        self.stats.misbehaviors += 1;
+        self.events.push_back(Event::PeerMisbehaved { peer, reason });
+    }
+
+    /// The destination index of a replica, or None for unknown replicas and this one.
+    fn dest_index(&self, r: ReplicaId) -> Option<usize> {
+        let i = usize::from(r.index);
+        if r == self.local || r.rsm.0 > 1 {
+            None
+        } else if r.rsm != self.local.rsm {
+            (i < self.n_remote).then_some(i)
+        } else {
+            (i < self.n_local).then_some(self.n_remote + i)
+        }
     }
 }
+
+/// The replica behind destination index `d`.
+fn dest_replica(local: ReplicaId, n_remote: usize, d: usize) -> ReplicaId {
+    if d < n_remote {
+        ReplicaId { rsm: local.rsm.other(), index: d as u16 }
+    } else {
+        ReplicaId { rsm: local.rsm, index: (d - n_remote) as u16 }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! The receiving half: validation, in-order exactly-once delivery, and dissemination inside
+//! the receiving RSM.
+//!
+//! A record is accepted only if the plan assigns it to the replica that sent it (first sends
+//! and resends from the other RSM; forwards and repairs from this RSM), it is not a duplicate,
+//! and — when the sending RSM is Byzantine-tolerant — its proof verifies. Accepted messages are
+//! held in a window keyed by seq and delivered strictly in order.
+//!
+//! With library-managed dissemination, a replica forwards each message it received first-hand
+//! to its peers (a resent copy only to the peers whose latest report still lacks it, which fixes
+//! the artifact's O(n) internal traffic per resend), and *repairs*: a peer whose report still
+//! lacks a message this replica has held for `repair_delay` gets it sent directly. Repair is
+//! what makes delivery reach every correct replica even when the first-hand receiver is
+//! Byzantine and forwards to nobody, or to only some.
+
+use super::{Endpoint, Event, Held, Misbehavior, Pending};
+use crate::ack::Insert;
+use crate::adversary::Behavior;
+use crate::config::Dissemination;
+use crate::ids::ReplicaId;
+use crate::time::Time;
+use crate::wire::{AckReport, Record, RecordKind};
+
+/// Most messages one repair pass sends to one peer.
+const REPAIR_BATCH: u64 = 4096;
+
+impl Endpoint {
+    /// Handles one record of a frame from `from` (`cross`: from the other RSM).
+    pub(super) fn on_record(&mut self, now: Time, from: ReplicaId, cross: bool, rec: Record) {
+        let allowed = if cross {
+            self.plan.allows_incoming(rec.seq, rec.kind, from.index)
+        } else {
+            matches!(rec.kind, RecordKind::Forward | RecordKind::Repair)
+                && self.params.dissemination == Dissemination::Library
+        };
+        if !allowed {
+            self.misbehaved(from, Misbehavior::Unscheduled { seq: rec.seq, kind: rec.kind });
+            return;
+        }
+        let seq = rec.seq;
+        if self.window.contains(seq) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if seq >= self.window.next().saturating_add(self.params.recv_window) {
+            // A correct sender can be ahead of this replica (the QUACK only needs f+1 stake);
+            // this replica catches up through repairs, so this is not misbehaviour.
+            return;
+        }
+        if self.verify_proofs {
+            if let Err(error) = self.verifier.verify(self.in_stream, seq, &rec.payload, &rec.proof) {
+                self.misbehaved(from, Misbehavior::InvalidProof { seq, error });
+                return;
+            }
+        }
+        if self.window.insert(seq) != Insert::New {
+            return;
+        }
+        self.report_changed();
+        match self.params.dissemination {
+            Dissemination::Application => {
+                if cross {
+                    self.stats.delivered += 1;
+                    self.events.push_back(Event::Received { seq, payload: rec.payload, proof: rec.proof });
+                }
+            }
+            Dissemination::Library => {
+                if cross && self.plan.forwards() && self.behavior != Some(Behavior::NoRebroadcast) {
+                    let resent = matches!(rec.kind, RecordKind::Resend { .. });
+                    for p in 0..self.n_local {
+                        if p == usize::from(self.local.index) {
+                            continue;
+                        }
+                        if resent && self.peer_reports[p].as_ref().is_some_and(|r| r.covers(seq)) {
+                            continue;
+                        }
+                        self.queues[self.n_remote + p].push_back(Pending { seq, kind: RecordKind::Forward });
+                        self.stats.forwards += 1;
+                    }
+                }
+                self.held_bytes += rec.payload.len();
+                let _ = self.held.insert(seq, Held { payload: rec.payload, proof: rec.proof, at: now });
+                self.deliver_in_order();
+            }
+        }
+    }
+
+    /// Delivers every held message from `deliver_next` on that is contiguous.
+    fn deliver_in_order(&mut self) {
+        let start = self.deliver_next;
+        while let Some(h) = self.held.get(self.deliver_next) {
+            self.events.push_back(Event::Deliver { seq: self.deliver_next, payload: h.payload.clone() });
+            self.deliver_next += 1;
+        }
+        self.stats.delivered += self.deliver_next - start;
+        if self.deliver_next != start {
+            self.trim_held();
+        }
+    }
+
+    /// Drops delivered messages that no peer can still need, within the retention limits.
+    fn trim_held(&mut self) {
+        let by_count = self.deliver_next.saturating_sub(self.params.retention);
+        let me = usize::from(self.local.index);
+        let all_peers_have = (0..self.n_local)
+            .filter(|&p| p != me)
+            .map(|p| self.peer_reports[p].as_ref().map_or(0, |r| r.next))
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(self.deliver_next);
+        let target = by_count.max(all_peers_have);
+        while self.held.base() < target
+            || (self.held_bytes > self.params.retention_bytes && self.held.base() < self.deliver_next)
+        {
+            if let Some(h) = self.held.pop_front() {
+                self.held_bytes -= h.payload.len();
+            }
+        }
+    }
+
+    /// Stores the report a peer of this RSM piggybacked (about the incoming stream).
+    pub(super) fn on_peer_report(&mut self, p: usize, report: AckReport) {
+        self.peer_report_version[p] += 1;
+        self.peer_reports[p] = Some(report);
+    }
+
+    /// Whether this replica knows it lacks messages (a gap, or a peer reporting more).
+    pub(super) fn lagging(&self) -> bool {
+        let next = self.window.next();
+        self.window.has_gap() || self.peer_reports.iter().flatten().any(|r| r.next > next)
+    }
+
+    /// Library-managed dissemination: sends peers the messages their latest reports lack and
+    /// that this replica has held for at least `repair_delay`. A peer is repaired at most once
+    /// per report it sends, so a crashed peer costs one batch, not a stream.
+    pub(super) fn repair_peers(&mut self, now: Time) {
+        if now < self.next_repair {
+            return;
+        }
+        self.next_repair = now + self.params.repair_delay / 2;
+        if self.params.dissemination != Dissemination::Library || self.behavior == Some(Behavior::NoRebroadcast) {
+            return;
+        }
+        let me = usize::from(self.local.index);
+        for p in 0..self.n_local {
+            if p == me || self.repaired_version[p] == self.peer_report_version[p] {
+                continue;
+            }
+            let Some(report) = self.peer_reports[p].as_ref() else { continue };
+            let lo = report.next.max(self.held.base());
+            let hi = self.held.end().min(lo + REPAIR_BATCH);
+            let mut deferred = false;
+            for k in lo..hi {
+                if report.covers(k) {
+                    continue;
+                }
+                let Some(h) = self.held.get(k) else { continue };
+                if now < h.at + self.params.repair_delay {
+                    // Later seqs mostly arrived later still: look again next pass.
+                    deferred = true;
+                    break;
+                }
+                self.queues[self.n_remote + p].push_back(Pending { seq: k, kind: RecordKind::Repair });
+                self.stats.repairs += 1;
+            }
+            if !deferred {
+                self.repaired_version[p] = self.peer_report_version[p];
+            }
+        }
+    }
+
+    /// When the next repair pass is useful.
+    pub(super) fn next_repair_deadline(&self) -> Option<Time> {
+        let me = usize::from(self.local.index);
+        let pending = (0..self.n_local)
+            .any(|p| p != me && self.peer_reports[p].is_some() && self.repaired_version[p] != self.peer_report_version[p]);
+        (pending && self.params.dissemination == Dissemination::Library).then_some(self.next_repair)
+    }
+
+    /// The incoming window changed: the report is rebuilt before the next frame.
+    pub(super) fn report_changed(&mut self) {
+        self.report_version += 1;
+    }
+}

@@ -1,0 +1,220 @@
+//! The sending half: transmit, flow control, QUACKs, duplicate-QUACK loss detection, resends.
+//!
+//! Every replica of the sending RSM is handed every message ([`Endpoint::transmit`]) but keeps
+//! only those it has a duty for in the plan. A message enters the send window once it is less
+//! than `send_window` beyond the QUACK; its first sender then queues it for its first receiver.
+//!
+//! Loss detection follows the paper's duplicate-QUACK idea with two refinements that make it
+//! safe against reordering and tail losses: a receiver's report of seq k missing counts only
+//! once k could have arrived (one smoothed RTT after k entered the window if the report shows
+//! a later seq held — a gap — otherwise one RTO), and after resend r the counting restarts and
+//! waits one RTO. When receivers holding at least f_r+1 stake have each reported k missing
+//! `dup_threshold` times in the current round (and their latest report still lacks it), k is
+//! definitely lost from the point of view of this replica and the round advances: the replica
+//! owning the next pair of k's rotation resends it. Rounds stop at the end of the rotation,
+//! which the schedule guarantees contains a correct pair. Several messages are tracked at once
+//! across the φ-list, so parallel losses recover in parallel.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Endpoint, Event, LossTrack, OutMsg, Pending, TransmitError};
+use crate::adversary::Behavior;
+use crate::config::Strategy;
+use crate::time::Time;
+use crate::wire::{AckReport, RecordKind};
+
+impl Endpoint {
+    /// Hands the engine message `seq` that the local RSM committed for the other RSM. Every
+    /// replica of the local RSM calls this for every message, in order from 0; `proof` shows the
+    /// local RSM committed it (empty under CFT).
+    pub fn transmit(&mut self, now: Time, seq: u64, payload: Bytes, proof: Bytes) -> Result<(), TransmitError> {
+        if seq != self.next_transmit {
+            return Err(TransmitError::OutOfOrder { expected: self.next_transmit, got: seq });
+        }
+        if payload.len() > self.params.max_payload_bytes {
+            return Err(TransmitError::PayloadTooLarge { len: payload.len(), max: self.params.max_payload_bytes });
+        }
+        if self.transmit_capacity() == 0 {
+            return Err(TransmitError::Backpressure {
+                seq,
+                quack: self.quack.value(),
+                max_buffered: self.params.max_buffered,
+            });
+        }
+        self.next_transmit += 1;
+        if self.plan.stores(seq) {
+            let msg = OutMsg { payload, proof, released_at: None, loss: None, otu_attempts: 0 };
+            // The ring's base is the QUACK, which never passes next_transmit.
+            let _ = self.out.insert(seq, msg);
+        }
+        self.release(now);
+        Ok(())
+    }
+
+    /// Moves messages into the send window and queues their first copies.
+    pub(super) fn release(&mut self, now: Time) {
+        let limit = self.next_transmit.min(self.quack.value().saturating_add(self.params.send_window));
+        let silent = self.behavior == Some(Behavior::Silent);
+        while self.released < limit {
+            let seq = self.released;
+            self.released += 1;
+            let Some(m) = self.out.get_mut(seq) else { continue };
+            m.released_at = Some(now);
+            if self.plan.strategy() == Strategy::Otu && self.next_otu_check.is_none() {
+                self.next_otu_check = Some(now + self.params.otu_timeout);
+            }
+            if silent {
+                continue;
+            }
+            for r in self.plan.first_dests(seq) {
+                let r = usize::from(r);
+                self.queues[r].push_back(Pending { seq, kind: RecordKind::First });
+                self.inflight[r].push_back((seq, now));
+                self.stats.first_sends += 1;
+            }
+        }
+    }
+
+    /// Handles the ack report that remote replica `j` piggybacked on a frame.
+    pub(super) fn on_remote_report(&mut self, now: Time, j: usize, report: AckReport) {
+        // A receiver may legitimately hold messages this replica's application has not
+        // transmitted yet (replicas commit at different times); only what was transmitted
+        // here counts. Inflated acks are thereby clamped, and the f+1 threshold bounds them.
+        let next = report.next.min(self.next_transmit);
+        let mut newest = None;
+        while let Some(&(seq, at)) = self.inflight[j].front() {
+            if seq >= next {
+                break;
+            }
+            newest = Some(at);
+            self.inflight[j].pop_front();
+        }
+        if let Some(at) = newest {
+            self.rtt.sample(now.saturating_since(at));
+        }
+        if let Some(q) = self.quack.update(j, next) {
+            self.on_quack(now, q);
+        }
+        self.reports[j] = report;
+        if self.plan.strategy() == Strategy::Picsou {
+            self.detect_losses(now, j);
+        }
+    }
+
+    /// The QUACK advanced to `q`: free resend state below it and open the window.
+    fn on_quack(&mut self, now: Time, q: u64) {
+        self.out.advance_to(q);
+        self.released = self.released.max(q);
+        self.events.push_back(Event::Quacked { up_to: q });
+        self.release(now);
+    }
+
+    /// Counts remote replica `j`'s latest report towards duplicate-QUACKs.
+    fn detect_losses(&mut self, now: Time, j: usize) {
+        let report = &self.reports[j];
+        let start = self.quack.value().max(report.next);
+        let end = report.phi_end().min(self.released);
+        if start >= end {
+            return;
+        }
+        let highest = report.highest_covered();
+        let srtt = self.rtt.srtt();
+        let rto = self.rtt.rto();
+        let threshold = self.params.dup_threshold;
+        let n_remote = self.n_remote;
+        let mut escalate = std::mem::take(&mut self.escalate_scratch);
+        for k in start..end {
+            if report.covers(k) {
+                continue;
+            }
+            let Some(m) = self.out.get_mut(k) else { continue };
+            let Some(released_at) = m.released_at else { continue };
+            let (round, base) = m.loss.as_ref().map_or((0, released_at), |l| (l.round, l.round_at));
+            let gap = highest.is_some_and(|h| h > k);
+            let wait: Duration = if round == 0 && gap { srtt } else { rto };
+            if now < base + wait || round + 1 >= self.plan.rotation_len(k) {
+                continue;
+            }
+            let loss = m.loss.get_or_insert_with(|| {
+                Box::new(LossTrack { round: 0, round_at: released_at, counts: vec![0; n_remote] })
+            });
+            loss.counts[j] = loss.counts[j].saturating_add(1);
+            if loss.counts[j] < threshold {
+                continue;
+            }
+            let stake: u64 = loss
+                .counts
+                .iter()
+                .zip(&self.reports)
+                .zip(&self.remote_stakes)
+                .filter(|((c, r), _)| **c >= threshold && !r.covers(k))
+                .map(|(_, s)| *s)
+                .sum();
+            if stake > self.f_remote {
+                escalate.push(k);
+            }
+        }
+        for &k in &escalate {
+            self.escalate(now, k);
+        }
+        escalate.clear();
+        self.escalate_scratch = escalate;
+    }
+
+    /// Message `k` is definitely lost as of this round: advance its rotation and, if the next
+    /// pair is this replica's, resend it.
+    fn escalate(&mut self, now: Time, k: u64) {
+        let Some(loss) = self.out.get_mut(k).and_then(|m| m.loss.as_mut()) else { return };
+        loss.round += 1;
+        loss.round_at = now;
+        loss.counts.fill(0);
+        let round = loss.round;
+        if self.behavior == Some(Behavior::Silent) {
+            return;
+        }
+        if let Some(r) = self.plan.resend_dest(k, round) {
+            let number = u16::try_from(round).unwrap_or(u16::MAX);
+            self.queues[usize::from(r)].push_back(Pending { seq: k, kind: RecordKind::Resend { number } });
+            self.stats.resends += 1;
+            self.events.push_back(Event::Resent { seq: k, number });
+        }
+    }
+
+    /// OTU baseline: a message not QUACKed `otu_timeout · a` after release is resent by sender
+    /// replica `a mod n` (GeoBFT's remote leader takeover, without a resend cap).
+    pub(super) fn otu_check(&mut self, now: Time) {
+        let Some(at) = self.next_otu_check else { return };
+        if now < at {
+            return;
+        }
+        let timeout = self.params.otu_timeout;
+        let q = self.quack.value();
+        let hi = self.released.min(q + 4096);
+        let me = self.local.index;
+        let silent = self.behavior == Some(Behavior::Silent);
+        for k in q..hi {
+            let Some(m) = self.out.get_mut(k) else { continue };
+            let Some(rel) = m.released_at else { continue };
+            let attempt = (now.saturating_since(rel).as_nanos() / timeout.as_nanos().max(1)) as u64;
+            if attempt == 0 || attempt <= m.otu_attempts {
+                continue;
+            }
+            m.otu_attempts = attempt;
+            if silent || self.plan.otu_takeover(attempt) != me {
+                continue;
+            }
+            let number = u16::try_from(attempt).unwrap_or(u16::MAX);
+            for &r in self.plan.otu_out_set() {
+                self.queues[usize::from(r)].push_back(Pending { seq: k, kind: RecordKind::Resend { number } });
+                self.stats.resends += 1;
+            }
+            self.events.push_back(Event::Resent { seq: k, number });
+        }
+        self.next_otu_check = (self.quack.value() < self.released).then(|| now + timeout / 4);
+        if self.next_otu_check.is_none() && self.released < self.next_transmit {
+            self.next_otu_check = Some(now + timeout / 4);
+        }
+    }
+}

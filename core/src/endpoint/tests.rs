@@ -1,0 +1,282 @@
+//! Engine tests on a small deterministic in-memory network (a `Pair`-style harness: fixed
+//! latency, a virtual clock, optional crashed replicas and frame tampering).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::config::{Membership, RsmSpec, Strategy};
+use crate::keys::LinkKeys;
+use crate::proof::NoProof;
+
+struct Net {
+    eps: Vec<Endpoint>,
+    n0: usize,
+    now: Time,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(Time, u64, usize, usize, Bytes)>>,
+    crashed: HashSet<usize>,
+    latency: Duration,
+    delivered: Vec<Vec<u64>>,
+    quacks: Vec<u64>,
+    resends: u64,
+    misbehaviors: Vec<(usize, Misbehavior)>,
+}
+
+fn rid(n0: usize, i: usize) -> ReplicaId {
+    if i < n0 { ReplicaId::new(0, i as u16) } else { ReplicaId::new(1, (i - n0) as u16) }
+}
+
+impl Net {
+    fn new(strategy: Strategy, m: Membership, params: ProtocolParams) -> Self {
+        let m = Arc::new(m);
+        let (n0, n1) = (m.rsms[0].n(), m.rsms[1].n());
+        let eps = (0..n0 + n1)
+            .map(|i| {
+                let local = rid(n0, i);
+                let cfg = EndpointConfig {
+                    membership: m.clone(),
+                    local,
+                    strategy,
+                    params: params.clone(),
+                    keys: LinkKeys::derived(local, [9; 32]),
+                    verifier: Arc::new(NoProof),
+                    behavior: None,
+                };
+                Endpoint::new(cfg, Time::ZERO).unwrap()
+            })
+            .collect();
+        Self {
+            eps,
+            n0,
+            now: Time::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            crashed: HashSet::new(),
+            latency: Duration::from_micros(100),
+            delivered: vec![Vec::new(); n0 + n1],
+            quacks: vec![0; n0 + n1],
+            resends: 0,
+            misbehaviors: Vec::new(),
+        }
+    }
+
+    fn idx(&self, r: ReplicaId) -> usize {
+        if r.rsm.0 == 0 { usize::from(r.index) } else { self.n0 + usize::from(r.index) }
+    }
+
+    fn drain(&mut self, i: usize) {
+        while let Some(t) = self.eps[i].poll_transmit(self.now) {
+            let to = self.idx(t.to);
+            self.seq += 1;
+            self.queue.push(Reverse((self.now + self.latency, self.seq, i, to, t.frame)));
+        }
+        let mut spread = Vec::new();
+        while let Some(e) = self.eps[i].poll_event() {
+            match e {
+                Event::Deliver { seq, .. } => self.delivered[i].push(seq),
+                Event::Received { seq, .. } => {
+                    self.delivered[i].push(seq);
+                    spread.push(seq);
+                }
+                Event::Quacked { up_to } => self.quacks[i] = up_to,
+                Event::Resent { .. } => self.resends += 1,
+                Event::PeerMisbehaved { reason, .. } => self.misbehaviors.push((i, reason)),
+            }
+        }
+        // Application-managed dissemination: the application spreads what it received
+        // inside its RSM (instantly, here) and tells the other replicas' endpoints.
+        let rsm = if i < self.n0 { 0..self.n0 } else { self.n0..self.eps.len() };
+        for seq in spread {
+            for j in rsm.clone().filter(|&j| j != i && !self.crashed.contains(&j)) {
+                self.eps[j].local_has(self.now, seq).unwrap();
+            }
+        }
+    }
+
+    /// Feeds `messages` to every live replica of RSM 0 and runs until every live receiver
+    /// delivered them all, or for `limit`.
+    fn run(&mut self, messages: u64, limit: Duration) {
+        self.run_inner(messages, limit, true);
+    }
+
+    /// Like `run`, but keeps going for the whole `limit`.
+    fn run_for(&mut self, messages: u64, limit: Duration) {
+        self.run_inner(messages, limit, false);
+    }
+
+    fn run_inner(&mut self, messages: u64, limit: Duration, stop_when_delivered: bool) {
+        let end = self.now + limit;
+        loop {
+            for i in 0..self.eps.len() {
+                if self.crashed.contains(&i) {
+                    continue;
+                }
+                if i < self.n0 {
+                    while self.eps[i].next_transmit() < messages && self.eps[i].transmit_capacity() > 0 {
+                        let s = self.eps[i].next_transmit();
+                        let payload = Bytes::from(format!("message {s}"));
+                        self.eps[i].transmit(self.now, s, payload, Bytes::new()).unwrap();
+                    }
+                }
+                self.drain(i);
+            }
+            let done = (self.n0..self.eps.len())
+                .filter(|i| !self.crashed.contains(i))
+                .all(|i| self.delivered[i].len() as u64 == messages);
+            if (done && stop_when_delivered) || self.now >= end {
+                return;
+            }
+            let next_frame = self.queue.peek().map(|Reverse(e)| e.0);
+            let next_timer = (0..self.eps.len())
+                .filter(|i| !self.crashed.contains(i))
+                .filter_map(|i| self.eps[i].poll_timeout())
+                .min();
+            let Some(t) = [next_frame, next_timer].into_iter().flatten().min() else { return };
+            self.now = self.now.max(t);
+            while let Some(Reverse(e)) = self.queue.peek() {
+                if e.0 > self.now {
+                    break;
+                }
+                let Reverse((_, _, from, to, frame)) = self.queue.pop().unwrap();
+                if !self.crashed.contains(&to) {
+                    let from = rid(self.n0, from);
+                    self.eps[to].handle_frame(self.now, from, frame);
+                }
+            }
+            for i in 0..self.eps.len() {
+                if !self.crashed.contains(&i) && self.eps[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                    self.eps[i].handle_timeout(self.now);
+                }
+            }
+        }
+    }
+
+    fn assert_all_delivered(&self, messages: u64) {
+        for i in self.n0..self.eps.len() {
+            if self.crashed.contains(&i) {
+                continue;
+            }
+            let want: Vec<u64> = (0..messages).collect();
+            assert_eq!(self.delivered[i], want, "receiver {i} delivered out of order or incompletely");
+        }
+    }
+}
+
+fn uniform(n: usize, f: u64) -> Membership {
+    Membership::new(
+        RsmSpec::uniform("a", n, FaultModel::Cft, f),
+        RsmSpec::uniform("b", n, FaultModel::Cft, f),
+    )
+    .unwrap()
+}
+
+#[test]
+fn picsou_delivers_in_order_without_resends() {
+    let mut net = Net::new(Strategy::Picsou, uniform(4, 1), ProtocolParams::default());
+    net.run(2000, Duration::from_secs(5));
+    net.assert_all_delivered(2000);
+    assert_eq!(net.resends, 0);
+    assert!(net.misbehaviors.is_empty(), "{:?}", net.misbehaviors);
+    // Senders learn that everything arrived (QUACK) through ack-only frames.
+    net.run_for(2000, Duration::from_millis(50));
+    for i in 0..4 {
+        assert_eq!(net.quacks[i], 2000, "sender {i}");
+    }
+}
+
+#[test]
+fn every_baseline_delivers_without_faults() {
+    for s in Strategy::ALL {
+        let mut net = Net::new(s, uniform(4, 1), ProtocolParams::default());
+        net.run(500, Duration::from_secs(5));
+        net.assert_all_delivered(500);
+        assert!(net.misbehaviors.is_empty(), "{s:?}: {:?}", net.misbehaviors);
+    }
+}
+
+#[test]
+fn picsou_recovers_from_crashed_sender_and_receiver() {
+    let mut net = Net::new(Strategy::Picsou, uniform(4, 1), ProtocolParams::default());
+    net.crashed.insert(1); // s1
+    net.crashed.insert(4 + 2); // r2
+    net.run(1000, Duration::from_secs(20));
+    net.assert_all_delivered(1000);
+    assert!(net.resends > 0);
+    // At most f_s + f_r = 2 resends per message.
+    assert!(net.resends <= 2 * 1000);
+}
+
+#[test]
+fn application_managed_dissemination_hands_over_first_hand_messages() {
+    let params = ProtocolParams { dissemination: Dissemination::Application, ..ProtocolParams::default() };
+    let mut net = Net::new(Strategy::Picsou, uniform(4, 1), params);
+    net.run_for(200, Duration::from_millis(200));
+    // Each message is received first-hand by exactly one receiver in the good case, and the
+    // application's own dissemination (local_has) lets the QUACK advance without resends.
+    let total: usize = (4..8).map(|i| net.delivered[i].len()).sum();
+    assert_eq!(total, 200);
+    assert_eq!(net.resends, 0);
+    assert!((0..4).all(|i| net.quacks[i] == 200), "{:?}", net.quacks);
+    assert_eq!(net.eps[4].local_has(net.now, 100_000_000), Err(LocalHasError::BeyondWindow { seq: 100_000_000, next: net.eps[4].received() }));
+    let mut lib = Net::new(Strategy::Picsou, uniform(4, 1), ProtocolParams::default());
+    assert_eq!(lib.eps[4].local_has(Time::ZERO, 0), Err(LocalHasError::LibraryManaged));
+    lib.run(1, Duration::from_millis(10));
+}
+
+#[test]
+fn transmit_rejects_misuse() {
+    let params = ProtocolParams { send_window: 4, max_buffered: 8, max_payload_bytes: 16, ..ProtocolParams::default() };
+    let mut net = Net::new(Strategy::Picsou, uniform(4, 1), params);
+    let ep = &mut net.eps[0];
+    assert_eq!(
+        ep.transmit(Time::ZERO, 1, Bytes::new(), Bytes::new()),
+        Err(TransmitError::OutOfOrder { expected: 0, got: 1 })
+    );
+    assert_eq!(
+        ep.transmit(Time::ZERO, 0, Bytes::from(vec![0; 17]), Bytes::new()),
+        Err(TransmitError::PayloadTooLarge { len: 17, max: 16 })
+    );
+    for s in 0..8 {
+        ep.transmit(Time::ZERO, s, Bytes::new(), Bytes::new()).unwrap();
+    }
+    assert_eq!(ep.transmit_capacity(), 0);
+    assert!(matches!(ep.transmit(Time::ZERO, 8, Bytes::new(), Bytes::new()), Err(TransmitError::Backpressure { .. })));
+}
+
+#[test]
+fn garbage_and_forged_frames_are_reported_not_fatal() {
+    let mut net = Net::new(Strategy::Picsou, uniform(4, 1), ProtocolParams::default());
+    let from = ReplicaId::new(0, 1);
+    let ep = &mut net.eps[4];
+    ep.handle_frame(Time::ZERO, from, Bytes::from_static(b"garbage"));
+    ep.handle_frame(Time::ZERO, ReplicaId::new(7, 1), Bytes::from_static(b"x"));
+    ep.handle_frame(Time::ZERO, ReplicaId::new(1, 0), Bytes::from_static(b"x"));
+    // A valid frame from s1 carrying a First record that the schedule gives to another pair.
+    let key = crate::keys::derive_link_key(&[9; 32], from, ReplicaId::new(1, 0));
+    let mut b = crate::wire::FrameBuilder::new(crate::wire::FrameKind::Cross, from, ReplicaId::new(1, 0), &AckReport::default());
+    let wrong = (0..64).find(|&s| !net.eps[4].plan.allows_incoming(s, RecordKind::First, 1)).unwrap();
+    b.push(RecordKind::First, wrong, b"evil", b"");
+    let frame = b.finish(&key);
+    let ep = &mut net.eps[4];
+    ep.handle_frame(Time::ZERO, from, frame.clone());
+    // The same bytes claimed by another replica fail authentication.
+    ep.handle_frame(Time::ZERO, ReplicaId::new(0, 2), frame);
+    let reasons: Vec<Misbehavior> = std::iter::from_fn(|| ep.poll_event())
+        .filter_map(|e| match e {
+            Event::PeerMisbehaved { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert!(matches!(reasons[0], Misbehavior::BadFrame(_)));
+    assert!(matches!(reasons[1], Misbehavior::UnknownPeer));
+    assert!(matches!(reasons[2], Misbehavior::UnknownPeer));
+    assert!(matches!(reasons[3], Misbehavior::Unscheduled { .. }));
+    assert!(matches!(reasons[4], Misbehavior::WrongSource { .. } | Misbehavior::BadFrame(_)));
+    assert_eq!(ep.received(), 0);
+}
