@@ -279,6 +279,11 @@ pub struct ProtocolParams {
     /// peer still report k missing sends it to that peer.
     #[serde(with = "millis")]
     pub repair_delay: Duration,
+    /// A replica of this RSM that has sent nothing for this long is suspected to have crashed:
+    /// first-hand messages are no longer forwarded to it (it is repaired once it speaks again).
+    /// Forwarding to dead peers would otherwise waste a receiver's egress bandwidth.
+    #[serde(with = "millis")]
+    pub suspect_after: Duration,
     /// How many delivered messages a receiver keeps, at most, to repair lagging peers (it
     /// drops them earlier once every peer reports holding them).
     pub retention: u64,
@@ -308,6 +313,7 @@ impl Default for ProtocolParams {
             min_rto: Duration::from_micros(500),
             max_rto: Duration::from_secs(2),
             repair_delay: Duration::from_millis(20),
+            suspect_after: Duration::from_millis(100),
             retention: 1 << 16,
             retention_bytes: 256 << 20,
             otu_timeout: Duration::from_millis(50),

@@ -294,6 +294,8 @@ pub struct Endpoint {
     held_bytes: usize,
     deliver_next: u64,
     peer_reports: Vec<Option<AckReport>>,
+    /// When each destination last sent this replica a valid frame (failure suspicion).
+    last_heard: Vec<Time>,
     peer_report_version: Vec<u64>,
     repaired_version: Vec<u64>,
     next_repair: Time,
@@ -377,6 +379,7 @@ impl Endpoint {
             held_bytes: 0,
             deliver_next: 0,
             peer_reports: vec![None; n_local],
+            last_heard: vec![now; n_dest],
             peer_report_version: vec![0; n_local],
             repaired_version: vec![0; n_local],
             next_repair: now + p.repair_delay,
@@ -466,6 +469,7 @@ impl Endpoint {
             self.misbehaved(from, Misbehavior::WrongFrameKind);
             return;
         }
+        self.last_heard[d] = now;
         if cross {
             self.on_remote_report(now, usize::from(from.index), frame.ack);
         } else {

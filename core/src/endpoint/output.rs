@@ -8,8 +8,9 @@
 //!
 //! Ack-only frames go to a replica of the other RSM when `ack_interval` has passed since the
 //! last frame to it and the report changed, and at least every `ack_keepalive` regardless (the
-//! repeated reports are what detects tail losses). Inside the RSM, reports go out on change at
-//! a slower pace (4 × `ack_interval`), and keep-alives only while this replica knows it lags.
+//! repeated reports are what detects tail losses). Inside the RSM (library-managed
+//! dissemination only), reports go out on change at a slower pace (4 × `ack_interval`) and as
+//! keep-alives every `ack_keepalive`, which also tell peers this replica is alive.
 
 use std::time::Duration;
 
@@ -47,9 +48,12 @@ impl Endpoint {
         let to = dest_replica(self.local, self.n_remote, d);
         let kind = if d < self.n_remote { FrameKind::Cross } else { FrameKind::Internal };
         let local = self.local;
-        let report = self.outgoing_report();
-        let mut b = FrameBuilder::new(kind, local, to, report);
         let max = self.params.max_frame_bytes;
+        // Size the buffer exactly: receivers keep payloads as slices of the frame, so spare
+        // capacity would stay allocated for as long as any of its messages is retained.
+        let room = self.queued_bytes(d, max);
+        let report = self.outgoing_report();
+        let mut b = FrameBuilder::with_capacity(kind, local, to, report, room);
         let forge = self.behavior == Some(Behavior::Forge);
         while let Some(p) = self.queues[d].front().copied() {
             let item = match p.kind {
@@ -83,6 +87,26 @@ impl Endpoint {
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += frame.len() as u64;
         Transmit { to, frame }
+    }
+
+    /// Bytes of the records that the next frame to `d` will carry (at most `max`, but at least
+    /// the first record).
+    fn queued_bytes(&self, d: usize, max: usize) -> usize {
+        let mut total = 0;
+        for p in &self.queues[d] {
+            let len = match p.kind {
+                RecordKind::First | RecordKind::Resend { .. } => self.out.get(p.seq).map(|m| (m.payload.len(), m.proof.len())),
+                RecordKind::Forward | RecordKind::Repair => self.held.get(p.seq).map(|h| (h.payload.len(), h.proof.len())),
+            };
+            let Some((a, b)) = len else { continue };
+            let len = FrameBuilder::record_len(a, b);
+            if total > 0 && total + len > max {
+                break;
+            }
+            total += len;
+        }
+        // Forged copies can be a few bytes longer.
+        if self.behavior == Some(Behavior::Forge) { total + 64 } else { total }
     }
 
     /// Whether the cached report is older than the window.
@@ -138,10 +162,9 @@ impl Endpoint {
         let interval: Duration = self.params.ack_interval * 4;
         if changed {
             Some(last + interval)
-        } else if self.lagging() {
-            Some(last + self.params.ack_keepalive.max(interval))
         } else {
-            None
+            // Keep-alives also feed the peers' failure suspicion (`suspect_after`).
+            Some(last + self.params.ack_keepalive.max(interval))
         }
     }
 }

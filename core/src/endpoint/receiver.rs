@@ -68,7 +68,9 @@ impl Endpoint {
                 if cross && self.plan.forwards() && self.behavior != Some(Behavior::NoRebroadcast) {
                     let resent = matches!(rec.kind, RecordKind::Resend { .. });
                     for p in 0..self.n_local {
-                        if p == usize::from(self.local.index) {
+                        if p == usize::from(self.local.index)
+                            || now.saturating_since(self.last_heard[self.n_remote + p]) > self.params.suspect_after
+                        {
                             continue;
                         }
                         if resent && self.peer_reports[p].as_ref().is_some_and(|r| r.covers(seq)) {
@@ -122,12 +124,6 @@ impl Endpoint {
     pub(super) fn on_peer_report(&mut self, p: usize, report: AckReport) {
         self.peer_report_version[p] += 1;
         self.peer_reports[p] = Some(report);
-    }
-
-    /// Whether this replica knows it lacks messages (a gap, or a peer reporting more).
-    pub(super) fn lagging(&self) -> bool {
-        let next = self.window.next();
-        self.window.has_gap() || self.peer_reports.iter().flatten().any(|r| r.next > next)
     }
 
     /// Library-managed dissemination: sends peers the messages their latest reports lack and
