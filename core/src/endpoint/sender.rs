@@ -125,10 +125,7 @@ impl Endpoint {
         let threshold = self.params.dup_threshold;
         let n_remote = self.n_remote;
         let mut escalate = std::mem::take(&mut self.escalate_scratch);
-        for k in start..end {
-            if report.covers(k) {
-                continue;
-            }
+        for k in report.missing_in(start, end) {
             let Some(m) = self.out.get_mut(k) else { continue };
             let Some(released_at) = m.released_at else { continue };
             let (round, base) = m.loss.as_ref().map_or((0, released_at), |l| (l.round, l.round_at));
