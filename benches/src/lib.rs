@@ -148,3 +148,10 @@ impl Deployment {
         (0..self.n0).map(|i| self.eps[i].quack()).min().unwrap_or(0)
     }
 }
+
+impl Deployment {
+    /// Counters of replica `i` (RSM 0 first).
+    pub fn stats(&self, i: usize) -> picsou_core::EndpointStats {
+        self.eps[i].stats()
+    }
+}

@@ -157,6 +157,9 @@ pub enum ScheduleError {
         /// The RSM's total stake.
         total: u128,
     },
+    /// Some rotation has more pairs than resend numbers fit on the wire (a `u16`).
+    #[error("a rotation needs {0} pairs, more than the 65536 the wire format can number")]
+    RotationTooLong(usize),
 }
 
 /// The deterministic schedule shared by every replica of both RSMs.

@@ -5,7 +5,9 @@
 //!
 //! A *frame* is the unit a transport moves between two replicas. It carries the sender's ack of
 //! the stream it receives (cumulative ack plus φ-list) and any number of *records*, each one
-//! message of the sender's stream in some role (first send, resend, forward, repair). Batching
+//! message of the sender's stream in some role (first send, resend, forward, repair). Its header
+//! also carries a timestamp and the echo of the peer's latest timestamp, from which the peer
+//! measures round-trip times (TCP-timestamps style, see [`Frame::echo`]). Batching
 //! many records and the ack into one frame is what lets the engine reach millions of messages
 //! per second: one MAC and one transport write amortised over the whole batch.
 //!
@@ -28,9 +30,10 @@
 //! - **Never panic on input.** [`decode`] validates every length before using it, with checked
 //!   arithmetic, and rejects anything it does not understand with a typed [`DecodeError`].
 //!
-//! Frames carry no sequence number or nonce: a network attacker can replay or reorder whole
-//! authentic frames. The protocol tolerates that (duplicate records are ignored; the engine must
-//! treat acks as monotone, since a replayed frame carries an old ack).
+//! Frames carry no sequence number or nonce, and the timestamp is not checked for freshness: a
+//! network attacker can replay or reorder whole authentic frames. The protocol tolerates that
+//! (duplicate records are ignored; the engine must treat acks as monotone, since a replayed frame
+//! carries an old ack, and must not take RTT samples from stale echoes, see [`Frame::echo`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -46,8 +49,13 @@ pub const TAG_LEN: usize = 16;
 /// The two magic bytes at offset 4, `"PQ"`: they catch a peer speaking some other protocol, or
 /// a stream transport that lost frame alignment, before any other interpretation.
 pub const MAGIC: [u8; 2] = *b"PQ";
-/// Length of the fixed header, up to and including the cumulative ack (the φ-list follows).
-pub const HEADER_LEN: usize = 24;
+/// Length of the fixed header, up to and including the cumulative ack, the timestamp and its
+/// echo (the φ-list follows).
+pub const HEADER_LEN: usize = 40;
+/// Offset of the timestamp (`ts`) in the header; the echo follows it.
+const TS_AT: usize = 24;
+/// Offset of the timestamp echo in the header.
+const ECHO_AT: usize = 32;
 /// Length of the record count field that follows the φ-list.
 pub const COUNT_LEN: usize = 4;
 /// Length of a record's fixed header: kind, resend number, seq, payload length, proof length.
@@ -186,6 +194,20 @@ pub struct Frame {
     pub dst: ReplicaId,
     /// The sender's ack of the stream it receives.
     pub ack: AckReport,
+    /// The sender's clock, in nanoseconds, when it built the frame (0 if it set none, see
+    /// [`FrameBuilder::set_timestamps`]). The receiver remembers the latest one per peer and
+    /// echoes it back in [`Frame::echo`]. Unvalidated: any value is structurally valid.
+    pub ts: u64,
+    /// The latest [`Frame::ts`] the sender has received from this frame's destination, echoed
+    /// back; 0 means none yet.
+    ///
+    /// The receiver (the original timestamper) takes an RTT sample as its own clock minus
+    /// `echo`, but only for an echo that matches a `ts` it actually sent to that peer and that it
+    /// has not sampled before (e.g. only echoes greater than the last one sampled): anything else
+    /// is a replay, a duplicate or a lie. The sample includes the time the peer held the
+    /// timestamp before echoing it, as TCP timestamps include delayed-ack time. A peer can
+    /// distort only samples of its own RTT, never another replica's.
+    pub echo: u64,
     /// Messages carried.
     pub records: Vec<Record>,
 }
@@ -313,7 +335,8 @@ const DEFAULT_RECORD_ROOM: usize = 1024;
 
 impl FrameBuilder {
     /// Starts a frame: writes the header and the ack, reserving room for about a kilobyte of
-    /// records (the buffer grows as needed).
+    /// records (the buffer grows as needed). The timestamp and its echo are 0 until
+    /// [`FrameBuilder::set_timestamps`] sets them.
     ///
     /// Trailing zero φ words are not written (they say nothing), and a φ-list longer than
     /// [`MAX_PHI_WORDS`] is cut there — dropping bits only under-reports what is held, which is
@@ -346,6 +369,10 @@ impl FrameBuilder {
         // `significant_phi` caps the length at `MAX_PHI_WORDS`.
         buf.put_u16_le(phi.len() as u16);
         buf.put_u64_le(ack.next);
+        debug_assert_eq!(buf.len(), TS_AT);
+        buf.put_u64_le(0); // ts, set by `set_timestamps`
+        buf.put_u64_le(0); // echo, set by `set_timestamps`
+        debug_assert_eq!(buf.len(), HEADER_LEN);
         for &word in phi {
             buf.put_u64_le(word);
         }
@@ -357,6 +384,15 @@ impl FrameBuilder {
             count_at,
             records: 0,
         }
+    }
+
+    /// Sets the frame's timestamp (`ts`, the sender's clock in nanoseconds now) and the echo of
+    /// the latest timestamp received from the destination (`echo`, 0 if none); see [`Frame::ts`]
+    /// and [`Frame::echo`]. Both are 0 if this is never called; a later call overwrites an
+    /// earlier one. May be called at any time before [`FrameBuilder::finish`].
+    pub fn set_timestamps(&mut self, ts: u64, echo: u64) {
+        self.buf[TS_AT..ECHO_AT].copy_from_slice(&ts.to_le_bytes());
+        self.buf[ECHO_AT..HEADER_LEN].copy_from_slice(&echo.to_le_bytes());
     }
 
     /// Encoded size of a record with these lengths.
@@ -503,7 +539,8 @@ fn rsm(byte: u8) -> Result<RsmId, DecodeError> {
 ///
 /// Checks, in order: minimum length, length field, [`Limits::max_frame_bytes`], magic, version,
 /// frame kind, RSM bytes, kind against RSMs, [`Limits::max_phi_words`]; then the MAC under
-/// `key(src)`; then the records. Payloads and proofs are slices of `frame` (no copy).
+/// `key(src)`; then the records. The timestamp and echo are returned as they are (any value is
+/// valid). Payloads and proofs are slices of `frame` (no copy).
 ///
 /// The caller must still check that `dst` is itself and `src` is the peer the frame came from:
 /// the MAC proves only that the holder of the `(src, dst)` link key wrote it.
@@ -577,8 +614,10 @@ pub fn decode(
         return Err(DecodeError::BadMac);
     }
 
-    // Authentic from here on: parse the ack and the records.
+    // Authentic from here on: parse the ack, the timestamps and the records.
     let next = r.u64()?;
+    let ts = r.u64()?;
+    let echo = r.u64()?;
     let mut phi = Vec::with_capacity(phi_words);
     for _ in 0..phi_words {
         phi.push(r.u64()?);
@@ -627,6 +666,8 @@ pub fn decode(
         src,
         dst,
         ack: AckReport { next, phi },
+        ts,
+        echo,
         records,
     })
 }
@@ -674,6 +715,7 @@ mod tests {
 
     fn build(frame: &Frame, key: &MacKey) -> Bytes {
         let mut b = FrameBuilder::new(frame.kind, frame.src, frame.dst, &frame.ack);
+        b.set_timestamps(frame.ts, frame.echo);
         for rec in &frame.records {
             b.push(rec.kind, rec.seq, &rec.payload, &rec.proof);
         }
@@ -698,6 +740,8 @@ mod tests {
                 next: 1 << 40,
                 phi: vec![0b1011, u64::MAX, 1 << 63],
             },
+            ts: 0x0123_4567_89AB_CDEF,
+            echo: u64::MAX - 1,
             records: vec![
                 rec(RecordKind::First, 0, b"first", b""),
                 rec(
@@ -714,7 +758,7 @@ mod tests {
         }
     }
 
-    /// A raw header (length and count left zero for `seal` / the caller).
+    /// A raw header with zero timestamps (length and count left zero for `seal` / the caller).
     fn raw_header(kind: u8, src: (u8, u16), dst: (u8, u16), next: u64, phi: &[u64]) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&0u32.to_le_bytes());
@@ -727,6 +771,8 @@ mod tests {
         v.extend_from_slice(&dst.1.to_le_bytes());
         v.extend_from_slice(&(phi.len() as u16).to_le_bytes());
         v.extend_from_slice(&next.to_le_bytes());
+        v.extend_from_slice(&0u64.to_le_bytes()); // ts
+        v.extend_from_slice(&0u64.to_le_bytes()); // echo
         for w in phi {
             v.extend_from_slice(&w.to_le_bytes());
         }
@@ -820,6 +866,8 @@ mod tests {
                 src,
                 dst,
                 ack: AckReport::default(),
+                ts: 0,
+                echo: 0,
                 records: vec![],
             };
             let bytes = build(&f, &KEY);
@@ -853,6 +901,44 @@ mod tests {
         }
         assert!(!b.is_empty());
         assert_eq!(b.finish(&KEY).len(), expected);
+    }
+
+    #[test]
+    fn timestamps_default_to_zero() {
+        let f = sample();
+        let mut b = FrameBuilder::new(f.kind, f.src, f.dst, &f.ack);
+        b.push(RecordKind::First, 1, b"x", b"");
+        let d = dec(b.finish(&KEY)).unwrap();
+        assert_eq!((d.ts, d.echo), (0, 0));
+        assert_eq!(d.ack, f.ack);
+    }
+
+    #[test]
+    fn timestamps_round_trip_at_their_offsets() {
+        let f = sample();
+        for (ts, echo) in [(1, 0), (0, 1), (u64::MAX, u64::MAX), (0xDEAD_BEEF, 0x0BAD_F00D)] {
+            let mut b = FrameBuilder::with_capacity(f.kind, f.src, f.dst, &f.ack, 64);
+            let len = b.len();
+            b.set_timestamps(7, 8); // overwritten below
+            b.push(RecordKind::Forward, 3, b"abc", b"");
+            b.set_timestamps(ts, echo);
+            assert_eq!(b.len(), len + FrameBuilder::record_len(3, 0));
+            let bytes = b.finish(&KEY);
+            assert_eq!(bytes[16..24], f.ack.next.to_le_bytes());
+            assert_eq!(bytes[24..32], ts.to_le_bytes());
+            assert_eq!(bytes[32..40], echo.to_le_bytes());
+            assert_eq!(bytes[40..48], f.ack.phi[0].to_le_bytes());
+            let d = dec(bytes).unwrap();
+            assert_eq!((d.ts, d.echo), (ts, echo));
+            assert_eq!(d.ack, f.ack);
+            assert_eq!(d.records, vec![rec(RecordKind::Forward, 3, b"abc", b"")]);
+        }
+        // Raw bytes at offsets 24 and 32 decode as ts and echo, whatever their value.
+        let mut body = raw_prefix(0);
+        body[24..32].copy_from_slice(&42u64.to_le_bytes());
+        body[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        let d = dec(seal(body, &KEY)).unwrap();
+        assert_eq!((d.ack.next, d.ts, d.echo), (5, 42, u64::MAX));
     }
 
     #[test]
@@ -1104,6 +1190,8 @@ mod tests {
                 next: 5,
                 phi: vec![0b101],
             },
+            ts: 0x1122_3344,
+            echo: 0xA0B0,
             records: vec![
                 rec(RecordKind::First, 9, b"hi", b""),
                 rec(RecordKind::Resend { number: 1 }, 6, b"abc", &[0xAA]),
@@ -1168,11 +1256,11 @@ mod tests {
     fn arb_frame() -> impl Strategy<Value = Frame> {
         (
             (0u8..2, any::<u16>(), 0u8..2, any::<u16>()),
-            any::<u64>(),
+            (any::<u64>(), any::<u64>(), any::<u64>()),
             proptest::collection::vec(any::<u64>(), 0..6),
             proptest::collection::vec(arb_record(), 0..8),
         )
-            .prop_map(|((sr, si, dr, di), next, mut phi, records)| {
+            .prop_map(|((sr, si, dr, di), (next, ts, echo), mut phi, records)| {
                 while phi.last() == Some(&0) {
                     phi.pop();
                 }
@@ -1182,6 +1270,8 @@ mod tests {
                     src,
                     dst,
                     ack: AckReport { next, phi },
+                    ts,
+                    echo,
                     records,
                 }
             })

@@ -50,13 +50,13 @@ fn measure(name: &str, mut d: Deployment, messages: u64, batch: u64) -> serde_js
     let resends_before = d.resends;
     let allocs = ALLOCS.load(Ordering::Relaxed);
     let start = Instant::now();
-    d.deliver(messages, batch, TICK);
+    let rounds = d.deliver(messages, batch, TICK);
     let secs = start.elapsed().as_secs_f64();
     let allocs = ALLOCS.load(Ordering::Relaxed) - allocs;
     let rate = messages as f64 / secs;
     let per_msg = allocs as f64 / messages as f64;
     let resends = d.resends - resends_before;
-    println!("{name:<34} {rate:>12.0} msgs/s  {per_msg:>6.3} allocs/msg  {resends:>7} resends");
+    println!("{name:<34} {rate:>12.0} msgs/s  {per_msg:>6.3} allocs/msg  {resends:>7} resends  {rounds:>6} rounds");
     serde_json::json!({
         "workload": name,
         "messages": messages,
@@ -65,6 +65,7 @@ fn measure(name: &str, mut d: Deployment, messages: u64, batch: u64) -> serde_js
         "msgs_per_s": rate,
         "allocs_per_msg": per_msg,
         "resends": resends,
+        "rounds": rounds,
     })
 }
 

@@ -225,8 +225,8 @@ struct OutMsg {
     proof: Bytes,
     /// When the message entered the send window (None: still held back by flow control).
     released_at: Option<Time>,
-    /// Loss-detection state, allocated only once a receiver reports the message missing.
-    loss: Option<Box<LossTrack>>,
+    /// Loss-detection state, once a receiver reported the message missing or it was resent.
+    loss: Option<LossTrack>,
     /// OTU: takeover attempts already made.
     otu_attempts: u64,
 }
@@ -238,7 +238,8 @@ struct LossTrack {
     round: usize,
     /// When the current round began.
     round_at: Time,
-    /// Per remote replica: reports of the message missing in the current round.
+    /// Per remote replica: reports of the message missing in the current round (allocated at
+    /// the first counted report, so proactive resends allocate nothing).
     counts: Vec<u8>,
 }
 
@@ -283,8 +284,17 @@ pub struct Endpoint {
     out: SeqRing<OutMsg>,
     quack: QuackTracker,
     reports: Vec<AckReport>,
-    inflight: Vec<VecDeque<(u64, Time)>>,
-    rtt: RttEstimator,
+    /// Per remote replica: RTT from timestamp echoes. Each receiver's reports are timed with
+    /// its own estimate, so a Byzantine receiver lying about its RTT only skews its own reports.
+    rtt: Vec<RttEstimator>,
+    /// Per destination: the first and latest timestamps this replica put on frames to it
+    /// (an echo outside that range is not one of ours), and the latest echo it returned.
+    ts_sent: Vec<(u64, u64)>,
+    echo_seen: Vec<u64>,
+    /// Per destination: the latest timestamp received from it and when it arrived. Frames to
+    /// it echo that timestamp plus the time held here, so the peer's sample is the network
+    /// round trip alone, however long this replica waited before answering.
+    echo_for: Vec<(u64, Time)>,
     next_otu_check: Option<Time>,
     escalate_scratch: Vec<u64>,
 
@@ -370,8 +380,10 @@ impl Endpoint {
             out: SeqRing::new(0),
             quack: QuackTracker::new(remote_spec.stakes(), remote_spec.f + 1),
             reports: vec![AckReport::default(); n_remote],
-            inflight: vec![VecDeque::new(); n_remote],
-            rtt: RttEstimator::new(p.initial_rtt, p.min_rto, p.max_rto),
+            rtt: vec![RttEstimator::new(p.initial_rtt, p.min_rto, p.max_rto, p.ack_interval); n_remote],
+            ts_sent: vec![(0, 0); n_dest],
+            echo_seen: vec![0; n_dest],
+            echo_for: vec![(0, now); n_dest],
             next_otu_check: None,
             escalate_scratch: Vec::new(),
             window,
@@ -434,7 +446,10 @@ impl Endpoint {
     pub fn stats(&self) -> EndpointStats {
         let mut s = self.stats.clone();
         s.quack = self.quack.value();
-        s.srtt_ns = u64::try_from(self.rtt.srtt().as_nanos()).unwrap_or(u64::MAX);
+        let mut srtts: Vec<u64> =
+            self.rtt.iter().map(|r| u64::try_from(r.srtt().as_nanos()).unwrap_or(u64::MAX)).collect();
+        srtts.sort_unstable();
+        s.srtt_ns = srtts.get(srtts.len() / 2).copied().unwrap_or(0);
         s
     }
 
@@ -470,6 +485,7 @@ impl Endpoint {
             return;
         }
         self.last_heard[d] = now;
+        self.on_timestamps(now, d, frame.ts, frame.echo);
         if cross {
             self.on_remote_report(now, usize::from(from.index), frame.ack);
         } else {
@@ -509,6 +525,19 @@ impl Endpoint {
                 Ok(())
             }
             crate::ack::Insert::Duplicate => Ok(()),
+        }
+    }
+
+    /// Records the peer's timestamp (to echo it) and samples the RTT from its echo of ours.
+    fn on_timestamps(&mut self, now: Time, d: usize, ts: u64, echo: u64) {
+        if ts > self.echo_for[d].0 {
+            self.echo_for[d] = (ts, now);
+        }
+        let (first, _) = self.ts_sent[d];
+        let plausible = echo != 0 && first != 0 && echo >= first && echo <= now.as_nanos();
+        if d < self.n_remote && plausible && echo > self.echo_seen[d] {
+            self.echo_seen[d] = echo;
+            self.rtt[d].sample(now.saturating_since(Time::from_nanos(echo)));
         }
     }
 

@@ -54,6 +54,13 @@ impl Endpoint {
         let room = self.queued_bytes(d, max);
         let report = self.outgoing_report();
         let mut b = FrameBuilder::with_capacity(kind, local, to, report, room);
+        // Timestamps are never 0 (0 means "nothing to echo").
+        let ts = now.as_nanos().max(1);
+        let (peer_ts, at) = self.echo_for[d];
+        let echo = if peer_ts == 0 { 0 } else { peer_ts.saturating_add(now.as_nanos().saturating_sub(at.as_nanos())) };
+        b.set_timestamps(ts, echo);
+        let sent = &mut self.ts_sent[d];
+        *sent = (if sent.0 == 0 { ts } else { sent.0 }, ts);
         let forge = self.behavior == Some(Behavior::Forge);
         while let Some(p) = self.queues[d].front().copied() {
             let item = match p.kind {

@@ -95,6 +95,11 @@ impl Plan {
         } else {
             (None, None)
         };
+        for s in out_sched.iter().chain(&in_sched) {
+            if s.max_rotation_len() > usize::from(u16::MAX) + 1 {
+                return Err(ScheduleError::RotationTooLong(s.max_rotation_len()));
+            }
+        }
         let otu_out_set = quorum_prefix(&remote.stakes(), remote.f);
         let otu_in_member = quorum_prefix(&local.stakes(), local.f).contains(&me);
         Ok(Self {
@@ -142,6 +147,15 @@ impl Plan {
     pub(crate) fn resend_dest(&self, seq: u64, number: usize) -> Option<u16> {
         let (s, r) = self.out_sched.as_ref()?.pair(seq, number)?;
         (s == self.me).then_some(r)
+    }
+
+    /// Picsou: this replica's earliest resend turn `(r, receiver)` of `seq` whose every earlier
+    /// pair has a suspected sender or receiver — a resend that is certainly needed, sent at
+    /// once instead of after loss detection.
+    pub(crate) fn proactive_resend(&self, seq: u64, suspected: impl Fn(u16, u16) -> bool) -> Option<(usize, u16)> {
+        let rot = self.out_sched.as_ref()?.rotation(seq);
+        let (r, recv) = rot.turns(self.me).find(|&(r, _)| r >= 1)?;
+        (0..r).all(|i| rot.pair(i).is_some_and(|(s, q)| suspected(s, q))).then_some((r, recv))
     }
 
     /// Picsou: number of pairs in the rotation of `seq` of the outgoing stream.

@@ -3,9 +3,12 @@
 //! Picsou detects losses by counting duplicate reports, but a report only counts once the
 //! message could have arrived: for tail losses (nothing later to reveal a gap) and for
 //! escalating to the next resend, "could have arrived" means one resend timeout (RTO) has
-//! passed. Samples come from first sends: the time from sending seq k to a receiver until that
-//! receiver's cumulative ack covers k (it includes the receiver's ack delay, which is what the
-//! sender actually waits for).
+//! passed. Samples come from timestamp echoes on frames (see `WIRE.md`): the time from putting
+//! timestamp t on a frame to a peer until a frame from that peer echoes t: the
+//! network and queueing delay only (the echoing peer adds the time it held the timestamp), and
+//! the RTO adds the peer's report pacing (`ack_interval`) explicitly. Samples taken from cumulative
+//! acks instead would measure head-of-line blocking behind every loss and inflate the RTO
+//! without bound.
 
 use std::time::Duration;
 
@@ -17,11 +20,13 @@ pub(crate) struct RttEstimator {
     sampled: bool,
     min_rto: Duration,
     max_rto: Duration,
+    /// Added to every RTO: how long a peer may wait before reporting (its ack pacing).
+    report_delay: Duration,
 }
 
 impl RttEstimator {
-    pub(crate) fn new(initial: Duration, min_rto: Duration, max_rto: Duration) -> Self {
-        Self { srtt: initial, rttvar: initial / 2, sampled: false, min_rto, max_rto }
+    pub(crate) fn new(initial: Duration, min_rto: Duration, max_rto: Duration, report_delay: Duration) -> Self {
+        Self { srtt: initial, rttvar: initial / 2, sampled: false, min_rto, max_rto, report_delay }
     }
 
     /// Adds a sample.
@@ -42,9 +47,9 @@ impl RttEstimator {
         self.srtt
     }
 
-    /// Resend timeout: srtt + 4·rttvar, clamped to the configured bounds.
+    /// Resend timeout: srtt + 4·rttvar + the peer's report delay, clamped to the bounds.
     pub(crate) fn rto(&self) -> Duration {
-        (self.srtt + self.rttvar * 4).clamp(self.min_rto, self.max_rto)
+        (self.srtt + self.rttvar * 4 + self.report_delay).clamp(self.min_rto, self.max_rto)
     }
 }
 
@@ -54,7 +59,8 @@ mod tests {
 
     #[test]
     fn converges_and_clamps() {
-        let mut r = RttEstimator::new(Duration::from_millis(5), Duration::from_millis(1), Duration::from_secs(1));
+        let mut r =
+            RttEstimator::new(Duration::from_millis(5), Duration::from_millis(1), Duration::from_secs(1), Duration::ZERO);
         assert_eq!(r.rto(), Duration::from_millis(15));
         r.sample(Duration::from_millis(2));
         assert_eq!(r.srtt(), Duration::from_millis(2));

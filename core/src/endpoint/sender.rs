@@ -14,6 +14,12 @@
 //! owning the next pair of k's rotation resends it. Rounds stop at the end of the rotation,
 //! which the schedule guarantees contains a correct pair. Several messages are tracked at once
 //! across the φ-list, so parallel losses recover in parallel.
+//!
+//! Failure suspicion short-cuts detection: a replica that has sent nothing for
+//! `suspect_after` (live replicas send keep-alives) is suspected, and a message whose earlier
+//! rotation pairs all involve suspected replicas is resent at release by the owner of the first
+//! unsuspected turn. Without this, losses are detected only within the φ-list, so a crashed
+//! receiver would cap throughput at about φ messages per detection delay.
 
 use std::time::Duration;
 
@@ -71,10 +77,36 @@ impl Endpoint {
             for r in self.plan.first_dests(seq) {
                 let r = usize::from(r);
                 self.queues[r].push_back(Pending { seq, kind: RecordKind::First });
-                self.inflight[r].push_back((seq, now));
                 self.stats.first_sends += 1;
             }
+            if self.plan.strategy() == Strategy::Picsou && self.any_suspected(now) {
+                self.resend_proactively(now, seq);
+            }
         }
+    }
+
+    /// Whether any other replica is currently suspected (cheap check on the release path).
+    fn any_suspected(&self, now: Time) -> bool {
+        let me = self.n_remote + usize::from(self.local.index);
+        self.last_heard.iter().enumerate().any(|(d, t)| d != me && now.saturating_since(*t) > self.params.suspect_after)
+    }
+
+    /// If every pair before one of this replica's turns in `seq`'s rotation involves a suspected
+    /// replica, the first copies are surely lost: resend now rather than after detection.
+    fn resend_proactively(&mut self, now: Time, seq: u64) {
+        let (n_remote, me, after) = (self.n_remote, self.local.index, self.params.suspect_after);
+        let heard = &self.last_heard;
+        let suspected = |s: u16, r: u16| {
+            let sender_dead = s != me && now.saturating_since(heard[n_remote + usize::from(s)]) > after;
+            sender_dead || now.saturating_since(heard[usize::from(r)]) > after
+        };
+        let Some((round, recv)) = self.plan.proactive_resend(seq, suspected) else { return };
+        let Some(m) = self.out.get_mut(seq) else { return };
+        m.loss = Some(LossTrack { round, round_at: now, counts: Vec::new() });
+        let number = u16::try_from(round).unwrap_or(u16::MAX);
+        self.queues[usize::from(recv)].push_back(Pending { seq, kind: RecordKind::Resend { number } });
+        self.stats.resends += 1;
+        self.events.push_back(Event::Resent { seq, number });
     }
 
     /// Handles the ack report that remote replica `j` piggybacked on a frame.
@@ -83,17 +115,6 @@ impl Endpoint {
         // transmitted yet (replicas commit at different times); only what was transmitted
         // here counts. Inflated acks are thereby clamped, and the f+1 threshold bounds them.
         let next = report.next.min(self.next_transmit);
-        let mut newest = None;
-        while let Some(&(seq, at)) = self.inflight[j].front() {
-            if seq >= next {
-                break;
-            }
-            newest = Some(at);
-            self.inflight[j].pop_front();
-        }
-        if let Some(at) = newest {
-            self.rtt.sample(now.saturating_since(at));
-        }
         if let Some(q) = self.quack.update(j, next) {
             self.on_quack(now, q);
         }
@@ -120,8 +141,8 @@ impl Endpoint {
             return;
         }
         let highest = report.highest_covered();
-        let srtt = self.rtt.srtt();
-        let rto = self.rtt.rto();
+        let srtt = self.rtt[j].srtt();
+        let rto = self.rtt[j].rto();
         let threshold = self.params.dup_threshold;
         let n_remote = self.n_remote;
         let mut escalate = std::mem::take(&mut self.escalate_scratch);
@@ -134,9 +155,10 @@ impl Endpoint {
             if now < base + wait || round + 1 >= self.plan.rotation_len(k) {
                 continue;
             }
-            let loss = m.loss.get_or_insert_with(|| {
-                Box::new(LossTrack { round: 0, round_at: released_at, counts: vec![0; n_remote] })
-            });
+            let loss = m.loss.get_or_insert(LossTrack { round: 0, round_at: released_at, counts: Vec::new() });
+            if loss.counts.is_empty() {
+                loss.counts.resize(n_remote, 0);
+            }
             loss.counts[j] = loss.counts[j].saturating_add(1);
             if loss.counts[j] < threshold {
                 continue;

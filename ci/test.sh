@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Every test of the project: formatting, lints, the workspace's tests (unit, property,
+# simulator sweeps, CLI), and a quick run of the engine benchmark harness (it prints numbers
+# and writes JSON; it asserts nothing about speed). This is the README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test --workspace"
+cargo test --workspace --locked
+
+echo "== engine benchmark harness (quick)"
+PICSOU_BENCH_QUICK=1 cargo run --release --locked -q -p picsou-benches --bin engine_json -- target/bench-quick/engine.json
+
+echo "== picsou sim smoke run"
+cargo run --release --locked -q -p picsou-cli -- sim --n 4 --messages 2000 --json > target/sim-smoke.json
+grep -q '"c3b_ok": *true' target/sim-smoke.json
+echo "all tests passed"
