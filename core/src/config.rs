@@ -299,7 +299,7 @@ pub struct ProtocolParams {
 impl Default for ProtocolParams {
     fn default() -> Self {
         Self {
-            phi_bits: 256,
+            phi_bits: 1024,
             send_window: 16_384,
             max_buffered: 65_536,
             recv_window: 65_536,

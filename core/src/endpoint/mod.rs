@@ -216,7 +216,7 @@ use crate::seqring::SeqRing;
 use crate::wire::{AckReport, Limits};
 
 use self::plan::Plan;
-use self::rtt::RttEstimator;
+use self::rtt::{RttEstimator, SendDelay};
 
 /// A message of the outgoing stream that this replica keeps for a sending duty.
 #[derive(Debug)]
@@ -287,6 +287,7 @@ pub struct Endpoint {
     /// Per remote replica: RTT from timestamp echoes. Each receiver's reports are timed with
     /// its own estimate, so a Byzantine receiver lying about its RTT only skews its own reports.
     rtt: Vec<RttEstimator>,
+    send_delay: SendDelay,
     /// Per destination: the first and latest timestamps this replica put on frames to it
     /// (an echo outside that range is not one of ours), and the latest echo it returned.
     ts_sent: Vec<(u64, u64)>,
@@ -381,6 +382,7 @@ impl Endpoint {
             quack: QuackTracker::new(remote_spec.stakes(), remote_spec.f + 1),
             reports: vec![AckReport::default(); n_remote],
             rtt: vec![RttEstimator::new(p.initial_rtt, p.min_rto, p.max_rto, p.ack_interval); n_remote],
+            send_delay: SendDelay::default(),
             ts_sent: vec![(0, 0); n_dest],
             echo_seen: vec![0; n_dest],
             echo_for: vec![(0, now); n_dest],

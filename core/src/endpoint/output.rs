@@ -63,6 +63,11 @@ impl Endpoint {
         *sent = (if sent.0 == 0 { ts } else { sent.0 }, ts);
         let forge = self.behavior == Some(Behavior::Forge);
         while let Some(p) = self.queues[d].front().copied() {
+            if p.kind == RecordKind::First {
+                if let Some(released) = self.out.get(p.seq).and_then(|m| m.released_at) {
+                    self.send_delay.sample(now.saturating_since(released));
+                }
+            }
             let item = match p.kind {
                 RecordKind::First | RecordKind::Resend { .. } => self.out.get(p.seq).map(|m| (&m.payload, &m.proof)),
                 RecordKind::Forward | RecordKind::Repair => self.held.get(p.seq).map(|h| (&h.payload, &h.proof)),

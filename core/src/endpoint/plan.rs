@@ -158,6 +158,11 @@ impl Plan {
         (0..r).all(|i| rot.pair(i).is_some_and(|(s, q)| suspected(s, q))).then_some((r, recv))
     }
 
+    /// Picsou: the receiver of pair `r` of `seq`'s rotation.
+    pub(crate) fn pair_receiver(&self, seq: u64, r: usize) -> Option<u16> {
+        self.out_sched.as_ref()?.pair(seq, r).map(|(_, q)| q)
+    }
+
     /// Picsou: number of pairs in the rotation of `seq` of the outgoing stream.
     pub(crate) fn rotation_len(&self, seq: u64) -> usize {
         self.out_sched.as_ref().map_or(1, |s| s.rotation_len(seq))

@@ -72,3 +72,22 @@ mod tests {
         assert_eq!(r.rto(), Duration::from_secs(1));
     }
 }
+
+/// How long this replica's first copies wait between entering the send window and being put
+/// in a frame (an exponentially weighted average). Other sender replicas are loaded alike, so
+/// loss detection adds this to its waits: a message that is still queued at its first sender
+/// is late, not lost. Without it, a burst released at once looks lost to resenders.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SendDelay {
+    avg: Duration,
+}
+
+impl SendDelay {
+    pub(crate) fn sample(&mut self, d: Duration) {
+        self.avg = (self.avg * 7 + d) / 8;
+    }
+
+    pub(crate) fn get(&self) -> Duration {
+        self.avg
+    }
+}

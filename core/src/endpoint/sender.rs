@@ -6,9 +6,10 @@
 //!
 //! Loss detection follows the paper's duplicate-QUACK idea with two refinements that make it
 //! safe against reordering and tail losses: a receiver's report of seq k missing counts only
-//! once k could have arrived (one smoothed RTT after k entered the window if the report shows
-//! a later seq held — a gap — otherwise one RTO), and after resend r the counting restarts and
-//! waits one RTO. When receivers holding at least f_r+1 stake have each reported k missing
+//! once k could have arrived: one smoothed RTT after k entered the window (or after the last
+//! resend) if the report comes from the receiver k was last sent to and shows a later seq held —
+//! a gap —, otherwise one RTO (other receivers get k by forwarding, which can lag). Both are
+//! measured for that receiver, plus the time first copies currently wait in a sender's queue. When receivers holding at least f_r+1 stake have each reported k missing
 //! `dup_threshold` times in the current round (and their latest report still lacks it), k is
 //! definitely lost from the point of view of this replica and the round advances: the replica
 //! owning the next pair of k's rotation resends it. Rounds stop at the end of the rotation,
@@ -141,8 +142,9 @@ impl Endpoint {
             return;
         }
         let highest = report.highest_covered();
-        let srtt = self.rtt[j].srtt();
-        let rto = self.rtt[j].rto();
+        let queued = self.send_delay.get();
+        let srtt = self.rtt[j].srtt() + queued;
+        let rto = self.rtt[j].rto() + queued;
         let threshold = self.params.dup_threshold;
         let n_remote = self.n_remote;
         let mut escalate = std::mem::take(&mut self.escalate_scratch);
@@ -150,8 +152,12 @@ impl Endpoint {
             let Some(m) = self.out.get_mut(k) else { continue };
             let Some(released_at) = m.released_at else { continue };
             let (round, base) = m.loss.as_ref().map_or((0, released_at), |l| (l.round, l.round_at));
+            // Quick path: the receiver of the current round sees later messages but not k.
+            // Other receivers get k only through forwarding, which may lag behind; their
+            // reports count after a full RTO.
             let gap = highest.is_some_and(|h| h > k);
-            let wait: Duration = if round == 0 && gap { srtt } else { rto };
+            let round_receiver = self.plan.pair_receiver(k, round) == Some(j as u16);
+            let wait: Duration = if gap && round_receiver { srtt } else { rto };
             if now < base + wait || round + 1 >= self.plan.rotation_len(k) {
                 continue;
             }
