@@ -243,6 +243,10 @@ pub struct ProtocolParams {
     pub phi_bits: u32,
     /// Flow control: a sender sends message k only while k < QUACK + `send_window`.
     pub send_window: u64,
+    /// Flow control in bytes: a sender also keeps at most this many payload bytes sent beyond
+    /// the QUACK (at least one message is always allowed). With large messages this bounds
+    /// queues (and so forwarding backlog at the receivers) where a message count would not.
+    pub send_window_bytes: u64,
     /// Backpressure: `transmit` refuses messages more than this far beyond the QUACK.
     /// Must be at least `send_window`.
     pub max_buffered: u64,
@@ -266,7 +270,8 @@ pub struct ProtocolParams {
     pub ack_keepalive: Duration,
     /// How many reports of "k missing" from one receiver count as "repeatedly" (duplicate-QUACK).
     pub dup_threshold: u8,
-    /// RTT assumed before the first sample.
+    /// RTT assumed before the first sample (conservative, like TCP's initial RTO: a resend
+    /// too early costs a copy, one too late only time at start-up).
     #[serde(with = "millis")]
     pub initial_rtt: Duration,
     /// Lower bound of the resend timeout.
@@ -300,16 +305,17 @@ impl Default for ProtocolParams {
     fn default() -> Self {
         Self {
             phi_bits: 1024,
-            send_window: 16_384,
-            max_buffered: 65_536,
-            recv_window: 65_536,
+            send_window: 65_536,
+            send_window_bytes: 256 << 20,
+            max_buffered: 262_144,
+            recv_window: 262_144,
             max_frame_bytes: 256 * 1024,
             max_frame_bytes_accepted: 64 * 1024 * 1024,
             max_payload_bytes: 32 * 1024 * 1024,
             ack_interval: Duration::from_millis(1),
             ack_keepalive: Duration::from_millis(20),
             dup_threshold: 2,
-            initial_rtt: Duration::from_millis(5),
+            initial_rtt: Duration::from_millis(50),
             min_rto: Duration::from_micros(500),
             max_rto: Duration::from_secs(2),
             repair_delay: Duration::from_millis(20),
@@ -334,6 +340,9 @@ impl ProtocolParams {
         }
         if self.send_window == 0 || self.send_window > 1 << 24 {
             return Err(invalid("send_window", "must be between 1 and 2^24"));
+        }
+        if self.send_window_bytes == 0 {
+            return Err(invalid("send_window_bytes", "must be positive"));
         }
         if self.max_buffered < self.send_window || self.max_buffered > 1 << 26 {
             return Err(invalid("max_buffered", "must be at least send_window and at most 2^26"));

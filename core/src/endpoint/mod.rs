@@ -216,7 +216,7 @@ use crate::seqring::SeqRing;
 use crate::wire::{AckReport, Limits};
 
 use self::plan::Plan;
-use self::rtt::{RttEstimator, SendDelay};
+use self::rtt::{DeliveryRate, RttEstimator, SendDelay};
 
 /// A message of the outgoing stream that this replica keeps for a sending duty.
 #[derive(Debug)]
@@ -229,6 +229,9 @@ struct OutMsg {
     loss: Option<LossTrack>,
     /// OTU: takeover attempts already made.
     otu_attempts: u64,
+    /// Payload bytes in flight ahead of this message when it was released (see
+    /// `DeliveryRate`).
+    ahead: u64,
 }
 
 /// Duplicate-QUACK state of one message.
@@ -238,6 +241,8 @@ struct LossTrack {
     round: usize,
     /// When the current round began.
     round_at: Time,
+    /// Bytes in flight when the current round began.
+    ahead: u64,
     /// Per remote replica: reports of the message missing in the current round (allocated at
     /// the first counted report, so proactive resends allocate nothing).
     counts: Vec<u8>,
@@ -281,13 +286,19 @@ pub struct Endpoint {
     // Outgoing stream (this RSM → the other).
     next_transmit: u64,
     released: u64,
+    /// Payload sizes of the transmitted messages from the QUACK on (front = seq QUACK).
+    tx_sizes: VecDeque<u32>,
+    /// Payload bytes released (sent into the window) and not yet QUACKed.
+    released_bytes: u64,
     out: SeqRing<OutMsg>,
     quack: QuackTracker,
     reports: Vec<AckReport>,
     /// Per remote replica: RTT from timestamp echoes. Each receiver's reports are timed with
     /// its own estimate, so a Byzantine receiver lying about its RTT only skews its own reports.
     rtt: Vec<RttEstimator>,
-    send_delay: SendDelay,
+    delivery: DeliveryRate,
+    /// How long forwards wait in this replica's queues (repairs wait longer than this).
+    forward_delay: SendDelay,
     /// Per destination: the first and latest timestamps this replica put on frames to it
     /// (an echo outside that range is not one of ours), and the latest echo it returned.
     ts_sent: Vec<(u64, u64)>,
@@ -307,6 +318,8 @@ pub struct Endpoint {
     peer_reports: Vec<Option<AckReport>>,
     /// When each destination last sent this replica a valid frame (failure suspicion).
     last_heard: Vec<Time>,
+    /// Which destinations were suspected at the last check.
+    suspected: Vec<bool>,
     peer_report_version: Vec<u64>,
     repaired_version: Vec<u64>,
     next_repair: Time,
@@ -320,6 +333,8 @@ pub struct Endpoint {
     last_sent: Vec<Time>,
     sent_version: Vec<u64>,
     ack_due: Vec<bool>,
+    /// Destinations whose transport is full: `poll_transmit` skips them (their records wait).
+    blocked: Vec<bool>,
     rr: usize,
     events: VecDeque<Event>,
     stats: EndpointStats,
@@ -378,11 +393,14 @@ impl Endpoint {
             keys,
             next_transmit: 0,
             released: 0,
+            tx_sizes: VecDeque::new(),
+            released_bytes: 0,
             out: SeqRing::new(0),
             quack: QuackTracker::new(remote_spec.stakes(), remote_spec.f + 1),
             reports: vec![AckReport::default(); n_remote],
             rtt: vec![RttEstimator::new(p.initial_rtt, p.min_rto, p.max_rto, p.ack_interval); n_remote],
-            send_delay: SendDelay::default(),
+            delivery: DeliveryRate::default(),
+            forward_delay: SendDelay::default(),
             ts_sent: vec![(0, 0); n_dest],
             echo_seen: vec![0; n_dest],
             echo_for: vec![(0, now); n_dest],
@@ -394,6 +412,7 @@ impl Endpoint {
             deliver_next: 0,
             peer_reports: vec![None; n_local],
             last_heard: vec![now; n_dest],
+            suspected: vec![false; n_dest],
             peer_report_version: vec![0; n_local],
             repaired_version: vec![0; n_local],
             next_repair: now + p.repair_delay,
@@ -405,6 +424,7 @@ impl Endpoint {
             last_sent: vec![now; n_dest],
             sent_version: vec![0; n_dest],
             ack_due: vec![false; n_dest],
+            blocked: vec![false; n_dest],
             rr: 0,
             events: VecDeque::new(),
             stats: EndpointStats::default(),
@@ -504,11 +524,12 @@ impl Endpoint {
         self.mark_due_acks(now);
         self.repair_peers(now);
         self.otu_check(now);
+        self.check_suspicions(now);
     }
 
     /// When [`Endpoint::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
-        [self.next_ack_deadline(), self.next_repair_deadline(), self.next_otu_check]
+        [self.next_ack_deadline(), self.next_repair_deadline(), self.next_otu_check, self.next_suspicion()]
             .into_iter()
             .flatten()
             .min()
@@ -540,6 +561,17 @@ impl Endpoint {
         if d < self.n_remote && plausible && echo > self.echo_seen[d] {
             self.echo_seen[d] = echo;
             self.rtt[d].sample(now.saturating_since(Time::from_nanos(echo)));
+        }
+    }
+
+    /// Tells the engine that the transport to `peer` is full (`true`) or has room again.
+    ///
+    /// While a peer is blocked, [`Endpoint::poll_transmit`] skips it and its records wait in
+    /// the engine, so a stalled or dead peer never holds up the others, and frames (with their
+    /// timestamps and acks) are built only when they can leave. Unknown peers are ignored.
+    pub fn set_blocked(&mut self, peer: ReplicaId, blocked: bool) {
+        if let Some(d) = self.dest_index(peer) {
+            self.blocked[d] = blocked;
         }
     }
 

@@ -31,7 +31,7 @@ impl Endpoint {
         let n = self.queues.len();
         for i in 0..n {
             let d = (self.rr + i) % n;
-            if !self.queues[d].is_empty() || self.ack_due[d] {
+            if !self.blocked[d] && (!self.queues[d].is_empty() || self.ack_due[d]) {
                 self.rr = (d + 1) % n;
                 return Some(self.build_frame(now, d));
             }
@@ -63,9 +63,9 @@ impl Endpoint {
         *sent = (if sent.0 == 0 { ts } else { sent.0 }, ts);
         let forge = self.behavior == Some(Behavior::Forge);
         while let Some(p) = self.queues[d].front().copied() {
-            if p.kind == RecordKind::First {
-                if let Some(released) = self.out.get(p.seq).and_then(|m| m.released_at) {
-                    self.send_delay.sample(now.saturating_since(released));
+            if p.kind == RecordKind::Forward {
+                if let Some(h) = self.held.get(p.seq) {
+                    self.forward_delay.sample(now.saturating_since(h.at));
                 }
             }
             let item = match p.kind {

@@ -126,19 +126,26 @@ impl Endpoint {
         self.peer_reports[p] = Some(report);
     }
 
-    /// Library-managed dissemination: sends peers the messages their latest reports lack and
-    /// that this replica has held for at least `repair_delay`. A peer is repaired at most once
-    /// per report it sends, so a crashed peer costs one batch, not a stream.
+    /// Library-managed dissemination: sends peers the messages their latest reports lack.
+    ///
+    /// Repairs must not race the forwarding they back up, nor each other: a peer lacking k is
+    /// repaired by the holders of k one at a time, in ring order after the peer (holders known
+    /// from their reports), the r-th holder waiting (r+1) repair delays after getting k. The
+    /// delay is the configured `repair_delay` or twice the time forwards currently wait in this
+    /// replica's queues, whichever is longer. A peer is repaired at most once per report it
+    /// sends, so a crashed peer costs one batch, not a stream.
     pub(super) fn repair_peers(&mut self, now: Time) {
         if now < self.next_repair {
             return;
         }
-        self.next_repair = now + self.params.repair_delay / 2;
+        let delay = self.params.repair_delay.max(self.forward_delay.get() * 2);
+        self.next_repair = now + delay / 2;
         if self.params.dissemination != Dissemination::Library || self.behavior == Some(Behavior::NoRebroadcast) {
             return;
         }
         let me = usize::from(self.local.index);
-        for p in 0..self.n_local {
+        let n = self.n_local;
+        for p in 0..n {
             if p == me || self.repaired_version[p] == self.peer_report_version[p] {
                 continue;
             }
@@ -146,15 +153,22 @@ impl Endpoint {
             let lo = report.next.max(self.held.base());
             let hi = self.held.end().min(lo + REPAIR_BATCH);
             let mut deferred = false;
-            for k in lo..hi {
-                if report.covers(k) {
-                    continue;
-                }
+            for k in report.missing_in(lo, hi) {
                 let Some(h) = self.held.get(k) else { continue };
-                if now < h.at + self.params.repair_delay {
+                if now < h.at + delay {
                     // Later seqs mostly arrived later still: look again next pass.
                     deferred = true;
                     break;
+                }
+                // Holders of k strictly between p and this replica in ring order go first.
+                let rank = (1..n)
+                    .map(|step| (p + step) % n)
+                    .take_while(|&q| q != me)
+                    .filter(|&q| self.peer_reports[q].as_ref().is_some_and(|r| r.covers(k)))
+                    .count() as u32;
+                if now < h.at + delay * (rank + 1) {
+                    deferred = true;
+                    continue;
                 }
                 self.queues[self.n_remote + p].push_back(Pending { seq: k, kind: RecordKind::Repair });
                 self.stats.repairs += 1;

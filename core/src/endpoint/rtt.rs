@@ -12,6 +12,8 @@
 
 use std::time::Duration;
 
+use crate::time::Time;
+
 /// Smoothed RTT and its variance.
 #[derive(Clone, Debug)]
 pub(crate) struct RttEstimator {
@@ -73,10 +75,8 @@ mod tests {
     }
 }
 
-/// How long this replica's first copies wait between entering the send window and being put
-/// in a frame (an exponentially weighted average). Other sender replicas are loaded alike, so
-/// loss detection adds this to its waits: a message that is still queued at its first sender
-/// is late, not lost. Without it, a burst released at once looks lost to resenders.
+/// How long this replica's forwards wait in its queues (an exponentially weighted average):
+/// repairs wait longer than this, so they do not race the forwarding they back up.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct SendDelay {
     avg: Duration,
@@ -89,5 +89,47 @@ impl SendDelay {
 
     pub(crate) fn get(&self) -> Duration {
         self.avg
+    }
+}
+
+/// The rate at which the other RSM QUACKs this replica's stream, in bytes per second: a
+/// slowly decaying maximum over intervals of at least one RTT, so that it tracks what the
+/// path can carry rather than the QUACK's stalls behind losses.
+///
+/// A message released with `b` bytes already in flight ahead of it cannot arrive before
+/// those bytes drain, about `b / rate` later; loss detection adds that to its waits. Without
+/// it, every message deep in a large window looks lost to resenders, who cannot see the first
+/// sender's queues.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DeliveryRate {
+    anchor: Time,
+    anchor_bytes: u64,
+    quacked_bytes: u64,
+    bytes_per_s: f64,
+}
+
+impl DeliveryRate {
+    /// Records `bytes` more QUACKed at `now`; `interval` is the shortest sampling interval.
+    pub(crate) fn quacked(&mut self, now: Time, bytes: u64, interval: Duration) {
+        self.quacked_bytes += bytes;
+        let dt = now.saturating_since(self.anchor);
+        if dt >= interval && !dt.is_zero() {
+            let sample = (self.quacked_bytes - self.anchor_bytes) as f64 / dt.as_secs_f64();
+            self.bytes_per_s = sample.max(self.bytes_per_s * 0.99);
+            self.anchor = now;
+            self.anchor_bytes = self.quacked_bytes;
+        }
+    }
+
+    /// How long `bytes` take to drain at the current rate, at most `cap` (also the answer
+    /// before any sample): an estimate may delay a resend, never stop it.
+    pub(crate) fn drain(&self, bytes: u64, cap: Duration) -> Duration {
+        if bytes == 0 {
+            Duration::ZERO
+        } else if self.bytes_per_s > 0.0 {
+            Duration::from_secs_f64((bytes as f64 / self.bytes_per_s).min(cap.as_secs_f64()))
+        } else {
+            cap
+        }
     }
 }

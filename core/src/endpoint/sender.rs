@@ -9,7 +9,8 @@
 //! once k could have arrived: one smoothed RTT after k entered the window (or after the last
 //! resend) if the report comes from the receiver k was last sent to and shows a later seq held —
 //! a gap —, otherwise one RTO (other receivers get k by forwarding, which can lag). Both are
-//! measured for that receiver, plus the time first copies currently wait in a sender's queue. When receivers holding at least f_r+1 stake have each reported k missing
+//! measured for that receiver, plus the time the bytes released ahead of k take to drain at
+//! the measured delivery rate (resenders cannot see the first sender's queues). When receivers holding at least f_r+1 stake have each reported k missing
 //! `dup_threshold` times in the current round (and their latest report still lacks it), k is
 //! definitely lost from the point of view of this replica and the round advances: the replica
 //! owning the next pair of k's rotation resends it. Rounds stop at the end of the rotation,
@@ -51,8 +52,9 @@ impl Endpoint {
             });
         }
         self.next_transmit += 1;
+        self.tx_sizes.push_back(u32::try_from(payload.len()).unwrap_or(u32::MAX));
         if self.plan.stores(seq) {
-            let msg = OutMsg { payload, proof, released_at: None, loss: None, otu_attempts: 0 };
+            let msg = OutMsg { payload, proof, released_at: None, loss: None, otu_attempts: 0, ahead: 0 };
             // The ring's base is the QUACK, which never passes next_transmit.
             let _ = self.out.insert(seq, msg);
         }
@@ -64,11 +66,19 @@ impl Endpoint {
     pub(super) fn release(&mut self, now: Time) {
         let limit = self.next_transmit.min(self.quack.value().saturating_add(self.params.send_window));
         let silent = self.behavior == Some(Behavior::Silent);
+        let quack = self.quack.value();
         while self.released < limit {
             let seq = self.released;
+            let size = u64::from(self.tx_sizes.get((seq - quack) as usize).copied().unwrap_or(0));
+            if self.released_bytes > 0 && self.released_bytes + size > self.params.send_window_bytes {
+                break;
+            }
+            let ahead = self.released_bytes;
+            self.released_bytes += size;
             self.released += 1;
             let Some(m) = self.out.get_mut(seq) else { continue };
             m.released_at = Some(now);
+            m.ahead = ahead;
             if self.plan.strategy() == Strategy::Otu && self.next_otu_check.is_none() {
                 self.next_otu_check = Some(now + self.params.otu_timeout);
             }
@@ -84,6 +94,42 @@ impl Endpoint {
                 self.resend_proactively(now, seq);
             }
         }
+    }
+
+    /// When a replica becomes suspected, messages already in flight whose earlier rotation
+    /// pairs all involve suspected replicas are resent now (new messages are handled at
+    /// release). Called from `handle_timeout`.
+    pub(super) fn check_suspicions(&mut self, now: Time) {
+        if self.plan.strategy() != Strategy::Picsou {
+            return;
+        }
+        let after = self.params.suspect_after;
+        let me = self.n_remote + usize::from(self.local.index);
+        let mut changed = false;
+        for d in 0..self.last_heard.len() {
+            let s = d != me && now.saturating_since(self.last_heard[d]) > after;
+            changed |= s && !self.suspected[d];
+            self.suspected[d] = s;
+        }
+        if changed {
+            for seq in self.quack.value()..self.released {
+                if self.out.get(seq).is_some() {
+                    self.resend_proactively(now, seq);
+                }
+            }
+        }
+    }
+
+    /// When the next replica may become suspected (for `poll_timeout`).
+    pub(super) fn next_suspicion(&self) -> Option<Time> {
+        if self.plan.strategy() != Strategy::Picsou {
+            return None;
+        }
+        let me = self.n_remote + usize::from(self.local.index);
+        (0..self.last_heard.len())
+            .filter(|&d| d != me && !self.suspected[d])
+            .map(|d| self.last_heard[d] + self.params.suspect_after + Duration::from_nanos(1))
+            .min()
     }
 
     /// Whether any other replica is currently suspected (cheap check on the release path).
@@ -103,7 +149,10 @@ impl Endpoint {
         };
         let Some((round, recv)) = self.plan.proactive_resend(seq, suspected) else { return };
         let Some(m) = self.out.get_mut(seq) else { return };
-        m.loss = Some(LossTrack { round, round_at: now, counts: Vec::new() });
+        if m.loss.as_ref().is_some_and(|l| l.round >= round) {
+            return;
+        }
+        m.loss = Some(LossTrack { round, round_at: now, ahead: self.released_bytes, counts: Vec::new() });
         let number = u16::try_from(round).unwrap_or(u16::MAX);
         self.queues[usize::from(recv)].push_back(Pending { seq, kind: RecordKind::Resend { number } });
         self.stats.resends += 1;
@@ -127,6 +176,17 @@ impl Endpoint {
 
     /// The QUACK advanced to `q`: free resend state below it and open the window.
     fn on_quack(&mut self, now: Time, q: u64) {
+        let old = self.out.base();
+        let mut bytes = 0;
+        for seq in old..q {
+            let size = self.tx_sizes.pop_front().map_or(0, u64::from);
+            bytes += size;
+            if seq < self.released {
+                self.released_bytes -= size;
+            }
+        }
+        let interval = self.rtt.iter().map(|r| r.srtt()).min().unwrap_or_default().max(self.params.ack_interval);
+        self.delivery.quacked(now, bytes, interval);
         self.out.advance_to(q);
         self.released = self.released.max(q);
         self.events.push_back(Event::Quacked { up_to: q });
@@ -142,26 +202,29 @@ impl Endpoint {
             return;
         }
         let highest = report.highest_covered();
-        let queued = self.send_delay.get();
-        let srtt = self.rtt[j].srtt() + queued;
-        let rto = self.rtt[j].rto() + queued;
+        let srtt = self.rtt[j].srtt();
+        let rto = self.rtt[j].rto();
+        let max_rto = self.params.max_rto;
         let threshold = self.params.dup_threshold;
         let n_remote = self.n_remote;
         let mut escalate = std::mem::take(&mut self.escalate_scratch);
         for k in report.missing_in(start, end) {
             let Some(m) = self.out.get_mut(k) else { continue };
             let Some(released_at) = m.released_at else { continue };
-            let (round, base) = m.loss.as_ref().map_or((0, released_at), |l| (l.round, l.round_at));
+            let (round, base, ahead) =
+                m.loss.as_ref().map_or((0, released_at, m.ahead), |l| (l.round, l.round_at, l.ahead));
             // Quick path: the receiver of the current round sees later messages but not k.
             // Other receivers get k only through forwarding, which may lag behind; their
             // reports count after a full RTO.
             let gap = highest.is_some_and(|h| h > k);
             let round_receiver = self.plan.pair_receiver(k, round) == Some(j as u16);
-            let wait: Duration = if gap && round_receiver { srtt } else { rto };
+            let wait: Duration =
+                if gap && round_receiver { srtt } else { rto } + self.delivery.drain(ahead, max_rto);
             if now < base + wait || round + 1 >= self.plan.rotation_len(k) {
                 continue;
             }
-            let loss = m.loss.get_or_insert(LossTrack { round: 0, round_at: released_at, counts: Vec::new() });
+            let loss =
+                m.loss.get_or_insert(LossTrack { round: 0, round_at: released_at, ahead: m.ahead, counts: Vec::new() });
             if loss.counts.is_empty() {
                 loss.counts.resize(n_remote, 0);
             }
@@ -177,7 +240,10 @@ impl Endpoint {
                 .filter(|((c, r), _)| **c >= threshold && !r.covers(k))
                 .map(|(_, s)| *s)
                 .sum();
-            if stake > self.f_remote {
+            // If some receivers already hold k, it is being forwarded: give forwarding time
+            // (a receiver that lies about holding it only delays the resend, by 4 RTOs).
+            let holding: u64 = self.reports.iter().zip(&self.remote_stakes).filter(|(r, _)| r.covers(k)).map(|(_, s)| *s).sum();
+            if stake > self.f_remote && (holding == 0 || now >= base + rto * 4) {
                 escalate.push(k);
             }
         }
@@ -194,6 +260,7 @@ impl Endpoint {
         let Some(loss) = self.out.get_mut(k).and_then(|m| m.loss.as_mut()) else { return };
         loss.round += 1;
         loss.round_at = now;
+        loss.ahead = self.released_bytes;
         loss.counts.fill(0);
         let round = loss.round;
         if self.behavior == Some(Behavior::Silent) {

@@ -57,7 +57,7 @@ use self::checker::{Checker, ResendBound};
 use self::network::{Network, serialization_ns};
 use self::payload::{PayloadSpec, PayloadWindow};
 use self::proofs::{ProofIssuer, mac_secret};
-use self::report::{NOT_DONE, quantile_ms, throughput, warmup_index};
+use self::report::{NOT_DONE, quantile_ms, throughput};
 use self::rng::SimRng;
 
 pub use self::report::{EngineTotals, SimReport};
@@ -100,6 +100,8 @@ enum What {
     Timer(u32),
     /// Replica `r`'s NIC backlog has drained below the send-buffer limit.
     TxReady(u32),
+    /// The link from replica `.0` to replica `.1` has drained below its send-buffer limit.
+    Unblock(u32, u32),
 }
 
 /// A queued event; ordered by time, then by insertion order.
@@ -137,6 +139,8 @@ struct Sim<'a> {
     tx_ready: Vec<bool>,
     /// Poll frames only while the NIC backlog is at most this long (ns).
     send_buffer_ns: u64,
+    /// Bytes a rate-limited link may queue before its sender is told the peer is blocked.
+    link_buffer_bytes: usize,
     payloads: PayloadSpec,
     window: PayloadWindow,
     issuer: ProofIssuer,
@@ -220,6 +224,7 @@ impl<'a> Sim<'a> {
             timer_at: vec![None; n],
             tx_ready: vec![false; n],
             send_buffer_ns,
+            link_buffer_bytes: buffer_bytes,
             payloads,
             window: PayloadWindow::new(),
             issuer,
@@ -284,6 +289,13 @@ impl<'a> Sim<'a> {
                     let r = r as usize;
                     self.tx_ready[r] = false;
                     self.service(r, false);
+                }
+                What::Unblock(r, to) => {
+                    let (r, to) = (r as usize, to as usize);
+                    if !self.crashed(r) {
+                        self.endpoints[r].set_blocked(self.ids[to], false);
+                        self.service(r, false);
+                    }
                 }
             }
         }
@@ -441,7 +453,16 @@ impl<'a> Sim<'a> {
             self.cross_bytes += len as u64;
         }
         let to = self.resolved.global(t.to);
-        let Some(flight) = self.net.send(self.now, r, to, len) else {
+        let flight = self.net.send(self.now, r, to, len);
+        // A rate-limited link queues like a TCP socket buffer: once more than a buffer's worth
+        // waits on it, the endpoint is told the peer is blocked until the link drains.
+        let buffer = self.net.link_time(r, to, self.link_buffer_bytes);
+        let busy = self.net.link_busy_until(r, to);
+        if buffer > 0 && busy > self.now.saturating_add(buffer) {
+            self.endpoints[r].set_blocked(t.to, true);
+            self.schedule(busy - buffer, What::Unblock(r as u32, to as u32));
+        }
+        let Some(flight) = flight else {
             return;
         };
         let frame = InFlight { from: r as u32, to: to as u32, frame: t.frame };
@@ -515,14 +536,14 @@ impl<'a> Sim<'a> {
             ));
         }
         let sc = self.scenario;
-        let warm = warmup_index(sc.messages, sc.warmup_fraction);
-        let msgs_per_s = throughput(&self.completion, warm);
+        let msgs_per_s = throughput(&self.completion, sc.warmup_fraction);
+        let last = self.completion.iter().take_while(|&&c| c != NOT_DONE).last().copied().unwrap_or(0);
+        let warm = (last as f64 * sc.warmup_fraction) as u64;
         let mut latencies: Vec<u64> = self
             .completion
             .iter()
             .zip(&self.first_tx)
-            .skip(warm as usize)
-            .filter(|&(&c, &t)| c != NOT_DONE && t != NOT_DONE)
+            .filter(|&(&c, &t)| c != NOT_DONE && t != NOT_DONE && c > warm)
             .map(|(&c, &t)| c.saturating_sub(t))
             .collect();
         let m = sc.messages as f64;

@@ -183,6 +183,18 @@ impl Network {
         self.egress_free[r].max(self.cpu_free[r])
     }
 
+    /// When the rate-limited link `from → to` will have serialized everything queued on it
+    /// (0 for links without a rate limit: they never queue beyond the NIC).
+    pub fn link_busy_until(&self, from: usize, to: usize) -> u64 {
+        self.links[from * self.n + to].wire_free
+    }
+
+    /// Serialization time of `bytes` on the link `from → to` (0 without a rate limit).
+    pub fn link_time(&self, from: usize, to: usize, bytes: usize) -> u64 {
+        let class = if self.side[from] != self.side[to] { &self.cfg.cross } else { &self.cfg.local };
+        class.ps_per_byte.map_or(0, |ps| serialization_ns(bytes, ps))
+    }
+
     /// NIC serialization time of `bytes`.
     pub fn nic_time(&self, bytes: usize) -> u64 {
         serialization_ns(bytes, self.cfg.nic_ps_per_byte)

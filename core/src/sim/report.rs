@@ -93,32 +93,23 @@ impl EngineTotals {
     }
 }
 
-/// Index of the first message measured: ⌈warmup_fraction · messages⌉, kept below `messages`.
-pub fn warmup_index(messages: u64, warmup_fraction: f64) -> u64 {
-    let w = (warmup_fraction * messages as f64).ceil();
-    if w.is_finite() && w > 0.0 { (w as u64).min(messages.saturating_sub(1)) } else { 0 }
-}
-
 /// Completion time of a message not yet delivered by every correct receiver.
 pub const NOT_DONE: u64 = u64::MAX;
 
 /// Throughput in messages per second from completion times (ns, nondecreasing; [`NOT_DONE`]
-/// for messages not yet delivered everywhere): from the completion of message `warm` to the
-/// last completed message. Falls back to "completed messages ÷ time of the last completion"
-/// when that interval is empty (e.g. a single message, or everything completing at once).
-pub fn throughput(completion_ns: &[u64], warm: u64) -> f64 {
-    let done = completion_ns.iter().take_while(|&&c| c != NOT_DONE).count() as u64;
+/// for messages not yet delivered everywhere): the messages completed after the warm-up, which
+/// is the first `warmup_fraction` of the time until the last completion, divided by the rest of
+/// that time. A time-based warm-up (rather than "after the k-th message") stays meaningful when
+/// completions cluster, e.g. large messages that all finish near the end of a short run.
+pub fn throughput(completion_ns: &[u64], warmup_fraction: f64) -> f64 {
+    let done = completion_ns.iter().take_while(|&&c| c != NOT_DONE).count();
     if done == 0 {
         return 0.0;
     }
-    let last = completion_ns[done as usize - 1];
-    if done > warm + 1 {
-        let start = completion_ns[warm as usize];
-        if last > start {
-            return (done - 1 - warm) as f64 * 1e9 / (last - start) as f64;
-        }
-    }
-    if last > 0 { done as f64 * 1e9 / last as f64 } else { 0.0 }
+    let last = completion_ns[done - 1];
+    let warm = (last as f64 * warmup_fraction.clamp(0.0, 0.99)) as u64;
+    let measured = completion_ns[..done].iter().filter(|&&c| c > warm).count();
+    if last > warm { measured as f64 * 1e9 / (last - warm) as f64 } else { 0.0 }
 }
 
 /// The `q`-quantile (0..=1) of `values` in ms, by nearest rank; sorts `values`. 0 if empty.
@@ -137,30 +128,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn warmup_index_rounds_up_and_stays_in_range() {
-        assert_eq!(warmup_index(10_000, 0.1), 1_000);
-        assert_eq!(warmup_index(15, 0.1), 2);
-        assert_eq!(warmup_index(10, 0.0), 0);
-        assert_eq!(warmup_index(1, 0.5), 0);
-        assert_eq!(warmup_index(3, 0.99), 2);
-    }
-
-    #[test]
-    fn throughput_after_warmup() {
-        // 11 messages completing every ms from t = 1 ms; warm-up index 1 → 9 messages in 9 ms.
-        let c: Vec<u64> = (0..11).map(|i| (i + 1) * 1_000_000).collect();
-        assert!((throughput(&c, 1) - 1_000.0).abs() < 1e-9);
-        // Only the first 6 completed: 4 messages in 4 ms.
+    fn throughput_after_a_time_based_warmup() {
+        // 10 messages completing every ms from t = 1 ms; warm-up = 10% of 10 ms = 1 ms, so 9
+        // messages in 9 ms.
+        let c: Vec<u64> = (0..10).map(|i| (i + 1) * 1_000_000).collect();
+        assert!((throughput(&c, 0.1) - 1_000.0).abs() < 1e-6);
+        // Only the first 5 completed: warm-up 0.5 ms, 5 messages in 4.5 ms.
         let mut partial = c.clone();
-        for x in &mut partial[6..] {
+        for x in &mut partial[5..] {
             *x = NOT_DONE;
         }
-        assert!((throughput(&partial, 1) - 1_000.0).abs() < 1e-9);
-        // Everything at once: fall back to count / time.
-        let same = vec![2_000_000; 4];
-        assert!((throughput(&same, 1) - 2_000.0).abs() < 1e-9);
-        assert_eq!(throughput(&[NOT_DONE, NOT_DONE], 0), 0.0);
-        assert!((throughput(&[500_000_000], 0) - 2.0).abs() < 1e-9);
+        assert!((throughput(&partial, 0.1) - 5.0 / 4.5e-3).abs() < 1e-6);
+        // Everything completing at once after 10 ms: 4 messages in 9 ms, not infinity.
+        let same = vec![10_000_000; 4];
+        assert!((throughput(&same, 0.1) - 4.0 / 9e-3).abs() < 1e-6);
+        assert_eq!(throughput(&[NOT_DONE, NOT_DONE], 0.1), 0.0);
+        assert!((throughput(&[500_000_000], 0.0) - 2.0).abs() < 1e-9);
     }
 
     #[test]

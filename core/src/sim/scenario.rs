@@ -101,7 +101,8 @@ pub struct Scenario {
     pub cpu_us_per_frame: f64,
     /// CPU time per byte of frame handled, per replica, in ns.
     pub cpu_ns_per_byte: f64,
-    /// Fraction of the messages treated as warm-up and left out of throughput and latency.
+    /// Fraction of the run's time (until the last completion) treated as warm-up: messages
+    /// completed in it are left out of throughput and latency.
     pub warmup_fraction: f64,
     /// The run stops at this virtual time even if not everything was delivered.
     pub max_virtual_seconds: f64,
