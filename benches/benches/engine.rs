@@ -3,7 +3,7 @@
 //! 100-byte messages. Throughput counts messages delivered at every live receiver.
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use picsou_benches::Deployment;
 
 const BATCH: u64 = 1024;

@@ -32,11 +32,8 @@ impl Deployment {
     /// everything (a crashed replica: every first copy sent to it is lost and must be resent).
     pub fn new(n: usize, f: u64, size: usize, crashed_receivers: &[usize]) -> Self {
         let m = Arc::new(
-            Membership::new(
-                RsmSpec::uniform("s", n, FaultModel::Cft, f),
-                RsmSpec::uniform("r", n, FaultModel::Cft, f),
-            )
-            .expect("valid membership"),
+            Membership::new(RsmSpec::uniform("s", n, FaultModel::Cft, f), RsmSpec::uniform("r", n, FaultModel::Cft, f))
+                .expect("valid membership"),
         );
         let params = ProtocolParams::default();
         let eps = (0..2 * n)

@@ -29,15 +29,8 @@ pub enum Behavior {
 
 impl Behavior {
     /// All behaviours.
-    pub const ALL: [Self; 7] = [
-        Self::InflateAck,
-        Self::ZeroAck,
-        Self::StaleAck,
-        Self::LiePhi,
-        Self::Forge,
-        Self::Silent,
-        Self::NoRebroadcast,
-    ];
+    pub const ALL: [Self; 7] =
+        [Self::InflateAck, Self::ZeroAck, Self::StaleAck, Self::LiePhi, Self::Forge, Self::Silent, Self::NoRebroadcast];
 
     /// The kebab-case name used on the command line.
     pub const fn name(self) -> &'static str {

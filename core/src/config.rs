@@ -62,13 +62,10 @@ impl Strategy {
 impl std::str::FromStr for Strategy {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| ConfigError::Invalid {
-                field: "strategy".into(),
-                reason: format!("unknown strategy {s:?}; expected one of picsou, ost, ata, ll, otu"),
-            })
+        Self::ALL.into_iter().find(|st| st.name().eq_ignore_ascii_case(s)).ok_or_else(|| ConfigError::Invalid {
+            field: "strategy".into(),
+            reason: format!("unknown strategy {s:?}; expected one of picsou, ost, ata, ll, otu"),
+        })
     }
 }
 
@@ -125,11 +122,7 @@ impl RsmSpec {
     pub fn with_stakes(name: &str, stakes: &[u64], fault: FaultModel, f: u64) -> Self {
         Self {
             name: name.to_string(),
-            replicas: stakes
-                .iter()
-                .enumerate()
-                .map(|(i, &stake)| ReplicaSpec { id: i as u32, stake })
-                .collect(),
+            replicas: stakes.iter().enumerate().map(|(i, &stake)| ReplicaSpec { id: i as u32, stake }).collect(),
             fault,
             f,
         }
@@ -335,7 +328,7 @@ impl ProtocolParams {
             field: format!("params.{field}"),
             reason: reason.to_string(),
         };
-        if self.phi_bits % 64 != 0 || self.phi_bits > 4096 {
+        if !self.phi_bits.is_multiple_of(64) || self.phi_bits > 4096 {
             return Err(invalid("phi_bits", "must be a multiple of 64 between 0 and 4096"));
         }
         if self.send_window == 0 || self.send_window > 1 << 24 {
@@ -351,10 +344,7 @@ impl ProtocolParams {
             return Err(invalid("recv_window", "must be at least send_window and at most 2^26"));
         }
         if self.max_frame_bytes < 1024 || self.max_frame_bytes > self.max_frame_bytes_accepted {
-            return Err(invalid(
-                "max_frame_bytes",
-                "must be at least 1024 and at most max_frame_bytes_accepted",
-            ));
+            return Err(invalid("max_frame_bytes", "must be at least 1024 and at most max_frame_bytes_accepted"));
         }
         if self.max_payload_bytes == 0 || self.max_payload_bytes + 1024 > self.max_frame_bytes_accepted {
             return Err(invalid(
@@ -369,7 +359,10 @@ impl ProtocolParams {
             return Err(invalid("dup_threshold", "must be at least 1"));
         }
         if self.ack_interval.is_zero() || self.ack_keepalive < self.ack_interval {
-            return Err(invalid("ack_keepalive", "ack_interval must be positive and ack_keepalive at least ack_interval"));
+            return Err(invalid(
+                "ack_keepalive",
+                "ack_interval must be positive and ack_keepalive at least ack_interval",
+            ));
         }
         if self.min_rto.is_zero() || self.max_rto < self.min_rto {
             return Err(invalid("max_rto", "min_rto must be positive and max_rto at least min_rto"));
@@ -455,7 +448,7 @@ pub mod millis {
     /// Reads milliseconds as a float; rejects negative and non-finite values.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let ms = f64::deserialize(d)?;
-        if !ms.is_finite() || ms < 0.0 || ms > 1e9 {
+        if !ms.is_finite() || !(0.0..=1e9).contains(&ms) {
             return Err(serde::de::Error::custom("milliseconds must be a finite number between 0 and 1e9"));
         }
         Ok(Duration::from_secs_f64(ms / 1e3))

@@ -39,8 +39,7 @@ pub mod time;
 pub mod wire;
 
 pub use config::{
-    ConfigError, Dissemination, EndpointConfig, FaultModel, Membership, ProtocolParams, RsmSpec,
-    Strategy,
+    ConfigError, Dissemination, EndpointConfig, FaultModel, Membership, ProtocolParams, RsmSpec, Strategy,
 };
 pub use endpoint::{Endpoint, EndpointStats, Event, Misbehavior, Transmit, TransmitError};
 pub use ids::{ReplicaId, RsmId};

@@ -400,7 +400,10 @@ mod tests {
             v.verify(S, 9, b"m", &cert(&s, &[3], 9, b"m")),
             Err(ProofError::InsufficientStake { have: 1, need: 2 })
         );
-        assert_eq!(v.verify(S, 9, b"m", &cert(&s, &[], 9, b"m")), Err(ProofError::InsufficientStake { have: 0, need: 2 }));
+        assert_eq!(
+            v.verify(S, 9, b"m", &cert(&s, &[], 9, b"m")),
+            Err(ProofError::InsufficientStake { have: 0, need: 2 })
+        );
     }
 
     #[test]
@@ -429,7 +432,10 @@ mod tests {
         let c = cert(&s, &[0, 1], 9, b"m");
         assert_eq!(v.verify(S, 9, b"n", &c), Err(ProofError::BadSignature { signer: 0 }));
         assert_eq!(v.verify(S, 10, b"m", &c), Err(ProofError::BadSignature { signer: 0 }));
-        assert_eq!(v.verify(StreamId { from: RsmId(1), to: RsmId(0) }, 9, b"m", &c), Err(ProofError::BadSignature { signer: 0 }));
+        assert_eq!(
+            v.verify(StreamId { from: RsmId(1), to: RsmId(0) }, 9, b"m", &c),
+            Err(ProofError::BadSignature { signer: 0 })
+        );
     }
 
     #[test]

@@ -53,9 +53,8 @@ impl QuackTracker {
     fn recompute(&mut self) -> Option<u64> {
         let value = self.value;
         self.scratch.clear();
-        self.scratch.extend(
-            self.acks.iter().zip(&self.stakes).filter(|&(&a, &s)| a > value && s > 0).map(|(&a, &s)| (a, s)),
-        );
+        self.scratch
+            .extend(self.acks.iter().zip(&self.stakes).filter(|&(&a, &s)| a > value && s > 0).map(|(&a, &s)| (a, s)));
         self.scratch.sort_unstable_by_key(|&(ack, _)| std::cmp::Reverse(ack));
         let mut have = 0u64;
         for &(ack, stake) in &self.scratch {

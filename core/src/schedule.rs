@@ -197,12 +197,7 @@ impl Schedule {
     ///
     /// Cost: `O(n_s·n_r·k)` time with small constants and `O(n_s·n_r)` memory (see the module
     /// docs); done once per configuration.
-    pub fn new(
-        sender_stakes: &[u64],
-        f_s: u64,
-        receiver_stakes: &[u64],
-        f_r: u64,
-    ) -> Result<Self, ScheduleError> {
+    pub fn new(sender_stakes: &[u64], f_s: u64, receiver_stakes: &[u64], f_r: u64) -> Result<Self, ScheduleError> {
         validate(Side::Sender, sender_stakes, f_s)?;
         validate(Side::Receiver, receiver_stakes, f_r)?;
         let senders = Seating::new(sender_stakes);
@@ -377,8 +372,7 @@ impl Rotation {
         if u32::from(sender) >= self.n_s {
             return None;
         }
-        let d =
-            (sender as usize + self.n_s as usize - self.first_sender as usize) % self.n_s as usize;
+        let d = (sender as usize + self.n_s as usize - self.first_sender as usize) % self.n_s as usize;
         (d < self.len()).then_some(d)
     }
 
@@ -398,8 +392,7 @@ impl Rotation {
     /// `sender`'s turns as (resend number, receiver) pairs, increasing.
     pub fn turns(&self, sender: u16) -> impl Iterator<Item = (usize, u16)> + use<> {
         let this = *self;
-        this.resend_numbers(sender)
-            .filter_map(move |r| this.pair(r).map(|(_, recv)| (r, recv)))
+        this.resend_numbers(sender).filter_map(move |r| this.pair(r).map(|(_, recv)| (r, recv)))
     }
 }
 
@@ -408,10 +401,7 @@ fn validate(side: Side, stakes: &[u64], f: u64) -> Result<(), ScheduleError> {
         return Err(ScheduleError::NoReplicas(side));
     }
     if stakes.len() > MAX_REPLICAS {
-        return Err(ScheduleError::TooManyReplicas {
-            side,
-            n: stakes.len(),
-        });
+        return Err(ScheduleError::TooManyReplicas { side, n: stakes.len() });
     }
     if let Some(index) = stakes.iter().position(|&s| s == 0) {
         return Err(ScheduleError::ZeroStake { side, index });
@@ -470,12 +460,7 @@ impl Seating {
             })
             .collect();
         let total = u64::from(*ends.last().expect("validated non-empty"));
-        Self {
-            seats,
-            ends,
-            total,
-            stride: golden_stride(total),
-        }
+        Self { seats, ends, total, stride: golden_stride(total) }
     }
 
     /// The replica owning slot `t < A`.
@@ -518,11 +503,8 @@ fn unstarve(seats: &mut [u32]) {
     if !seats.contains(&0) {
         return;
     }
-    let mut donors: BinaryHeap<(u32, Reverse<usize>)> = seats
-        .iter()
-        .enumerate()
-        .map(|(x, &s)| (s, Reverse(x)))
-        .collect();
+    let mut donors: BinaryHeap<(u32, Reverse<usize>)> =
+        seats.iter().enumerate().map(|(x, &s)| (s, Reverse(x))).collect();
     for x in 0..seats.len() {
         if seats[x] != 0 {
             continue;
@@ -563,11 +545,7 @@ struct Greedy {
 
 impl Greedy {
     fn new(budget: u64) -> Self {
-        Self {
-            budget: u128::from(budget),
-            sum: 0,
-            chosen: BinaryHeap::new(),
-        }
+        Self { budget: u128::from(budget), sum: 0, chosen: BinaryHeap::new() }
     }
 
     fn push(&mut self, stake: u64) {
@@ -645,9 +623,7 @@ impl<'a> RotationBuilder<'a> {
         let ks_all = greedy_all(sender_stakes, f_s);
         let kr_all = greedy_all(receiver_stakes, f_r);
         let total = n_s * n_r;
-        this.limit = (this.k0..total)
-            .find(|&k| k > this.counting_bound(ks_all, kr_all, k))
-            .unwrap_or(total);
+        this.limit = (this.k0..total).find(|&k| k > this.counting_bound(ks_all, kr_all, k)).unwrap_or(total);
         this
     }
 
@@ -726,9 +702,7 @@ impl<'a> RotationBuilder<'a> {
             let mut ks_row = vec![0u16; n_s];
             for (i, out_row) in out.chunks_exact_mut(n_r).enumerate() {
                 greedy_row(self.sender_stakes, self.f_s, i, &mut ks_row);
-                for (j, (slot, kr_row)) in
-                    out_row.iter_mut().zip(kr_tab.chunks_exact(n_r)).enumerate()
-                {
+                for (j, (slot, kr_row)) in out_row.iter_mut().zip(kr_tab.chunks_exact(n_r)).enumerate() {
                     *slot = self.len_for(i, j, &ks_row, kr_row);
                 }
             }
@@ -816,25 +790,15 @@ mod tests {
         /// pairs of faulty subsets.
         fn counterexample(&self, pairs: &[(u16, u16)]) -> Option<(u32, u32)> {
             if self.n_s <= self.n_r {
-                (0u32..1 << self.n_s)
-                    .filter(|&fs| self.s_masks[fs as usize] <= self.f_s)
-                    .find_map(|fs| {
-                        let need = pairs
-                            .iter()
-                            .filter(|&&(s, _)| fs >> s & 1 == 0)
-                            .fold(0u32, |m, &(_, r)| m | 1 << r);
-                        (self.r_masks[need as usize] <= self.f_r).then_some((fs, need))
-                    })
+                (0u32..1 << self.n_s).filter(|&fs| self.s_masks[fs as usize] <= self.f_s).find_map(|fs| {
+                    let need = pairs.iter().filter(|&&(s, _)| fs >> s & 1 == 0).fold(0u32, |m, &(_, r)| m | 1 << r);
+                    (self.r_masks[need as usize] <= self.f_r).then_some((fs, need))
+                })
             } else {
-                (0u32..1 << self.n_r)
-                    .filter(|&fr| self.r_masks[fr as usize] <= self.f_r)
-                    .find_map(|fr| {
-                        let need = pairs
-                            .iter()
-                            .filter(|&&(_, r)| fr >> r & 1 == 0)
-                            .fold(0u32, |m, &(s, _)| m | 1 << s);
-                        (self.s_masks[need as usize] <= self.f_s).then_some((need, fr))
-                    })
+                (0u32..1 << self.n_r).filter(|&fr| self.r_masks[fr as usize] <= self.f_r).find_map(|fr| {
+                    let need = pairs.iter().filter(|&&(_, r)| fr >> r & 1 == 0).fold(0u32, |m, &(s, _)| m | 1 << s);
+                    (self.s_masks[need as usize] <= self.f_s).then_some((need, fr))
+                })
             }
         }
     }
@@ -849,10 +813,7 @@ mod tests {
     fn naive_len(ss: &[u64], f_s: u64, rs: &[u64], f_r: u64, i: usize, j: usize) -> usize {
         let (n_s, n_r) = (ss.len(), rs.len());
         fn killable(stakes: &[u64], f: u64, counts: &[usize]) -> usize {
-            let mut appearing: Vec<u64> = (0..stakes.len())
-                .filter(|&x| counts[x] > 0)
-                .map(|x| stakes[x])
-                .collect();
+            let mut appearing: Vec<u64> = (0..stakes.len()).filter(|&x| counts[x] > 0).map(|x| stakes[x]).collect();
             appearing.sort_unstable();
             let mut sum = 0u128;
             let members = appearing
@@ -901,19 +862,11 @@ mod tests {
             for j in 0..n_r {
                 let rotation = rot(&s, i, j);
                 let pairs: Vec<_> = rotation.pairs().collect();
-                assert_eq!(
-                    pairs.len(),
-                    naive_len(ss, f_s, rs, f_r, i, j),
-                    "length of ({i}, {j})"
-                );
+                assert_eq!(pairs.len(), naive_len(ss, f_s, rs, f_r, i, j), "length of ({i}, {j})");
                 for (t, &p) in pairs.iter().enumerate() {
                     assert_eq!(p, naive_pair(n_s, n_r, i, j, t));
                 }
-                assert_eq!(
-                    adv.counterexample(&pairs),
-                    None,
-                    "rotation ({i}, {j}) is unsafe: {pairs:?}"
-                );
+                assert_eq!(adv.counterexample(&pairs), None, "rotation ({i}, {j}) is unsafe: {pairs:?}");
                 max = max.max(pairs.len());
             }
         }
@@ -923,36 +876,22 @@ mod tests {
             assert_eq!(rotation.first_sender(), s.first_sender(seq));
             assert_eq!(rotation.first_receiver(), s.first_receiver(seq));
             assert_eq!(s.rotation_len(seq), rotation.len());
-            assert_eq!(
-                s.pair(seq, 0),
-                Some((s.first_sender(seq), s.first_receiver(seq)))
-            );
+            assert_eq!(s.pair(seq, 0), Some((s.first_sender(seq), s.first_receiver(seq))));
             assert_eq!(s.pair(seq, rotation.len()), None);
-            let pairs: Vec<_> = (0..rotation.len())
-                .map(|r| s.pair(seq, r).unwrap())
-                .collect();
+            let pairs: Vec<_> = (0..rotation.len()).map(|r| s.pair(seq, r).unwrap()).collect();
             for sender in 0..=n_s as u16 {
-                let expected: Vec<usize> =
-                    (0..pairs.len()).filter(|&r| pairs[r].0 == sender).collect();
+                let expected: Vec<usize> = (0..pairs.len()).filter(|&r| pairs[r].0 == sender).collect();
                 assert_eq!(s.resend_numbers(seq, sender).collect::<Vec<_>>(), expected);
                 assert_eq!(s.has_role(seq, sender), !expected.is_empty());
                 assert_eq!(rotation.first_turn(sender), expected.first().copied());
                 let turns: Vec<_> = rotation.turns(sender).collect();
-                assert_eq!(
-                    turns,
-                    expected
-                        .iter()
-                        .map(|&r| (r, pairs[r].1))
-                        .collect::<Vec<_>>()
-                );
+                assert_eq!(turns, expected.iter().map(|&r| (r, pairs[r].1)).collect::<Vec<_>>());
             }
             for (a, b) in picks.iter().zip(picks.iter().rev()) {
                 let fs = maximal_faulty_set(ss, f_s, *a);
                 let fr = maximal_faulty_set(rs, f_r, *b);
                 assert!(
-                    pairs
-                        .iter()
-                        .any(|&(x, y)| !fs[usize::from(x)] && !fr[usize::from(y)]),
+                    pairs.iter().any(|&(x, y)| !fs[usize::from(x)] && !fr[usize::from(y)]),
                     "seq {seq}: every pair of {pairs:?} hits faulty senders {fs:?} or receivers {fr:?}"
                 );
             }
@@ -964,9 +903,7 @@ mod tests {
     fn maximal_faulty_set(stakes: &[u64], f: u64, mut seed: u64) -> Vec<bool> {
         let mut order: Vec<usize> = (0..stakes.len()).collect();
         for x in (1..order.len()).rev() {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             order.swap(x, (seed >> 33) as usize % (x + 1));
         }
         let mut faulty = vec![false; stakes.len()];
@@ -997,29 +934,16 @@ mod tests {
         }
         assert_eq!(s.cycle_len(), 16);
         for start in [0, 16, 1 << 40, u64::MAX - 15] {
-            let mut firsts: Vec<_> = (start..=start + 15)
-                .map(|seq| s.pair(seq, 0).unwrap())
-                .collect();
+            let mut firsts: Vec<_> = (start..=start + 15).map(|seq| s.pair(seq, 0).unwrap()).collect();
             firsts.sort_unstable();
             firsts.dedup();
-            assert_eq!(
-                firsts.len(),
-                16,
-                "every first pair once per cycle from {start}"
-            );
+            assert_eq!(firsts.len(), 16, "every first pair once per cycle from {start}");
         }
         // Resends step sender and receiver together.
         let first = s.rotation(0);
         let (i, j) = (first.first_sender(), first.first_receiver());
         let pairs: Vec<_> = first.pairs().collect();
-        assert_eq!(
-            pairs,
-            [
-                (i, j),
-                ((i + 1) % 4, (j + 1) % 4),
-                ((i + 2) % 4, (j + 2) % 4)
-            ]
-        );
+        assert_eq!(pairs, [(i, j), ((i + 1) % 4, (j + 1) % 4), ((i + 2) % 4, (j + 2) % 4)]);
     }
 
     #[test]
@@ -1037,30 +961,11 @@ mod tests {
         assert_eq!(rot(&s, 1, 1).len(), 4);
         // From (1, 0) the heavy pair (0, 0) comes only at t = 7 (second lap).
         let pairs: Vec<_> = rot(&s, 1, 0).pairs().collect();
-        assert_eq!(
-            pairs,
-            [
-                (1, 0),
-                (2, 1),
-                (3, 2),
-                (0, 3),
-                (1, 1),
-                (2, 2),
-                (3, 3),
-                (0, 0)
-            ]
-        );
+        assert_eq!(pairs, [(1, 0), (2, 1), (3, 2), (0, 3), (1, 1), (2, 2), (3, 3), (0, 0)]);
         // ... and seven pairs really are not enough: F_s = {1, 2}, F_r = {2, 3} kills them all.
         let adv = Adversary::new(&stakes, 2, &stakes, 2);
         assert!(adv.counterexample(&pairs[..7]).is_some());
-        check_config(
-            &stakes,
-            2,
-            &stakes,
-            2,
-            &[0, 1, 5, 48, 49, u64::MAX],
-            &[1, 2, 3, 4],
-        );
+        check_config(&stakes, 2, &stakes, 2, &[0, 1, 5, 48, 49, u64::MAX], &[1, 2, 3, 4]);
     }
 
     #[test]
@@ -1108,51 +1013,22 @@ mod tests {
     #[test]
     fn errors() {
         use ScheduleError::*;
-        assert_eq!(
-            Schedule::new(&[], 0, &[1], 0).unwrap_err(),
-            NoReplicas(Side::Sender)
-        );
-        assert_eq!(
-            Schedule::new(&[1], 0, &[], 0).unwrap_err(),
-            NoReplicas(Side::Receiver)
-        );
-        assert_eq!(
-            Schedule::new(&[1, 0], 0, &[1], 0).unwrap_err(),
-            ZeroStake {
-                side: Side::Sender,
-                index: 1
-            }
-        );
-        assert_eq!(
-            Schedule::new(&[1], 0, &[2, 2, 0], 0).unwrap_err(),
-            ZeroStake {
-                side: Side::Receiver,
-                index: 2
-            }
-        );
+        assert_eq!(Schedule::new(&[], 0, &[1], 0).unwrap_err(), NoReplicas(Side::Sender));
+        assert_eq!(Schedule::new(&[1], 0, &[], 0).unwrap_err(), NoReplicas(Side::Receiver));
+        assert_eq!(Schedule::new(&[1, 0], 0, &[1], 0).unwrap_err(), ZeroStake { side: Side::Sender, index: 1 });
+        assert_eq!(Schedule::new(&[1], 0, &[2, 2, 0], 0).unwrap_err(), ZeroStake { side: Side::Receiver, index: 2 });
         assert_eq!(
             Schedule::new(&[1, 1], 2, &[1], 0).unwrap_err(),
-            FaultTooLarge {
-                side: Side::Sender,
-                f: 2,
-                total: 2
-            }
+            FaultTooLarge { side: Side::Sender, f: 2, total: 2 }
         );
         assert_eq!(
             Schedule::new(&[1], 0, &[3], 3).unwrap_err(),
-            FaultTooLarge {
-                side: Side::Receiver,
-                f: 3,
-                total: 3
-            }
+            FaultTooLarge { side: Side::Receiver, f: 3, total: 3 }
         );
         let many = vec![1; MAX_REPLICAS + 1];
         assert_eq!(
             Schedule::new(&[1], 0, &many, 0).unwrap_err(),
-            TooManyReplicas {
-                side: Side::Receiver,
-                n: MAX_REPLICAS + 1
-            }
+            TooManyReplicas { side: Side::Receiver, n: MAX_REPLICAS + 1 }
         );
         // Total stake beyond u64 is fine; f just has to be below it.
         assert!(Schedule::new(&[u64::MAX, u64::MAX], u64::MAX, &[1], 0).is_ok());
@@ -1160,10 +1036,7 @@ mod tests {
             Schedule::new(&[1, 1], 2, &[1], 0).unwrap_err().to_string(),
             "sender fault threshold 2 is not below total stake 2"
         );
-        assert_eq!(
-            NoReplicas(Side::Receiver).to_string(),
-            "receiver rsm has no replicas"
-        );
+        assert_eq!(NoReplicas(Side::Receiver).to_string(), "receiver rsm has no replicas");
     }
 
     #[test]
@@ -1184,8 +1057,7 @@ mod tests {
     fn nobody_starved() {
         let s = sched(&[1_000_000_000_000, 1, 1, 2], 0, &[1], 0);
         assert_eq!(s.sender_seats(), [65_533, 1, 1, 1]);
-        let firsts: std::collections::BTreeSet<u16> =
-            (0..65_536).map(|seq| s.first_sender(seq)).collect();
+        let firsts: std::collections::BTreeSet<u16> = (0..65_536).map(|seq| s.first_sender(seq)).collect();
         assert_eq!(firsts.len(), 4);
     }
 
@@ -1207,10 +1079,7 @@ mod tests {
         // Unequal sides, stakes from 1 to 5, BFT.
         let a: Vec<u64> = (0..97).map(|x| x % 5 + 1).collect();
         let b: Vec<u64> = (0..101).map(|x| (x * 7) % 5 + 1).collect();
-        let (fa, fb) = (
-            (a.iter().sum::<u64>() - 1) / 3,
-            (b.iter().sum::<u64>() - 1) / 3,
-        );
+        let (fa, fb) = ((a.iter().sum::<u64>() - 1) / 3, (b.iter().sum::<u64>() - 1) / 3);
         let s = sched(&a, fa, &b, fb);
         assert!(s.max_rotation_len() >= 1);
         let elapsed = start.elapsed();
@@ -1223,42 +1092,20 @@ mod tests {
     /// One side: stakes in `1..=max_stake`, and a fault threshold valid under BFT (3f < S) or CFT
     /// (2f < S), half the time the largest allowed.
     fn side(max_n: usize, max_stake: u64) -> impl Strategy<Value = (Vec<u64>, u64)> {
-        (
-            prop::collection::vec(1..=max_stake, 1..=max_n),
-            any::<bool>(),
-            any::<u64>(),
-        )
-            .prop_map(|(stakes, bft, pick)| {
+        (prop::collection::vec(1..=max_stake, 1..=max_n), any::<bool>(), any::<u64>()).prop_map(
+            |(stakes, bft, pick)| {
                 let total: u64 = stakes.iter().sum();
-                let max_f = if bft {
-                    (total - 1) / 3
-                } else {
-                    (total - 1) / 2
-                };
-                let f = if pick & 1 == 0 {
-                    max_f
-                } else {
-                    (pick >> 1) % (max_f + 1)
-                };
+                let max_f = if bft { (total - 1) / 3 } else { (total - 1) / 2 };
+                let f = if pick & 1 == 0 { max_f } else { (pick >> 1) % (max_f + 1) };
                 (stakes, f)
-            })
+            },
+        )
     }
 
     fn unit_side(max_n: usize) -> impl Strategy<Value = (usize, u64)> {
         (1..=max_n, any::<bool>(), any::<u64>()).prop_map(|(n, bft, pick)| {
-            let max_f = if bft {
-                (n as u64 - 1) / 3
-            } else {
-                (n as u64 - 1) / 2
-            };
-            (
-                n,
-                if pick & 1 == 0 {
-                    max_f
-                } else {
-                    (pick >> 1) % (max_f + 1)
-                },
-            )
+            let max_f = if bft { (n as u64 - 1) / 3 } else { (n as u64 - 1) / 2 };
+            (n, if pick & 1 == 0 { max_f } else { (pick >> 1) % (max_f + 1) })
         })
     }
 

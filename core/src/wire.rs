@@ -95,11 +95,7 @@ impl FrameKind {
     /// The kind a frame between `src` and `dst` must have: cross iff their RSMs differ.
     /// [`decode`] rejects frames whose kind byte disagrees.
     pub fn between(src: ReplicaId, dst: ReplicaId) -> Self {
-        if src.rsm == dst.rsm {
-            Self::Internal
-        } else {
-            Self::Cross
-        }
+        if src.rsm == dst.rsm { Self::Internal } else { Self::Cross }
     }
 
     const fn code(self) -> u8 {
@@ -153,11 +149,7 @@ impl RecordKind {
         let kind = match code {
             KIND_FIRST => Self::First,
             KIND_RESEND => {
-                return if number >= 1 {
-                    Ok(Self::Resend { number })
-                } else {
-                    Err(DecodeError::BadResendNumber)
-                };
+                return if number >= 1 { Ok(Self::Resend { number }) } else { Err(DecodeError::BadResendNumber) };
             }
             KIND_FORWARD => Self::Forward,
             KIND_REPAIR => Self::Repair,
@@ -379,11 +371,7 @@ impl FrameBuilder {
         let count_at = buf.len();
         buf.put_u32_le(0); // record count, patched by `finish`
         debug_assert_eq!(buf.len() + TAG_LEN, overhead);
-        Self {
-            buf,
-            count_at,
-            records: 0,
-        }
+        Self { buf, count_at, records: 0 }
     }
 
     /// Sets the frame's timestamp (`ts`, the sender's clock in nanoseconds now) and the echo of
@@ -425,8 +413,7 @@ impl FrameBuilder {
         let payload_len = u32::try_from(payload.len()).expect("payload too large for the wire");
         let proof_len = u32::try_from(proof.len()).expect("proof too large for the wire");
         let (code, number) = kind.encode();
-        self.buf
-            .reserve(Self::record_len(payload.len(), proof.len()));
+        self.buf.reserve(Self::record_len(payload.len(), proof.len()));
         self.buf.put_u8(code);
         self.buf.put_u16_le(number);
         self.buf.put_u64_le(seq);
@@ -443,11 +430,7 @@ impl FrameBuilder {
     ///
     /// If the frame is 4 GiB or longer (the length field is a `u32`).
     pub fn finish(self, key: &MacKey) -> Bytes {
-        let Self {
-            mut buf,
-            count_at,
-            records,
-        } = self;
+        let Self { mut buf, count_at, records } = self;
         let total = u32::try_from(buf.len() + TAG_LEN).expect("frame too large for the wire");
         buf[..4].copy_from_slice(&total.to_le_bytes());
         buf[count_at..count_at + COUNT_LEN].copy_from_slice(&records.to_le_bytes());
@@ -527,11 +510,7 @@ impl<'a> Reader<'a> {
 }
 
 fn rsm(byte: u8) -> Result<RsmId, DecodeError> {
-    if byte <= 1 {
-        Ok(RsmId(byte))
-    } else {
-        Err(DecodeError::BadRsm(byte))
-    }
+    if byte <= 1 { Ok(RsmId(byte)) } else { Err(DecodeError::BadRsm(byte)) }
 }
 
 /// Decodes and authenticates a frame. `key` maps the claimed source replica to the MAC key of
@@ -553,10 +532,7 @@ pub fn decode(
     if actual < MIN_FRAME_LEN {
         return Err(DecodeError::Truncated);
     }
-    let mut r = Reader {
-        buf: &frame[..actual - TAG_LEN],
-        pos: 0,
-    };
+    let mut r = Reader { buf: &frame[..actual - TAG_LEN], pos: 0 };
 
     // Fixed header: structural checks only, before the MAC.
     let declared = r.u32()? as usize;
@@ -564,10 +540,7 @@ pub fn decode(
         return Err(DecodeError::LengthMismatch { declared, actual });
     }
     if actual > limits.max_frame_bytes {
-        return Err(DecodeError::TooLarge {
-            len: actual,
-            max: limits.max_frame_bytes,
-        });
+        return Err(DecodeError::TooLarge { len: actual, max: limits.max_frame_bytes });
     }
     if r.array::<2>()? != MAGIC {
         return Err(DecodeError::BadMagic);
@@ -583,23 +556,14 @@ pub fn decode(
     };
     let src_rsm = rsm(r.u8()?)?;
     let dst_rsm = rsm(r.u8()?)?;
-    let src = ReplicaId {
-        rsm: src_rsm,
-        index: r.u16()?,
-    };
-    let dst = ReplicaId {
-        rsm: dst_rsm,
-        index: r.u16()?,
-    };
+    let src = ReplicaId { rsm: src_rsm, index: r.u16()? };
+    let dst = ReplicaId { rsm: dst_rsm, index: r.u16()? };
     if kind != FrameKind::between(src, dst) {
         return Err(DecodeError::KindMismatch);
     }
     let phi_words = r.u16()? as usize;
     if phi_words > limits.max_phi_words {
-        return Err(DecodeError::PhiTooLong {
-            words: phi_words,
-            max: limits.max_phi_words,
-        });
+        return Err(DecodeError::PhiTooLong { words: phi_words, max: limits.max_phi_words });
     }
     // The ack, φ-list and record count must fit before the tag.
     if actual < frame_overhead(phi_words) {
@@ -636,16 +600,10 @@ pub fn decode(
         let payload_len = r.u32()? as usize;
         let proof_len = r.u32()? as usize;
         if payload_len > limits.max_payload_bytes {
-            return Err(DecodeError::PayloadTooLarge {
-                len: payload_len,
-                max: limits.max_payload_bytes,
-            });
+            return Err(DecodeError::PayloadTooLarge { len: payload_len, max: limits.max_payload_bytes });
         }
         if proof_len > limits.max_proof_bytes {
-            return Err(DecodeError::ProofTooLarge {
-                len: proof_len,
-                max: limits.max_proof_bytes,
-            });
+            return Err(DecodeError::ProofTooLarge { len: proof_len, max: limits.max_proof_bytes });
         }
         let payload_at = r.pos;
         r.take(payload_len)?;
@@ -661,15 +619,7 @@ pub fn decode(
     if r.remaining() != 0 {
         return Err(DecodeError::TrailingBytes);
     }
-    Ok(Frame {
-        kind,
-        src,
-        dst,
-        ack: AckReport { next, phi },
-        ts,
-        echo,
-        records,
-    })
+    Ok(Frame { kind, src, dst, ack: AckReport { next, phi }, ts, echo, records })
 }
 
 /// For stream transports: the total length of the frame that starts with `prefix`, once at
@@ -693,12 +643,7 @@ mod tests {
     const OTHER_KEY: MacKey = [8u8; 32];
 
     fn limits() -> Limits {
-        Limits {
-            max_frame_bytes: 1 << 20,
-            max_payload_bytes: 1 << 16,
-            max_proof_bytes: 1 << 12,
-            max_phi_words: 64,
-        }
+        Limits { max_frame_bytes: 1 << 20, max_payload_bytes: 1 << 16, max_proof_bytes: 1 << 12, max_phi_words: 64 }
     }
 
     fn dec(frame: Bytes) -> Result<Frame, DecodeError> {
@@ -723,12 +668,7 @@ mod tests {
     }
 
     fn rec(kind: RecordKind, seq: u64, payload: &[u8], proof: &[u8]) -> Record {
-        Record {
-            kind,
-            seq,
-            payload: Bytes::copy_from_slice(payload),
-            proof: Bytes::copy_from_slice(proof),
-        }
+        Record { kind, seq, payload: Bytes::copy_from_slice(payload), proof: Bytes::copy_from_slice(proof) }
     }
 
     fn sample() -> Frame {
@@ -736,20 +676,12 @@ mod tests {
             kind: FrameKind::Cross,
             src: s(3),
             dst: r(65_000),
-            ack: AckReport {
-                next: 1 << 40,
-                phi: vec![0b1011, u64::MAX, 1 << 63],
-            },
+            ack: AckReport { next: 1 << 40, phi: vec![0b1011, u64::MAX, 1 << 63] },
             ts: 0x0123_4567_89AB_CDEF,
             echo: u64::MAX - 1,
             records: vec![
                 rec(RecordKind::First, 0, b"first", b""),
-                rec(
-                    RecordKind::Resend { number: 1 },
-                    7,
-                    b"resend one",
-                    &[0xAB; 70],
-                ),
+                rec(RecordKind::Resend { number: 1 }, 7, b"resend one", &[0xAB; 70]),
                 rec(RecordKind::Resend { number: u16::MAX }, u64::MAX, b"", b"p"),
                 rec(RecordKind::Forward, 12, &[0u8; 1000], b""),
                 rec(RecordKind::Repair, 13, b"repair", b"proof"),
@@ -787,15 +719,7 @@ mod tests {
     }
 
     fn raw_record(code: u8, number: u16, seq: u64, payload: &[u8], proof: &[u8]) -> Vec<u8> {
-        raw_record_lens(
-            code,
-            number,
-            seq,
-            payload.len() as u32,
-            proof.len() as u32,
-            payload,
-            proof,
-        )
+        raw_record_lens(code, number, seq, payload.len() as u32, proof.len() as u32, payload, proof)
     }
 
     fn raw_record_lens(
@@ -849,10 +773,7 @@ mod tests {
         let f = sample();
         let bytes = build(&f, &KEY);
         let expected_len = frame_overhead(3)
-            + f.records
-                .iter()
-                .map(|r| FrameBuilder::record_len(r.payload.len(), r.proof.len()))
-                .sum::<usize>();
+            + f.records.iter().map(|r| FrameBuilder::record_len(r.payload.len(), r.proof.len())).sum::<usize>();
         assert_eq!(bytes.len(), expected_len);
         assert_eq!(frame_len(&bytes), Some(bytes.len()));
         assert_eq!(dec(bytes).unwrap(), f);
@@ -943,38 +864,20 @@ mod tests {
 
     #[test]
     fn builder_trims_phi() {
-        let ack = AckReport {
-            next: 3,
-            phi: vec![0, 5, 0, 0],
-        };
+        let ack = AckReport { next: 3, phi: vec![0, 5, 0, 0] };
         let b = FrameBuilder::new(FrameKind::Cross, s(0), r(0), &ack);
         assert_eq!(b.len(), frame_overhead(2));
         let f = dec(b.finish(&KEY)).unwrap();
-        assert_eq!(
-            f.ack,
-            AckReport {
-                next: 3,
-                phi: vec![0, 5]
-            }
-        );
+        assert_eq!(f.ack, AckReport { next: 3, phi: vec![0, 5] });
 
-        let all_zero = AckReport {
-            next: 3,
-            phi: vec![0; 10],
-        };
+        let all_zero = AckReport { next: 3, phi: vec![0; 10] };
         let b = FrameBuilder::new(FrameKind::Cross, s(0), r(0), &all_zero);
         assert_eq!(b.len(), frame_overhead(0));
 
-        let huge = AckReport {
-            next: 0,
-            phi: vec![1; MAX_PHI_WORDS + 3],
-        };
+        let huge = AckReport { next: 0, phi: vec![1; MAX_PHI_WORDS + 3] };
         let b = FrameBuilder::new(FrameKind::Cross, s(0), r(0), &huge);
         assert_eq!(b.len(), frame_overhead(MAX_PHI_WORDS));
-        let lim = Limits {
-            max_phi_words: MAX_PHI_WORDS,
-            ..limits()
-        };
+        let lim = Limits { max_phi_words: MAX_PHI_WORDS, ..limits() };
         let f = decode(b.finish(&KEY), &lim, |_| Some(KEY)).unwrap();
         assert_eq!(f.ack.phi.len(), MAX_PHI_WORDS);
     }
@@ -988,22 +891,10 @@ mod tests {
             dec(Bytes::from(v)).unwrap_err()
         };
         assert_eq!(dec(Bytes::new()).unwrap_err(), DecodeError::Truncated);
-        assert_eq!(
-            dec(good.slice(..MIN_FRAME_LEN - 1)).unwrap_err(),
-            DecodeError::Truncated
-        );
+        assert_eq!(dec(good.slice(..MIN_FRAME_LEN - 1)).unwrap_err(), DecodeError::Truncated);
         let n = good.len();
-        assert_eq!(
-            dec(good.slice(..n - 1)).unwrap_err(),
-            DecodeError::LengthMismatch {
-                declared: n,
-                actual: n - 1
-            }
-        );
-        let tight = Limits {
-            max_frame_bytes: n - 1,
-            ..limits()
-        };
+        assert_eq!(dec(good.slice(..n - 1)).unwrap_err(), DecodeError::LengthMismatch { declared: n, actual: n - 1 });
+        let tight = Limits { max_frame_bytes: n - 1, ..limits() };
         assert_eq!(
             decode(good.clone(), &tight, |_| Some(KEY)).unwrap_err(),
             DecodeError::TooLarge { len: n, max: n - 1 }
@@ -1017,22 +908,13 @@ mod tests {
         assert_eq!(patched(8, 2), DecodeError::BadRsm(2));
         assert_eq!(patched(9, 255), DecodeError::BadRsm(255));
         assert_eq!(patched(8, 1), DecodeError::KindMismatch);
-        let few = Limits {
-            max_phi_words: 2,
-            ..limits()
-        };
+        let few = Limits { max_phi_words: 2, ..limits() };
         assert_eq!(
             decode(good.clone(), &few, |_| Some(KEY)).unwrap_err(),
             DecodeError::PhiTooLong { words: 3, max: 2 }
         );
-        assert_eq!(
-            decode(good.clone(), &limits(), |_| None).unwrap_err(),
-            DecodeError::UnknownKey(s(3))
-        );
-        assert_eq!(
-            decode(good.clone(), &limits(), |_| Some(OTHER_KEY)).unwrap_err(),
-            DecodeError::BadMac
-        );
+        assert_eq!(decode(good.clone(), &limits(), |_| None).unwrap_err(), DecodeError::UnknownKey(s(3)));
+        assert_eq!(decode(good.clone(), &limits(), |_| Some(OTHER_KEY)).unwrap_err(), DecodeError::BadMac);
         // A φ count larger than the frame can hold is caught before the MAC.
         let mut body = raw_header(0, (0, 0), (1, 0), 5, &[]);
         body[14..16].copy_from_slice(&3u16.to_le_bytes());
@@ -1061,55 +943,31 @@ mod tests {
             dec(seal(body, &KEY))
         };
         assert!(one(raw_record(0, 0, 1, b"ok", b"")).is_ok());
-        assert_eq!(
-            one(raw_record(4, 0, 1, b"", b"")).unwrap_err(),
-            DecodeError::UnknownRecordKind(4)
-        );
-        assert_eq!(
-            one(raw_record(1, 0, 1, b"", b"")).unwrap_err(),
-            DecodeError::BadResendNumber
-        );
+        assert_eq!(one(raw_record(4, 0, 1, b"", b"")).unwrap_err(), DecodeError::UnknownRecordKind(4));
+        assert_eq!(one(raw_record(1, 0, 1, b"", b"")).unwrap_err(), DecodeError::BadResendNumber);
         for code in [0, 2, 3] {
-            assert_eq!(
-                one(raw_record(code, 1, 1, b"", b"")).unwrap_err(),
-                DecodeError::BadResendNumber
-            );
+            assert_eq!(one(raw_record(code, 1, 1, b"", b"")).unwrap_err(), DecodeError::BadResendNumber);
         }
         let big_payload = vec![0u8; limits().max_payload_bytes + 1];
         assert_eq!(
             one(raw_record(0, 0, 1, &big_payload, b"")).unwrap_err(),
-            DecodeError::PayloadTooLarge {
-                len: big_payload.len(),
-                max: limits().max_payload_bytes
-            }
+            DecodeError::PayloadTooLarge { len: big_payload.len(), max: limits().max_payload_bytes }
         );
         let big_proof = vec![0u8; limits().max_proof_bytes + 1];
         assert_eq!(
             one(raw_record(0, 0, 1, b"", &big_proof)).unwrap_err(),
-            DecodeError::ProofTooLarge {
-                len: big_proof.len(),
-                max: limits().max_proof_bytes
-            }
+            DecodeError::ProofTooLarge { len: big_proof.len(), max: limits().max_proof_bytes }
         );
         // Lengths pointing past the end.
-        assert_eq!(
-            one(raw_record_lens(0, 0, 1, 10, 0, b"short", b"")).unwrap_err(),
-            DecodeError::Truncated
-        );
-        assert_eq!(
-            one(raw_record_lens(0, 0, 1, 0, 10, b"", b"short")).unwrap_err(),
-            DecodeError::Truncated
-        );
+        assert_eq!(one(raw_record_lens(0, 0, 1, 10, 0, b"short", b"")).unwrap_err(), DecodeError::Truncated);
+        assert_eq!(one(raw_record_lens(0, 0, 1, 0, 10, b"", b"short")).unwrap_err(), DecodeError::Truncated);
         // Trailing bytes after the declared records.
         let mut rec = raw_record(2, 0, 1, b"x", b"");
         rec.push(0);
         assert_eq!(one(rec).unwrap_err(), DecodeError::TrailingBytes);
         let mut body = raw_prefix(0);
         body.push(1);
-        assert_eq!(
-            dec(seal(body, &KEY)).unwrap_err(),
-            DecodeError::TrailingBytes
-        );
+        assert_eq!(dec(seal(body, &KEY)).unwrap_err(), DecodeError::TrailingBytes);
     }
 
     #[test]
@@ -1118,17 +976,11 @@ mod tests {
         body.extend_from_slice(&raw_record(0, 0, 1, b"", b""));
         assert_eq!(
             dec(seal(body, &KEY)).unwrap_err(),
-            DecodeError::TooManyRecords {
-                count: u32::MAX as usize,
-                max: 1
-            }
+            DecodeError::TooManyRecords { count: u32::MAX as usize, max: 1 }
         );
         let mut body = raw_prefix(2);
         body.extend_from_slice(&raw_record(0, 0, 1, b"", b"abc"));
-        assert_eq!(
-            dec(seal(body, &KEY)).unwrap_err(),
-            DecodeError::TooManyRecords { count: 2, max: 1 }
-        );
+        assert_eq!(dec(seal(body, &KEY)).unwrap_err(), DecodeError::TooManyRecords { count: 2, max: 1 });
         // Two headers fit by size, but the first record's payload eats into the second.
         let mut body = raw_prefix(2);
         body.extend_from_slice(&raw_record(0, 0, 1, &[0; RECORD_HEADER_LEN], b""));
@@ -1155,25 +1007,16 @@ mod tests {
     fn error_messages_are_short_and_lowercase() {
         let errs = [
             DecodeError::Truncated,
-            DecodeError::LengthMismatch {
-                declared: 1,
-                actual: 2,
-            },
+            DecodeError::LengthMismatch { declared: 1, actual: 2 },
             DecodeError::UnknownKey(r(1)),
             DecodeError::PhiTooLong { words: 3, max: 2 },
             DecodeError::TrailingBytes,
         ];
         for e in errs {
             let m = e.to_string();
-            assert!(
-                m.len() < 60 && m.chars().next().unwrap().is_lowercase(),
-                "{m}"
-            );
+            assert!(m.len() < 60 && m.chars().next().unwrap().is_lowercase(), "{m}");
         }
-        assert_eq!(
-            DecodeError::UnknownKey(r(1)).to_string(),
-            "no mac key for r1"
-        );
+        assert_eq!(DecodeError::UnknownKey(r(1)).to_string(), "no mac key for r1");
     }
 
     /// The frame of the worked example in WIRE.md.
@@ -1186,10 +1029,7 @@ mod tests {
             kind: FrameKind::Cross,
             src: s(1),
             dst: r(2),
-            ack: AckReport {
-                next: 5,
-                phi: vec![0b101],
-            },
+            ack: AckReport { next: 5, phi: vec![0b101] },
             ts: 0x1122_3344,
             echo: 0xA0B0,
             records: vec![
@@ -1204,9 +1044,7 @@ mod tests {
     /// between the markers.
     fn wire_md_hex() -> Vec<u8> {
         let doc = include_str!("../WIRE.md");
-        let start = doc
-            .find("<!-- example-frame:begin -->")
-            .expect("begin marker");
+        let start = doc.find("<!-- example-frame:begin -->").expect("begin marker");
         let end = doc.find("<!-- example-frame:end -->").expect("end marker");
         let mut out = Vec::new();
         for line in doc[start..end].lines().skip(1) {
@@ -1245,12 +1083,7 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..48),
             proptest::collection::vec(any::<u8>(), 0..24),
         )
-            .prop_map(|(kind, seq, p, q)| Record {
-                kind,
-                seq,
-                payload: p.into(),
-                proof: q.into(),
-            })
+            .prop_map(|(kind, seq, p, q)| Record { kind, seq, payload: p.into(), proof: q.into() })
     }
 
     fn arb_frame() -> impl Strategy<Value = Frame> {
@@ -1265,15 +1098,7 @@ mod tests {
                     phi.pop();
                 }
                 let (src, dst) = (ReplicaId::new(sr, si), ReplicaId::new(dr, di));
-                Frame {
-                    kind: FrameKind::between(src, dst),
-                    src,
-                    dst,
-                    ack: AckReport { next, phi },
-                    ts,
-                    echo,
-                    records,
-                }
+                Frame { kind: FrameKind::between(src, dst), src, dst, ack: AckReport { next, phi }, ts, echo, records }
             })
     }
 

@@ -196,7 +196,6 @@ pub struct EndpointStats {
     pub srtt_ns: u64,
 }
 
-
 mod output;
 mod plan;
 mod receiver;
@@ -349,10 +348,8 @@ impl Endpoint {
         let local_spec = membership.rsm(local.rsm);
         let remote_rsm = local.rsm.other();
         let remote_spec = membership.rsm(remote_rsm);
-        let plan = Plan::new(cfg.strategy, membership, local.rsm, local.index).map_err(|e| ConfigError::Invalid {
-            field: "membership".into(),
-            reason: e.to_string(),
-        })?;
+        let plan = Plan::new(cfg.strategy, membership, local.rsm, local.index)
+            .map_err(|e| ConfigError::Invalid { field: "membership".into(), reason: e.to_string() })?;
         let (n_local, n_remote) = (local_spec.n(), remote_spec.n());
         let mut keys = Vec::with_capacity(n_remote + n_local);
         for d in 0..n_remote + n_local {

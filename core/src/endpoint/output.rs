@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{dest_replica, Endpoint, Transmit};
+use super::{Endpoint, Transmit, dest_replica};
 use crate::adversary::Behavior;
 use crate::config::Dissemination;
 use crate::time::Time;
@@ -63,10 +63,10 @@ impl Endpoint {
         *sent = (if sent.0 == 0 { ts } else { sent.0 }, ts);
         let forge = self.behavior == Some(Behavior::Forge);
         while let Some(p) = self.queues[d].front().copied() {
-            if p.kind == RecordKind::Forward {
-                if let Some(h) = self.held.get(p.seq) {
-                    self.forward_delay.sample(now.saturating_since(h.at));
-                }
+            if p.kind == RecordKind::Forward
+                && let Some(h) = self.held.get(p.seq)
+            {
+                self.forward_delay.sample(now.saturating_since(h.at));
             }
             let item = match p.kind {
                 RecordKind::First | RecordKind::Resend { .. } => self.out.get(p.seq).map(|m| (&m.payload, &m.proof)),
@@ -107,8 +107,12 @@ impl Endpoint {
         let mut total = 0;
         for p in &self.queues[d] {
             let len = match p.kind {
-                RecordKind::First | RecordKind::Resend { .. } => self.out.get(p.seq).map(|m| (m.payload.len(), m.proof.len())),
-                RecordKind::Forward | RecordKind::Repair => self.held.get(p.seq).map(|h| (h.payload.len(), h.proof.len())),
+                RecordKind::First | RecordKind::Resend { .. } => {
+                    self.out.get(p.seq).map(|m| (m.payload.len(), m.proof.len()))
+                }
+                RecordKind::Forward | RecordKind::Repair => {
+                    self.held.get(p.seq).map(|h| (h.payload.len(), h.proof.len()))
+                }
             };
             let Some((a, b)) = len else { continue };
             let len = FrameBuilder::record_len(a, b);

@@ -47,11 +47,11 @@ impl Endpoint {
             // this replica catches up through repairs, so this is not misbehaviour.
             return;
         }
-        if self.verify_proofs {
-            if let Err(error) = self.verifier.verify(self.in_stream, seq, &rec.payload, &rec.proof) {
-                self.misbehaved(from, Misbehavior::InvalidProof { seq, error });
-                return;
-            }
+        if self.verify_proofs
+            && let Err(error) = self.verifier.verify(self.in_stream, seq, &rec.payload, &rec.proof)
+        {
+            self.misbehaved(from, Misbehavior::InvalidProof { seq, error });
+            return;
         }
         if self.window.insert(seq) != Insert::New {
             return;
@@ -182,8 +182,9 @@ impl Endpoint {
     /// When the next repair pass is useful.
     pub(super) fn next_repair_deadline(&self) -> Option<Time> {
         let me = usize::from(self.local.index);
-        let pending = (0..self.n_local)
-            .any(|p| p != me && self.peer_reports[p].is_some() && self.repaired_version[p] != self.peer_report_version[p]);
+        let pending = (0..self.n_local).any(|p| {
+            p != me && self.peer_reports[p].is_some() && self.repaired_version[p] != self.peer_report_version[p]
+        });
         (pending && self.params.dissemination == Dissemination::Library).then_some(self.next_repair)
     }
 

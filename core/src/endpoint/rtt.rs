@@ -61,8 +61,12 @@ mod tests {
 
     #[test]
     fn converges_and_clamps() {
-        let mut r =
-            RttEstimator::new(Duration::from_millis(5), Duration::from_millis(1), Duration::from_secs(1), Duration::ZERO);
+        let mut r = RttEstimator::new(
+            Duration::from_millis(5),
+            Duration::from_millis(1),
+            Duration::from_secs(1),
+            Duration::ZERO,
+        );
         assert_eq!(r.rto(), Duration::from_millis(15));
         r.sample(Duration::from_millis(2));
         assert_eq!(r.srtt(), Duration::from_millis(2));

@@ -218,8 +218,7 @@ impl Endpoint {
             // reports count after a full RTO.
             let gap = highest.is_some_and(|h| h > k);
             let round_receiver = self.plan.pair_receiver(k, round) == Some(j as u16);
-            let wait: Duration =
-                if gap && round_receiver { srtt } else { rto } + self.delivery.drain(ahead, max_rto);
+            let wait: Duration = if gap && round_receiver { srtt } else { rto } + self.delivery.drain(ahead, max_rto);
             if now < base + wait || round + 1 >= self.plan.rotation_len(k) {
                 continue;
             }
@@ -242,7 +241,8 @@ impl Endpoint {
                 .sum();
             // If some receivers already hold k, it is being forwarded: give forwarding time
             // (a receiver that lies about holding it only delays the resend, by 4 RTOs).
-            let holding: u64 = self.reports.iter().zip(&self.remote_stakes).filter(|(r, _)| r.covers(k)).map(|(_, s)| *s).sum();
+            let holding: u64 =
+                self.reports.iter().zip(&self.remote_stakes).filter(|(r, _)| r.covers(k)).map(|(_, s)| *s).sum();
             if stake > self.f_remote && (holding == 0 || now >= base + rto * 4) {
                 escalate.push(k);
             }

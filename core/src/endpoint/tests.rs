@@ -13,12 +13,15 @@ use crate::config::{Membership, RsmSpec, Strategy};
 use crate::keys::LinkKeys;
 use crate::proof::NoProof;
 
+/// A frame in flight: delivery time, tie-break, source, destination, bytes.
+type Flight = Reverse<(Time, u64, usize, usize, Bytes)>;
+
 struct Net {
     eps: Vec<Endpoint>,
     n0: usize,
     now: Time,
     seq: u64,
-    queue: BinaryHeap<Reverse<(Time, u64, usize, usize, Bytes)>>,
+    queue: BinaryHeap<Flight>,
     crashed: HashSet<usize>,
     latency: Duration,
     delivered: Vec<Vec<u64>>,
@@ -168,11 +171,7 @@ impl Net {
 }
 
 fn uniform(n: usize, f: u64) -> Membership {
-    Membership::new(
-        RsmSpec::uniform("a", n, FaultModel::Cft, f),
-        RsmSpec::uniform("b", n, FaultModel::Cft, f),
-    )
-    .unwrap()
+    Membership::new(RsmSpec::uniform("a", n, FaultModel::Cft, f), RsmSpec::uniform("b", n, FaultModel::Cft, f)).unwrap()
 }
 
 #[test]
@@ -222,7 +221,10 @@ fn application_managed_dissemination_hands_over_first_hand_messages() {
     assert_eq!(total, 200);
     assert_eq!(net.resends, 0);
     assert!((0..4).all(|i| net.quacks[i] == 200), "{:?}", net.quacks);
-    assert_eq!(net.eps[4].local_has(net.now, 100_000_000), Err(LocalHasError::BeyondWindow { seq: 100_000_000, next: net.eps[4].received() }));
+    assert_eq!(
+        net.eps[4].local_has(net.now, 100_000_000),
+        Err(LocalHasError::BeyondWindow { seq: 100_000_000, next: net.eps[4].received() })
+    );
     let mut lib = Net::new(Strategy::Picsou, uniform(4, 1), ProtocolParams::default());
     assert_eq!(lib.eps[4].local_has(Time::ZERO, 0), Err(LocalHasError::LibraryManaged));
     lib.run(1, Duration::from_millis(10));
@@ -258,7 +260,12 @@ fn garbage_and_forged_frames_are_reported_not_fatal() {
     ep.handle_frame(Time::ZERO, ReplicaId::new(1, 0), Bytes::from_static(b"x"));
     // A valid frame from s1 carrying a First record that the schedule gives to another pair.
     let key = crate::keys::derive_link_key(&[9; 32], from, ReplicaId::new(1, 0));
-    let mut b = crate::wire::FrameBuilder::new(crate::wire::FrameKind::Cross, from, ReplicaId::new(1, 0), &AckReport::default());
+    let mut b = crate::wire::FrameBuilder::new(
+        crate::wire::FrameKind::Cross,
+        from,
+        ReplicaId::new(1, 0),
+        &AckReport::default(),
+    );
     let wrong = (0..64).find(|&s| !net.eps[4].plan.allows_incoming(s, RecordKind::First, 1)).unwrap();
     b.push(RecordKind::First, wrong, b"evil", b"");
     let frame = b.finish(&key);
