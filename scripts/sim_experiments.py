@@ -9,13 +9,16 @@ side by side in one invocation. Outputs:
 Usage: python3 scripts/sim_experiments.py [--quick]   (builds the release binary first)
 """
 import json
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "picsou"
+BUILT = ROOT / "target" / "release" / "picsou"
+# A frozen copy, so that rebuilding during a long run cannot mix two binaries' results.
+BIN = ROOT / "target" / "experiments" / "picsou"
 QUICK = "--quick" in sys.argv
 STRATEGIES = ["picsou", "ost", "ata", "ll", "otu"]
 
@@ -39,6 +42,8 @@ def sim(*args):
 
 def main():
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "picsou-cli"], cwd=ROOT, check=True)
+    BIN.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUILT, BIN)
     runs, md = [], []
 
     # 1. Speed of the simulator itself.

@@ -319,6 +319,9 @@ pub struct Endpoint {
     last_heard: Vec<Time>,
     /// Which destinations were suspected at the last check.
     suspected: Vec<bool>,
+    /// Per sender replica of this RSM: decayed count of its failed first sends.
+    first_send_failures: Vec<f64>,
+    failures_at: Time,
     peer_report_version: Vec<u64>,
     repaired_version: Vec<u64>,
     next_repair: Time,
@@ -410,6 +413,8 @@ impl Endpoint {
             peer_reports: vec![None; n_local],
             last_heard: vec![now; n_dest],
             suspected: vec![false; n_dest],
+            first_send_failures: vec![0.0; n_local],
+            failures_at: now,
             peer_report_version: vec![0; n_local],
             repaired_version: vec![0; n_local],
             next_repair: now + p.repair_delay,

@@ -158,6 +158,11 @@ impl Plan {
         (0..r).all(|i| rot.pair(i).is_some_and(|(s, q)| suspected(s, q))).then_some((r, recv))
     }
 
+    /// Picsou: pair `r` of `seq`'s rotation.
+    pub(crate) fn pair(&self, seq: u64, r: usize) -> Option<(u16, u16)> {
+        self.out_sched.as_ref()?.pair(seq, r)
+    }
+
     /// Picsou: the receiver of pair `r` of `seq`'s rotation.
     pub(crate) fn pair_receiver(&self, seq: u64, r: usize) -> Option<u16> {
         self.out_sched.as_ref()?.pair(seq, r).map(|(_, q)| q)

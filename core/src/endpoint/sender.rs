@@ -18,7 +18,9 @@
 //! across the φ-list, so parallel losses recover in parallel.
 //!
 //! Failure suspicion short-cuts detection: a replica that has sent nothing for
-//! `suspect_after` (live replicas send keep-alives) is suspected, and a message whose earlier
+//! `suspect_after` (live replicas send keep-alives) is suspected, and so is a sender replica
+//! whose first sends fail far more often than the others' (Byzantine senders that keep
+//! answering keep-alives but skip or forge their duties); a message whose earlier
 //! rotation pairs all involve suspected replicas is resent at release by the owner of the first
 //! unsuspected turn. Without this, losses are detected only within the φ-list, so a crashed
 //! receiver would cap throughput at about φ messages per detection delay.
@@ -103,11 +105,13 @@ impl Endpoint {
         if self.plan.strategy() != Strategy::Picsou {
             return;
         }
-        let after = self.params.suspect_after;
-        let me = self.n_remote + usize::from(self.local.index);
         let mut changed = false;
         for d in 0..self.last_heard.len() {
-            let s = d != me && now.saturating_since(self.last_heard[d]) > after;
+            let s = if d < self.n_remote {
+                self.receiver_suspected(now, d as u16)
+            } else {
+                self.sender_suspected(now, (d - self.n_remote) as u16)
+            };
             changed |= s && !self.suspected[d];
             self.suspected[d] = s;
         }
@@ -134,19 +138,51 @@ impl Endpoint {
 
     /// Whether any other replica is currently suspected (cheap check on the release path).
     fn any_suspected(&self, now: Time) -> bool {
-        let me = self.n_remote + usize::from(self.local.index);
-        self.last_heard.iter().enumerate().any(|(d, t)| d != me && now.saturating_since(*t) > self.params.suspect_after)
+        (0..self.n_local as u16).any(|s| self.sender_suspected(now, s))
+            || (0..self.n_remote as u16).any(|r| self.receiver_suspected(now, r))
+    }
+
+    /// Whether replica `r` of the other RSM is suspected: silent for `suspect_after`.
+    fn receiver_suspected(&self, now: Time, r: u16) -> bool {
+        now.saturating_since(self.last_heard[usize::from(r)]) > self.params.suspect_after
+    }
+
+    /// Whether sender replica `s` of this RSM is suspected: silent for `suspect_after`, or
+    /// failing its first sends far more often than the others (a Byzantine sender that stays
+    /// silent in its duties, or forges, while answering keep-alives).
+    fn sender_suspected(&self, now: Time, s: u16) -> bool {
+        if s == self.local.index {
+            return false;
+        }
+        let i = usize::from(s);
+        if now.saturating_since(self.last_heard[self.n_remote + i]) > self.params.suspect_after {
+            return true;
+        }
+        let score = self.first_send_failures[i];
+        let total: f64 = self.first_send_failures.iter().sum();
+        score >= 16.0 && score * self.n_local as f64 >= 1.5 * total
+    }
+
+    /// Counts a failed first send against its sender (scores halve every second), unless its
+    /// receiver is suspected, which explains the failure instead.
+    fn note_failed_first_send(&mut self, now: Time, k: u64) {
+        let Some((s, r)) = self.plan.pair(k, 0) else { return };
+        if self.receiver_suspected(now, r) {
+            return;
+        }
+        let dt = now.saturating_since(self.failures_at).as_secs_f64();
+        if dt > 0.0 {
+            let decay = 0.5f64.powf(dt);
+            self.first_send_failures.iter_mut().for_each(|x| *x *= decay);
+            self.failures_at = now;
+        }
+        self.first_send_failures[usize::from(s)] += 1.0;
     }
 
     /// If every pair before one of this replica's turns in `seq`'s rotation involves a suspected
     /// replica, the first copies are surely lost: resend now rather than after detection.
     fn resend_proactively(&mut self, now: Time, seq: u64) {
-        let (n_remote, me, after) = (self.n_remote, self.local.index, self.params.suspect_after);
-        let heard = &self.last_heard;
-        let suspected = |s: u16, r: u16| {
-            let sender_dead = s != me && now.saturating_since(heard[n_remote + usize::from(s)]) > after;
-            sender_dead || now.saturating_since(heard[usize::from(r)]) > after
-        };
+        let suspected = |s: u16, r: u16| self.sender_suspected(now, s) || self.receiver_suspected(now, r);
         let Some((round, recv)) = self.plan.proactive_resend(seq, suspected) else { return };
         let Some(m) = self.out.get_mut(seq) else { return };
         if m.loss.as_ref().is_some_and(|l| l.round >= round) {
@@ -257,6 +293,9 @@ impl Endpoint {
     /// Message `k` is definitely lost as of this round: advance its rotation and, if the next
     /// pair is this replica's, resend it.
     fn escalate(&mut self, now: Time, k: u64) {
+        if self.out.get(k).and_then(|m| m.loss.as_ref()).is_some_and(|l| l.round == 0) {
+            self.note_failed_first_send(now, k);
+        }
         let Some(loss) = self.out.get_mut(k).and_then(|m| m.loss.as_mut()) else { return };
         loss.round += 1;
         loss.round_at = now;
