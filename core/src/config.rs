@@ -454,3 +454,81 @@ pub mod millis {
         Ok(Duration::from_secs_f64(ms / 1e3))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(e: ConfigError) -> String {
+        match e {
+            ConfigError::Invalid { field, .. } => field,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_memberships_pass() {
+        let m = Membership::new(
+            RsmSpec::uniform("a", 4, FaultModel::Bft, 1),
+            RsmSpec::with_stakes("b", &[4, 1, 1, 1], FaultModel::Cft, 3),
+        )
+        .unwrap();
+        assert_eq!(m.rsm(RsmId(1)).total_stake(), 7);
+        assert!(m.contains(ReplicaId::new(1, 3)));
+        assert!(!m.contains(ReplicaId::new(1, 4)));
+        assert!(!m.contains(ReplicaId::new(2, 0)));
+    }
+
+    #[test]
+    fn impossible_memberships_name_the_field() {
+        let ok = RsmSpec::uniform("a", 4, FaultModel::Bft, 1);
+        let e = Membership::new(ok.clone(), RsmSpec::uniform("b", 4, FaultModel::Bft, 2)).unwrap_err();
+        assert_eq!(field_of(e.clone()), "rsm[1].f");
+        assert!(e.to_string().contains("3f+1"), "{e}");
+        let e = Membership::new(RsmSpec::uniform("a", 0, FaultModel::Cft, 0), ok.clone()).unwrap_err();
+        assert_eq!(field_of(e), "rsm[0].replicas");
+        let mut dup = RsmSpec::uniform("b", 4, FaultModel::Bft, 1);
+        dup.replicas[2].id = 0;
+        assert_eq!(field_of(Membership::new(ok.clone(), dup).unwrap_err()), "rsm[1].replicas[2].id");
+        let zero = RsmSpec::with_stakes("b", &[1, 0, 1, 1], FaultModel::Bft, 0);
+        assert_eq!(field_of(Membership::new(ok.clone(), zero).unwrap_err()), "rsm[1].replicas[1].stake");
+        let huge = RsmSpec::with_stakes("b", &[1 << 47, 1 << 47, 1 << 47], FaultModel::Cft, 0);
+        assert_eq!(field_of(Membership::new(ok, huge).unwrap_err()), "rsm[1].replicas");
+        // CFT allows up to (S-1)/2, BFT up to (S-1)/3.
+        assert_eq!(RsmSpec::uniform("c", 5, FaultModel::Cft, 0).max_f(), 2);
+        assert_eq!(RsmSpec::uniform("c", 7, FaultModel::Bft, 0).max_f(), 2);
+    }
+
+    #[test]
+    fn params_are_checked() {
+        assert!(ProtocolParams::default().validate().is_ok());
+        let bad = |p: ProtocolParams| field_of(p.validate().unwrap_err());
+        let d = ProtocolParams::default;
+        assert_eq!(bad(ProtocolParams { phi_bits: 100, ..d() }), "params.phi_bits");
+        assert_eq!(bad(ProtocolParams { send_window: 0, ..d() }), "params.send_window");
+        assert_eq!(bad(ProtocolParams { send_window_bytes: 0, ..d() }), "params.send_window_bytes");
+        assert_eq!(bad(ProtocolParams { max_buffered: 1, ..d() }), "params.max_buffered");
+        assert_eq!(bad(ProtocolParams { recv_window: 1, ..d() }), "params.recv_window");
+        assert_eq!(bad(ProtocolParams { max_frame_bytes: 10, ..d() }), "params.max_frame_bytes");
+        assert_eq!(bad(ProtocolParams { dup_threshold: 0, ..d() }), "params.dup_threshold");
+        assert_eq!(bad(ProtocolParams { retention: 0, ..d() }), "params.retention");
+        assert_eq!(bad(ProtocolParams { max_rto: Duration::ZERO, ..d() }), "params.max_rto");
+    }
+
+    #[test]
+    fn params_round_trip_through_toml_and_reject_unknown_keys() {
+        let p = ProtocolParams { phi_bits: 512, ack_interval: Duration::from_micros(250), ..ProtocolParams::default() };
+        let text = toml::to_string(&p).unwrap();
+        let back: ProtocolParams = toml::from_str(&text).unwrap();
+        assert_eq!(back, p);
+        let partial: ProtocolParams = toml::from_str("phi_bits = 128\nack_interval = 2.5").unwrap();
+        assert_eq!(partial.phi_bits, 128);
+        assert_eq!(partial.ack_interval, Duration::from_micros(2500));
+        let e = toml::from_str::<ProtocolParams>("phi_bitz = 1").unwrap_err();
+        assert!(e.to_string().contains("phi_bitz"), "{e}");
+        let e = toml::from_str::<ProtocolParams>("ack_interval = -1.0").unwrap_err();
+        assert!(e.to_string().contains("milliseconds"), "{e}");
+        assert_eq!("OTU".parse::<Strategy>().unwrap(), Strategy::Otu);
+        assert!("tcp".parse::<Strategy>().is_err());
+    }
+}
