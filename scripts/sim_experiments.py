@@ -60,7 +60,9 @@ def main():
         for size, msgs in ((100, 20000 if QUICK else 100000), (1_000_000, 200 if QUICK else 500)):
             cells = []
             for s in STRATEGIES:
-                r = sim("--n", str(n), "--size", str(size), "--messages", str(msgs), "--strategy", s)
+                # All-to-all moves n² copies of each message: fewer messages keep it tractable.
+                m = msgs if s != "ata" or size == 100 else min(msgs, 100)
+                r = sim("--n", str(n), "--size", str(size), "--messages", str(m), "--strategy", s)
                 runs.append(r)
                 unit = f"{r['throughput_msgs_per_s']:,.0f} msg/s" if size == 100 else f"{r['throughput_mb_per_s']:,.0f} MB/s"
                 cells.append(unit + ("" if r["c3b_ok"] else " (C3B violated)"))
@@ -76,7 +78,7 @@ def main():
         f = (n - 1) // 3
         res = {}
         for s in ("picsou", "ost", "ata"):
-            r = sim(*wan, "--n", str(n), "--messages", msgs if s != "ata" else "200", "--strategy", s)
+            r = sim(*wan, "--n", str(n), "--messages", msgs if s != "ata" else "100", "--strategy", s)
             runs.append(r)
             res[s] = r["throughput_mb_per_s"]
         r = sim(*wan, "--n", str(n), "--messages", msgs, "--crash", crash_list(n, f))

@@ -314,7 +314,7 @@ impl Default for ProtocolParams {
             repair_delay: Duration::from_millis(20),
             suspect_after: Duration::from_millis(100),
             retention: 1 << 16,
-            retention_bytes: 256 << 20,
+            retention_bytes: 64 << 20,
             otu_timeout: Duration::from_millis(50),
             dissemination: Dissemination::Library,
         }

@@ -317,8 +317,9 @@ pub struct Endpoint {
     peer_reports: Vec<Option<AckReport>>,
     /// When each destination last sent this replica a valid frame (failure suspicion).
     last_heard: Vec<Time>,
-    /// Which destinations were suspected at the last check.
+    /// Which destinations were suspected at the last check, and whether any was.
     suspected: Vec<bool>,
+    any_suspected: bool,
     /// Per sender replica of this RSM: decayed count of its failed first sends.
     first_send_failures: Vec<f64>,
     failures_at: Time,
@@ -413,6 +414,7 @@ impl Endpoint {
             peer_reports: vec![None; n_local],
             last_heard: vec![now; n_dest],
             suspected: vec![false; n_dest],
+            any_suspected: false,
             first_send_failures: vec![0.0; n_local],
             failures_at: now,
             peer_report_version: vec![0; n_local],

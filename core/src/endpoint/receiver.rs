@@ -76,7 +76,12 @@ impl Endpoint {
                         if resent && self.peer_reports[p].as_ref().is_some_and(|r| r.covers(seq)) {
                             continue;
                         }
-                        self.queues[self.n_remote + p].push_back(Pending { seq, kind: RecordKind::Forward });
+                        let queue = &mut self.queues[self.n_remote + p];
+                        if queue.len() as u64 >= self.params.recv_window {
+                            // A peer that has been blocked this long is repaired later instead.
+                            queue.pop_front();
+                        }
+                        queue.push_back(Pending { seq, kind: RecordKind::Forward });
                         self.stats.forwards += 1;
                     }
                 }

@@ -10,8 +10,9 @@
 //! resend) if the report comes from the receiver k was last sent to and shows a later seq held —
 //! a gap —, otherwise one RTO (other receivers get k by forwarding, which can lag). Both are
 //! measured for that receiver, plus the time the bytes released ahead of k take to drain at
-//! the measured delivery rate (resenders cannot see the first sender's queues). When receivers holding at least f_r+1 stake have each reported k missing
-//! `dup_threshold` times in the current round (and their latest report still lacks it), k is
+//! the measured delivery rate (resenders cannot see the first sender's queues). When receivers
+//! holding at least f_r+1 stake have each reported k missing `dup_threshold` times in the
+//! current round (and their latest report still lacks it), k is
 //! definitely lost from the point of view of this replica and the round advances: the replica
 //! owning the next pair of k's rotation resends it. Rounds stop at the end of the rotation,
 //! which the schedule guarantees contains a correct pair. Several messages are tracked at once
@@ -92,7 +93,7 @@ impl Endpoint {
                 self.queues[r].push_back(Pending { seq, kind: RecordKind::First });
                 self.stats.first_sends += 1;
             }
-            if self.plan.strategy() == Strategy::Picsou && self.any_suspected(now) {
+            if self.any_suspected {
                 self.resend_proactively(now, seq);
             }
         }
@@ -102,8 +103,25 @@ impl Endpoint {
     /// pairs all involve suspected replicas are resent now (new messages are handled at
     /// release). Called from `handle_timeout`.
     pub(super) fn check_suspicions(&mut self, now: Time) {
+        if self.refresh_suspicions(now) {
+            self.resend_in_flight(now);
+        }
+    }
+
+    /// Proactive resends for every message in flight (after a new suspicion).
+    fn resend_in_flight(&mut self, now: Time) {
+        for seq in self.quack.value()..self.released {
+            if self.out.get(seq).is_some() {
+                self.resend_proactively(now, seq);
+            }
+        }
+    }
+
+    /// Recomputes which replicas are suspected (cached: the release path only reads the cache);
+    /// returns whether some replica became suspected. Picsou only.
+    fn refresh_suspicions(&mut self, now: Time) -> bool {
         if self.plan.strategy() != Strategy::Picsou {
-            return;
+            return false;
         }
         let mut changed = false;
         for d in 0..self.last_heard.len() {
@@ -115,13 +133,8 @@ impl Endpoint {
             changed |= s && !self.suspected[d];
             self.suspected[d] = s;
         }
-        if changed {
-            for seq in self.quack.value()..self.released {
-                if self.out.get(seq).is_some() {
-                    self.resend_proactively(now, seq);
-                }
-            }
-        }
+        self.any_suspected = self.suspected.iter().any(|s| *s);
+        changed
     }
 
     /// When the next replica may become suspected (for `poll_timeout`).
@@ -134,12 +147,6 @@ impl Endpoint {
             .filter(|&d| d != me && !self.suspected[d])
             .map(|d| self.last_heard[d] + self.params.suspect_after + Duration::from_nanos(1))
             .min()
-    }
-
-    /// Whether any other replica is currently suspected (cheap check on the release path).
-    fn any_suspected(&self, now: Time) -> bool {
-        (0..self.n_local as u16).any(|s| self.sender_suspected(now, s))
-            || (0..self.n_remote as u16).any(|r| self.receiver_suspected(now, r))
     }
 
     /// Whether replica `r` of the other RSM is suspected: silent for `suspect_after`.
@@ -177,12 +184,16 @@ impl Endpoint {
             self.failures_at = now;
         }
         self.first_send_failures[usize::from(s)] += 1.0;
+        if self.refresh_suspicions(now) {
+            self.resend_in_flight(now);
+        }
     }
 
     /// If every pair before one of this replica's turns in `seq`'s rotation involves a suspected
     /// replica, the first copies are surely lost: resend now rather than after detection.
     fn resend_proactively(&mut self, now: Time, seq: u64) {
-        let suspected = |s: u16, r: u16| self.sender_suspected(now, s) || self.receiver_suspected(now, r);
+        let (flags, n_remote) = (&self.suspected, self.n_remote);
+        let suspected = |s: u16, r: u16| flags[n_remote + usize::from(s)] || flags[usize::from(r)];
         let Some((round, recv)) = self.plan.proactive_resend(seq, suspected) else { return };
         let Some(m) = self.out.get_mut(seq) else { return };
         if m.loss.as_ref().is_some_and(|l| l.round >= round) {
@@ -225,6 +236,13 @@ impl Endpoint {
         self.delivery.quacked(now, bytes, interval);
         self.out.advance_to(q);
         self.released = self.released.max(q);
+        // Records for QUACKed messages are useless; a blocked or dead peer's queue would
+        // otherwise grow with the stream.
+        for queue in &mut self.queues[..self.n_remote] {
+            while queue.front().is_some_and(|p| p.seq < q) {
+                queue.pop_front();
+            }
+        }
         self.events.push_back(Event::Quacked { up_to: q });
         self.release(now);
     }
