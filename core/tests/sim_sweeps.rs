@@ -369,3 +369,18 @@ fn random_fault_mixes() {
         check(&format!("random case {case}:\n{}", s.to_toml()), &s);
     }
 }
+
+/// Regression: a receiver once trimmed delivered messages (over `retention_bytes`) whose
+/// forwards to a blocked peer were still queued, and some correct replicas never got them. A
+/// WAN with a rate-limited link and a retention far below the send window reproduces that.
+#[test]
+fn picsou_keeps_messages_until_queued_forwards_leave() {
+    let mut s = base(7, 300);
+    s.size = 100_000;
+    s.cross_link_mbps = Some(200.0);
+    s.cross_latency_ms = 20.0;
+    s.params.retention_bytes = 1 << 20;
+    check("small retention, WAN", &s);
+    s.crash = spread('r', 7, 2);
+    check("small retention, WAN, crashed receivers", &s);
+}

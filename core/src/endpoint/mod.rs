@@ -254,6 +254,8 @@ struct Held {
     proof: Bytes,
     /// When this replica got it (repairs wait `repair_delay` after this).
     at: Time,
+    /// Forwards and repairs of it still queued: it is not trimmed while any are.
+    pending: u32,
 }
 
 /// A record waiting in a destination's queue; payloads are looked up when the frame is built.
@@ -308,6 +310,7 @@ pub struct Endpoint {
     echo_for: Vec<(u64, Time)>,
     next_otu_check: Option<Time>,
     escalate_scratch: Vec<u64>,
+    repair_scratch: Vec<u64>,
 
     // Incoming stream (the other RSM → this one).
     window: ReceiveWindow,
@@ -407,6 +410,7 @@ impl Endpoint {
             echo_for: vec![(0, now); n_dest],
             next_otu_check: None,
             escalate_scratch: Vec::new(),
+            repair_scratch: Vec::new(),
             window,
             held: SeqRing::new(0),
             held_bytes: 0,

@@ -73,7 +73,7 @@ impl Endpoint {
                 RecordKind::Forward | RecordKind::Repair => self.held.get(p.seq).map(|h| (&h.payload, &h.proof)),
             };
             let Some((payload, proof)) = item else {
-                // Freed meanwhile (QUACKed, or trimmed): nobody needs it any more.
+                // Freed meanwhile (QUACKed): nobody needs it any more.
                 self.queues[d].pop_front();
                 continue;
             };
@@ -88,6 +88,9 @@ impl Endpoint {
                 b.push(p.kind, p.seq, payload, proof);
             }
             self.queues[d].pop_front();
+            if matches!(p.kind, RecordKind::Forward | RecordKind::Repair) {
+                self.internal_sent(p.seq);
+            }
         }
         if b.records() == 0 {
             self.stats.ack_only_frames += 1;

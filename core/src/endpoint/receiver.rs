@@ -65,6 +65,8 @@ impl Endpoint {
                 }
             }
             Dissemination::Library => {
+                self.held_bytes += rec.payload.len();
+                let _ = self.held.insert(seq, Held { payload: rec.payload, proof: rec.proof, at: now, pending: 0 });
                 if cross && self.plan.forwards() && self.behavior != Some(Behavior::NoRebroadcast) {
                     let resent = matches!(rec.kind, RecordKind::Resend { .. });
                     for p in 0..self.n_local {
@@ -76,17 +78,10 @@ impl Endpoint {
                         if resent && self.peer_reports[p].as_ref().is_some_and(|r| r.covers(seq)) {
                             continue;
                         }
-                        let queue = &mut self.queues[self.n_remote + p];
-                        if queue.len() as u64 >= self.params.recv_window {
-                            // A peer that has been blocked this long is repaired later instead.
-                            queue.pop_front();
-                        }
-                        queue.push_back(Pending { seq, kind: RecordKind::Forward });
+                        self.queue_internal(p, seq, RecordKind::Forward);
                         self.stats.forwards += 1;
                     }
                 }
-                self.held_bytes += rec.payload.len();
-                let _ = self.held.insert(seq, Held { payload: rec.payload, proof: rec.proof, at: now });
                 self.deliver_in_order();
             }
         }
@@ -119,9 +114,36 @@ impl Endpoint {
         while self.held.base() < target
             || (self.held_bytes > self.params.retention_bytes && self.held.base() < self.deliver_next)
         {
+            // A message with forwards or repairs still queued is needed: trimming stops there
+            // (queues are bounded, so this is too).
+            if self.held.get(self.held.base()).is_some_and(|h| h.pending > 0) {
+                break;
+            }
             if let Some(h) = self.held.pop_front() {
                 self.held_bytes -= h.payload.len();
             }
+        }
+    }
+
+    /// Queues a forward or repair of held message `seq` to peer `p`, bounding the queue: a
+    /// peer blocked for that long loses its oldest queued records (repairs cover it later).
+    fn queue_internal(&mut self, p: usize, seq: u64, kind: RecordKind) {
+        let d = self.n_remote + p;
+        if self.queues[d].len() as u64 >= self.params.recv_window
+            && let Some(old) = self.queues[d].pop_front()
+        {
+            self.internal_sent(old.seq);
+        }
+        if let Some(h) = self.held.get_mut(seq) {
+            h.pending += 1;
+        }
+        self.queues[d].push_back(Pending { seq, kind });
+    }
+
+    /// A queued forward or repair of `seq` left its queue (sent or dropped).
+    pub(super) fn internal_sent(&mut self, seq: u64) {
+        if let Some(h) = self.held.get_mut(seq) {
+            h.pending = h.pending.saturating_sub(1);
         }
     }
 
@@ -158,6 +180,7 @@ impl Endpoint {
             let lo = report.next.max(self.held.base());
             let hi = self.held.end().min(lo + REPAIR_BATCH);
             let mut deferred = false;
+            let mut repairs = std::mem::take(&mut self.repair_scratch);
             for k in report.missing_in(lo, hi) {
                 let Some(h) = self.held.get(k) else { continue };
                 if now < h.at + delay {
@@ -175,9 +198,14 @@ impl Endpoint {
                     deferred = true;
                     continue;
                 }
-                self.queues[self.n_remote + p].push_back(Pending { seq: k, kind: RecordKind::Repair });
+                repairs.push(k);
+            }
+            for &k in &repairs {
+                self.queue_internal(p, k, RecordKind::Repair);
                 self.stats.repairs += 1;
             }
+            repairs.clear();
+            self.repair_scratch = repairs;
             if !deferred {
                 self.repaired_version[p] = self.peer_report_version[p];
             }

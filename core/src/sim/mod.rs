@@ -100,8 +100,6 @@ enum What {
     Timer(u32),
     /// Replica `r`'s NIC backlog has drained below the send-buffer limit.
     TxReady(u32),
-    /// The link from replica `.0` to replica `.1` has drained below its send-buffer limit.
-    Unblock(u32, u32),
 }
 
 /// A queued event; ordered by time, then by insertion order.
@@ -139,8 +137,11 @@ struct Sim<'a> {
     tx_ready: Vec<bool>,
     /// Poll frames only while the NIC backlog is at most this long (ns).
     send_buffer_ns: u64,
-    /// Bytes a rate-limited link may queue before its sender is told the peer is blocked.
-    link_buffer_bytes: usize,
+    /// Per directed link (`from * n + to`): bytes in flight, the limit beyond which the
+    /// sender is told the peer is blocked, and whether it is.
+    link_inflight: Vec<u64>,
+    link_limit: Vec<u64>,
+    link_blocked: Vec<bool>,
     payloads: PayloadSpec,
     window: PayloadWindow,
     issuer: ProofIssuer,
@@ -199,6 +200,10 @@ impl<'a> Sim<'a> {
         let net = Network::new(resolved.net.clone(), sides, crash_at.clone(), SimRng::derive(scenario.seed, "network"));
         let buffer_bytes = 2 * scenario.params.max_frame_bytes.max(scenario.size.saturating_add(1024));
         let send_buffer_ns = net.nic_time(buffer_bytes);
+        // A link's window: a send buffer plus twice its bandwidth-delay product.
+        let n = resolved.replicas.len();
+        let link_limit =
+            (0..n * n).map(|l| (buffer_bytes as u64).saturating_add(2 * net.bdp_bytes(l / n, l % n))).collect();
         let quiet_from = resolved
             .net
             .partitions
@@ -224,7 +229,9 @@ impl<'a> Sim<'a> {
             timer_at: vec![None; n],
             tx_ready: vec![false; n],
             send_buffer_ns,
-            link_buffer_bytes: buffer_bytes,
+            link_inflight: vec![0; n * n],
+            link_limit,
+            link_blocked: vec![false; n * n],
             payloads,
             window: PayloadWindow::new(),
             issuer,
@@ -290,13 +297,6 @@ impl<'a> Sim<'a> {
                     self.tx_ready[r] = false;
                     self.service(r, false);
                 }
-                What::Unblock(r, to) => {
-                    let (r, to) = (r as usize, to as usize);
-                    if !self.crashed(r) {
-                        self.endpoints[r].set_blocked(self.ids[to], false);
-                        self.service(r, false);
-                    }
-                }
             }
         }
     }
@@ -313,6 +313,7 @@ impl<'a> Sim<'a> {
     fn handle(&mut self, slot: u32) {
         let f = self.slots[slot as usize].take().expect("frame in flight");
         self.free_slots.push(slot);
+        self.landed(f.from as usize, f.to as usize, f.frame.len());
         let to = f.to as usize;
         if self.crashed(to) {
             return;
@@ -339,8 +340,24 @@ impl<'a> Sim<'a> {
     }
 
     fn free(&mut self, slot: u32) {
-        self.slots[slot as usize] = None;
+        if let Some(f) = self.slots[slot as usize].take() {
+            self.landed(f.from as usize, f.to as usize, f.frame.len());
+        }
         self.free_slots.push(slot);
+    }
+
+    /// A frame left the link `from → to` (handled or dropped): unblock the link once at most
+    /// half its limit is in flight.
+    fn landed(&mut self, from: usize, to: usize, len: usize) {
+        let link = from * self.ids.len() + to;
+        self.link_inflight[link] -= len as u64;
+        if self.link_blocked[link] && self.link_inflight[link] <= self.link_limit[link] / 2 {
+            self.link_blocked[link] = false;
+            if !self.crashed(from) {
+                self.endpoints[from].set_blocked(self.ids[to], false);
+                self.service(from, false);
+            }
+        }
     }
 
     /// After any input to replica `r`: drain events, feed messages, send frames, re-arm timer.
@@ -453,18 +470,20 @@ impl<'a> Sim<'a> {
             self.cross_bytes += len as u64;
         }
         let to = self.resolved.global(t.to);
-        let flight = self.net.send(self.now, r, to, len);
-        // A rate-limited link queues like a TCP socket buffer: once more than a buffer's worth
-        // waits on it, the endpoint is told the peer is blocked until the link drains.
-        let buffer = self.net.link_time(r, to, self.link_buffer_bytes);
-        let busy = self.net.link_busy_until(r, to);
-        if buffer > 0 && busy > self.now.saturating_add(buffer) {
-            self.endpoints[r].set_blocked(t.to, true);
-            self.schedule(busy - buffer, What::Unblock(r as u32, to as u32));
-        }
-        let Some(flight) = flight else {
+        let Some(flight) = self.net.send(self.now, r, to, len) else {
             return;
         };
+        // Each directed link behaves like a TCP connection with a bounded window: once more
+        // than its limit is in flight (queued on the link, propagating, or waiting at the
+        // receiver's NIC), the sender's endpoint is told the peer is blocked, until frames are
+        // handled. Without this, forwarding (which no QUACK window bounds) could queue without
+        // limit at an oversubscribed receiver.
+        let link = r * self.ids.len() + to;
+        self.link_inflight[link] += len as u64;
+        if self.link_inflight[link] > self.link_limit[link] && !self.link_blocked[link] {
+            self.link_blocked[link] = true;
+            self.endpoints[r].set_blocked(t.to, true);
+        }
         let frame = InFlight { from: r as u32, to: to as u32, frame: t.frame };
         let slot = match self.free_slots.pop() {
             Some(s) => {

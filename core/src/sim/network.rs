@@ -183,16 +183,12 @@ impl Network {
         self.egress_free[r].max(self.cpu_free[r])
     }
 
-    /// When the rate-limited link `from → to` will have serialized everything queued on it
-    /// (0 for links without a rate limit: they never queue beyond the NIC).
-    pub fn link_busy_until(&self, from: usize, to: usize) -> u64 {
-        self.links[from * self.n + to].wire_free
-    }
-
-    /// Serialization time of `bytes` on the link `from → to` (0 without a rate limit).
-    pub fn link_time(&self, from: usize, to: usize, bytes: usize) -> u64 {
+    /// Bandwidth-delay product of the link `from → to` in bytes: its rate (the link's limit,
+    /// or the NIC's) times its one-way latency.
+    pub fn bdp_bytes(&self, from: usize, to: usize) -> u64 {
         let class = if self.side[from] != self.side[to] { &self.cfg.cross } else { &self.cfg.local };
-        class.ps_per_byte.map_or(0, |ps| serialization_ns(bytes, ps))
+        let ps_per_byte = class.ps_per_byte.unwrap_or(self.cfg.nic_ps_per_byte).max(1);
+        (u128::from(class.latency_ns) * 1000 / u128::from(ps_per_byte)) as u64
     }
 
     /// NIC serialization time of `bytes`.
