@@ -231,6 +231,8 @@ struct OutMsg {
     /// Payload bytes in flight ahead of this message when it was released (see
     /// `DeliveryRate`).
     ahead: u64,
+    /// Picsou: the receiver of its first copy, if this replica is its first sender.
+    first: Option<u16>,
 }
 
 /// Duplicate-QUACK state of one message.

@@ -128,6 +128,20 @@ impl Plan {
         }
     }
 
+    /// For a message of the outgoing stream: whether this replica keeps it, and (Picsou)
+    /// the receiver of its first copy if this replica is its first sender — one schedule
+    /// lookup instead of two on the hot path.
+    pub(crate) fn duty(&self, seq: u64) -> (bool, Option<u16>) {
+        match (self.strategy, &self.out_sched) {
+            (Strategy::Picsou, Some(s)) => {
+                let rot = s.rotation(seq);
+                let first = (rot.first_sender() == self.me).then(|| rot.first_receiver());
+                (rot.has_role(self.me), first)
+            }
+            _ => (self.stores(seq), None),
+        }
+    }
+
     /// Remote replicas this replica sends the first copies of `seq` to.
     pub(crate) fn first_dests(&self, seq: u64) -> Dests<'_> {
         match self.strategy {

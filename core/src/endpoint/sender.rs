@@ -56,8 +56,9 @@ impl Endpoint {
         }
         self.next_transmit += 1;
         self.tx_sizes.push_back(u32::try_from(payload.len()).unwrap_or(u32::MAX));
-        if self.plan.stores(seq) {
-            let msg = OutMsg { payload, proof, released_at: None, loss: None, otu_attempts: 0, ahead: 0 };
+        let (stores, first) = self.plan.duty(seq);
+        if stores {
+            let msg = OutMsg { payload, proof, released_at: None, loss: None, otu_attempts: 0, ahead: 0, first };
             // The ring's base is the QUACK, which never passes next_transmit.
             let _ = self.out.insert(seq, msg);
         }
@@ -88,10 +89,16 @@ impl Endpoint {
             if silent {
                 continue;
             }
-            for r in self.plan.first_dests(seq) {
-                let r = usize::from(r);
-                self.queues[r].push_back(Pending { seq, kind: RecordKind::First });
-                self.stats.first_sends += 1;
+            if self.plan.strategy() == Strategy::Picsou {
+                if let Some(r) = m.first {
+                    self.queues[usize::from(r)].push_back(Pending { seq, kind: RecordKind::First });
+                    self.stats.first_sends += 1;
+                }
+            } else {
+                for r in self.plan.first_dests(seq) {
+                    self.queues[usize::from(r)].push_back(Pending { seq, kind: RecordKind::First });
+                    self.stats.first_sends += 1;
+                }
             }
             if self.any_suspected {
                 self.resend_proactively(now, seq);
