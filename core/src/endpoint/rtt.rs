@@ -96,9 +96,10 @@ impl SendDelay {
     }
 }
 
-/// The rate at which the other RSM QUACKs this replica's stream, in bytes per second: a
-/// slowly decaying maximum over intervals of at least one RTT, so that it tracks what the
-/// path can carry rather than the QUACK's stalls behind losses.
+/// The rate at which the other RSM QUACKs this replica's stream, in bytes per second: an
+/// average over intervals of at least one RTT. The QUACK advances in bursts, so a maximum
+/// would overestimate the rate and make resends spurious; stalls behind losses lower the
+/// average, which only delays detection (and suspicion covers crashed replicas).
 ///
 /// A message released with `b` bytes already in flight ahead of it cannot arrive before
 /// those bytes drain, about `b / rate` later; loss detection adds that to its waits. Without
@@ -119,7 +120,7 @@ impl DeliveryRate {
         let dt = now.saturating_since(self.anchor);
         if dt >= interval && !dt.is_zero() {
             let sample = (self.quacked_bytes - self.anchor_bytes) as f64 / dt.as_secs_f64();
-            self.bytes_per_s = sample.max(self.bytes_per_s * 0.99);
+            self.bytes_per_s = if self.bytes_per_s == 0.0 { sample } else { 0.75 * self.bytes_per_s + 0.25 * sample };
             self.anchor = now;
             self.anchor_bytes = self.quacked_bytes;
         }
@@ -131,7 +132,8 @@ impl DeliveryRate {
         if bytes == 0 {
             Duration::ZERO
         } else if self.bytes_per_s > 0.0 {
-            Duration::from_secs_f64((bytes as f64 / self.bytes_per_s).min(cap.as_secs_f64()))
+            // A quarter of margin: the estimate is an average, and arriving late is normal.
+            Duration::from_secs_f64((1.25 * bytes as f64 / self.bytes_per_s).min(cap.as_secs_f64()))
         } else {
             cap
         }
