@@ -1,0 +1,1 @@
+//! Deployment configuration (placeholder: being written).

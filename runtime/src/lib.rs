@@ -1,0 +1,21 @@
+//! # picsou-runtime
+//!
+//! Turns the sans-IO [`picsou_core::Endpoint`] into a running replica: a [`node::Node`] owns a
+//! thread that feeds frames and timeouts into the engine, hands frames to a [`Transport`] in
+//! per-destination batches, and exchanges payloads with the application through bounded
+//! lock-free queues (payloads travel as [`bytes::Bytes`], never copied).
+//!
+//! Modules, one concept each:
+//! - [`transport`]: the [`Transport`] trait (sockets and RDMA alike), the authenticated
+//!   connection hello, stream framing, and the in-memory and TCP implementations.
+//! - [`deployment`]: the TOML file that describes a deployment (RSMs, addresses, transport,
+//!   tuning, keys, load), with errors that name the file, line and field.
+//! - [`node`]: the node driver and its application API.
+//! - [`load`]: synthetic, verifiable message streams for `picsou node|local|bench`.
+
+pub mod deployment;
+pub mod load;
+pub mod node;
+pub mod transport;
+
+pub use transport::{SendStatus, Transport, TransportError, TransportEvent, Wake};

@@ -1,0 +1,186 @@
+//! The [`Transport`] trait and its implementations.
+//!
+//! A transport moves opaque, already-authenticated frames between replicas. It is driven by
+//! the node thread: [`Transport::send`] hands it frames, [`Transport::flush`] pushes everything
+//! queued towards the wire (one batch per destination), and [`Transport::poll`] waits for
+//! received frames and peer events. The trait is sized for sockets and for RDMA alike: a send
+//! is "append this frame to the peer's outgoing stream", nothing assumes a file descriptor.
+//!
+//! Rules every implementation follows:
+//! - A stalled or dead peer never blocks traffic to the others: `send` never blocks; when a
+//!   peer's queue is over its limit `send` says [`SendStatus::Full`] (the node then stops
+//!   building frames for it, see [`picsou_core::Endpoint::set_blocked`]) and the transport
+//!   reports [`TransportEvent::Writable`] once it drains.
+//! - Frames to a peer that is down are dropped (counted), like frames to a crashed replica:
+//!   the protocol recovers lost frames; queueing them would only grow memory.
+//! - Dead connections are redialled with exponential backoff.
+//! - Whoever connects must prove, in a [`hello`], that it holds the link key it claims; any
+//!   other peer is dropped and reported as [`TransportEvent::Rejected`]. Frames are
+//!   authenticated again by the engine (per-frame MACs), so a transport never trusts content.
+//!
+//! Connections are one-way: a replica dials every peer to send, and accepts connections to
+//! receive. There is no tie-breaking between simultaneous dials, and a restarted peer simply
+//! dials again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use picsou_core::ReplicaId;
+
+pub mod backoff;
+pub mod framer;
+pub mod hello;
+pub mod mem;
+pub mod options;
+pub mod tcp;
+
+pub use options::{TcpOptions, TransportKind, TransportOptions, UringOptions};
+
+/// What [`Transport::send`] says about the destination after taking a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendStatus {
+    /// The peer can take more.
+    Room,
+    /// The frame was taken, but the peer's queue is over its limit: send nothing more to it
+    /// until [`TransportEvent::Writable`].
+    Full,
+}
+
+/// Something that happened in the transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// A complete frame arrived on the authenticated connection from `from`.
+    Frame {
+        /// The peer whose connection carried it.
+        from: ReplicaId,
+        /// The frame, as the peer's engine built it (the engine checks its MAC).
+        frame: Bytes,
+    },
+    /// A connection to or from the peer is established.
+    PeerUp(ReplicaId),
+    /// The outgoing connection to the peer broke or could not be made; frames to it are
+    /// dropped until it is back up.
+    PeerDown {
+        /// The peer.
+        peer: ReplicaId,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// A peer that was [`SendStatus::Full`] can take frames again.
+    Writable(ReplicaId),
+    /// An incoming connection or its bytes were refused (unknown or unauthenticated peer,
+    /// garbage on the port, oversized frame); the connection was closed.
+    Rejected {
+        /// The remote address (or another description of the source).
+        source: String,
+        /// The peer it claimed to be, if it got that far.
+        claimed: Option<ReplicaId>,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A transport failure that stops the node (a peer's failure never does).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Could not listen on the replica's own address.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The transport is not available here (e.g. io_uring disabled, no RDMA device).
+    #[error("{kind} transport unavailable: {reason}")]
+    Unavailable {
+        /// The transport kind.
+        kind: &'static str,
+        /// Why, and what to do about it.
+        reason: String,
+    },
+    /// The configuration does not fit this transport.
+    #[error("transport configuration: {0}")]
+    Config(String),
+    /// An OS error in the transport's own machinery (poller, ring).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Wakes a transport blocked in [`Transport::poll`] from another thread (the application
+/// submitted something, or the node is shutting down).
+pub trait Wake: Send + Sync {
+    /// Makes the current or next `poll` return promptly.
+    fn wake(&self);
+}
+
+/// Counters kept by a transport.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TransportStats {
+    /// Frames handed to the wire.
+    pub frames_sent: u64,
+    /// Bytes handed to the wire.
+    pub bytes_sent: u64,
+    /// Frames received.
+    pub frames_received: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Frames dropped because their peer was down.
+    pub frames_dropped: u64,
+    /// Connections established (both directions, including redials).
+    pub connects: u64,
+    /// Connections lost.
+    pub disconnects: u64,
+    /// Incoming connections or streams rejected.
+    pub rejected: u64,
+}
+
+/// Moves frames between this replica and its peers. See the module documentation.
+pub trait Transport: Send {
+    /// Short name for logs and reports ("mem", "tcp", "uring", "rdma").
+    fn kind(&self) -> &'static str;
+
+    /// Queues `frame` for `peer`. Never blocks. Frames to an unknown peer or a peer that is
+    /// down are dropped and counted.
+    fn send(&mut self, peer: ReplicaId, frame: Bytes) -> SendStatus;
+
+    /// Pushes queued frames towards the wire, batching per destination. Called once per node
+    /// loop iteration, after a burst of `send`s.
+    fn flush(&mut self);
+
+    /// Appends what happened to `events`, waiting at most `timeout` (`None`: until something
+    /// happens or [`Wake::wake`]) when nothing is ready. Returns promptly if events are ready.
+    fn poll(&mut self, timeout: Option<Duration>, events: &mut Vec<TransportEvent>) -> Result<(), TransportError>;
+
+    /// A handle that interrupts `poll` from another thread.
+    fn waker(&self) -> Arc<dyn Wake>;
+
+    /// Stops (`false`) or resumes (`true`) reading frames, so that an application that does
+    /// not consume deliveries pushes back on its peers instead of growing memory.
+    fn set_receiving(&mut self, receiving: bool);
+
+    /// Counters.
+    fn stats(&self) -> TransportStats;
+}
+
+/// Everything a transport needs to know about the deployment to start.
+#[derive(Clone, Debug)]
+pub struct TransportSetup {
+    /// This replica.
+    pub local: ReplicaId,
+    /// Where this replica listens (ignored by transports without addresses).
+    pub listen: std::net::SocketAddr,
+    /// Every other replica of both RSMs and its address.
+    pub peers: Vec<(ReplicaId, std::net::SocketAddr)>,
+    /// Link keys, to prove who we are in the hello and check who connects.
+    pub keys: picsou_core::keys::LinkKeys,
+    /// Largest frame accepted from a peer; a larger length prefix closes the connection.
+    pub max_frame_bytes: usize,
+}
