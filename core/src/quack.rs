@@ -29,8 +29,14 @@ impl QuackTracker {
     /// is treated as 1 (a QUACK must be vouched for by someone). If the replicas' total stake
     /// is below the threshold, the QUACK stays 0.
     pub fn new(stakes: Vec<u64>, threshold: u64) -> Self {
+        Self::starting_at(stakes, threshold, 0)
+    }
+
+    /// Like [`new`](Self::new), for a stream whose QUACK is already known to be `start`
+    /// (a replica resuming after a restart from its checkpointed QUACK).
+    pub fn starting_at(stakes: Vec<u64>, threshold: u64, start: u64) -> Self {
         let n = stakes.len();
-        Self { value: 0, stakes, acks: vec![0; n], threshold: threshold.max(1), scratch: Vec::with_capacity(n) }
+        Self { value: start, stakes, acks: vec![start; n], threshold: threshold.max(1), scratch: Vec::with_capacity(n) }
     }
 
     /// Records that replica `idx` reported cumulative ack `next` (lower reports are ignored).

@@ -12,9 +12,11 @@
 //!   tuning, keys, load), with errors that name the file, line and field.
 //! - [`node`]: the node driver and its application API.
 //! - [`load`]: synthetic, verifiable message streams for `picsou node|local|bench`.
+//! - [`local`]: receiver-confirmed results of a whole deployment, and in-process deployments.
 
 pub mod deployment;
 pub mod load;
+pub mod local;
 pub mod node;
 pub mod transport;
 

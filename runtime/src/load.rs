@@ -1,1 +1,297 @@
-//! Synthetic load (placeholder).
+//! Synthetic, verifiable message streams: what `picsou node`, `picsou local` and
+//! `picsou bench` send and check.
+//!
+//! Message `k` of an RSM's stream has deterministic contents (`k` in its first bytes, then a
+//! fixed filler, see [`PayloadSpec`]), so a receiver checks every delivered byte without
+//! anybody remembering the stream. Under BFT each message carries an ed25519 quorum
+//! certificate signed by enough replicas of the sending RSM (a stand-in for the RSM's own
+//! commit certificate; every replica derives the signing keys from the deployment's seed).
+//!
+//! [`run_replica`] drives one [`Node`]: a thread submits the replica's stream (every replica of
+//! a sending RSM submits the whole stream: the engine decides who actually sends what), the
+//! calling thread checks deliveries, and the run ends when the replica has delivered the whole
+//! incoming stream in order and its own stream is QUACKed (or at the timeout). Times are Unix
+//! nanoseconds so that reports of several processes on one machine can be combined into
+//! receiver-confirmed throughput: messages / (last delivery at the slowest correct receiver −
+//! first submission).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use picsou_core::proof::{CommitSigner, QuorumCertificate, StreamId};
+use picsou_core::sim::payload::PayloadSpec;
+use picsou_core::{FaultModel, ReplicaId, StreamStart};
+use serde::Serialize;
+
+use crate::deployment::DeploymentConfig;
+use crate::node::{Node, NodeStats, SubmitError};
+
+/// Nanoseconds since the Unix epoch.
+pub fn unix_nanos() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+/// Builds the messages (and proofs) of one RSM's stream.
+#[derive(Clone, Debug)]
+pub struct StreamSource {
+    spec: PayloadSpec,
+    stream: StreamId,
+    signers: Vec<CommitSigner>,
+}
+
+impl StreamSource {
+    /// The stream that `from`'s RSM sends under `config`. Under BFT the certificate is signed
+    /// by the RSM's replicas in index order until they hold f + 1 stake.
+    pub fn new(config: &DeploymentConfig, from: picsou_core::RsmId) -> Self {
+        let rsm = &config.rsms[usize::from(from.0)];
+        let mut signers = Vec::new();
+        if rsm.fault == FaultModel::Bft {
+            let mut stake = 0;
+            for (signer, replica) in config.commit_signers(from).into_iter().zip(&rsm.replicas) {
+                if stake > rsm.f {
+                    break;
+                }
+                stake += replica.stake;
+                signers.push(signer);
+            }
+        }
+        Self { spec: PayloadSpec::new(config.load.size), stream: StreamId { from, to: from.other() }, signers }
+    }
+
+    /// Message `seq` and its proof.
+    pub fn message(&self, seq: u64) -> (Bytes, Bytes) {
+        let payload = self.spec.make(seq);
+        let proof = if self.signers.is_empty() {
+            Bytes::new()
+        } else {
+            let shares = self.signers.iter().map(|s| s.sign_share(self.stream, seq, &payload));
+            Bytes::from(QuorumCertificate::assemble(shares).encode())
+        };
+        (payload, proof)
+    }
+
+    /// True if `payload` is exactly message `seq`.
+    pub fn matches(&self, seq: u64, payload: &[u8]) -> bool {
+        self.spec.matches(seq, payload)
+    }
+}
+
+/// What one replica saw during a run.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReplicaReport {
+    /// Replica as `alpha/2`.
+    pub replica: String,
+    /// RSM name.
+    pub rsm: String,
+    /// Index in its RSM.
+    pub index: u16,
+    /// Transport kind in use.
+    pub transport: String,
+    /// Messages this replica submitted.
+    pub submitted: u64,
+    /// Messages of the incoming stream expected.
+    pub expected: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Every delivery was the next seq with exactly the right bytes.
+    pub in_order_exact: bool,
+    /// First problem seen in the delivered stream, if any.
+    pub violation: Option<String>,
+    /// The run completed (all delivered, own stream QUACKed) before the timeout.
+    pub complete: bool,
+    /// Unix ns of the first submission (or of the start, if this replica sends nothing).
+    pub start_unix_ns: u64,
+    /// Unix ns of the last delivery.
+    pub last_delivery_unix_ns: u64,
+    /// Unix ns when the own stream was QUACKed in full.
+    pub quacked_unix_ns: u64,
+    /// Peak resident set size of the process in KiB (`VmHWM`), where available.
+    pub peak_rss_kib: u64,
+    /// Counters.
+    pub stats: NodeStats,
+}
+
+/// How [`run_replica`] runs.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Do not submit before this Unix time (ns): lets every process of a deployment start
+    /// its load at once. 0: start now.
+    pub start_at_unix_ns: u64,
+    /// Give up after this long.
+    pub timeout: Duration,
+    /// Where this replica's streams resume (a restarted replica, see
+    /// [`picsou_core::Endpoint::resuming`]); the node must have been started with the same.
+    pub resume: StreamStart,
+    /// If set, the replica's progress (QUACK of its own stream, deliveries of the incoming
+    /// one) is written to this file every 50 ms, for a restarted process to resume from.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Reads a checkpoint written by [`run_replica`]; a missing file is a fresh start.
+pub fn read_checkpoint(path: &Path) -> std::io::Result<StreamStart> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mut it = text.split_whitespace().map(str::parse::<u64>);
+            match (it.next(), it.next()) {
+                (Some(Ok(transmit)), Some(Ok(receive))) => Ok(StreamStart { transmit, receive }),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("bad checkpoint in {}", path.display()),
+                )),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StreamStart::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a checkpoint atomically (temporary file, then rename).
+fn write_checkpoint(path: &Path, start: StreamStart) {
+    let tmp = path.with_extension("tmp");
+    let ok = std::fs::write(&tmp, format!("{} {}\n", start.transmit, start.receive))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = ok {
+        tracing::warn!("cannot write checkpoint {}: {e}", path.display());
+    }
+}
+
+/// Drives `node` with the deployment's load and checks what it delivers.
+pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, options: &RunOptions) -> ReplicaReport {
+    let own = config.load.senders.sends(local.rsm);
+    let incoming = config.load.senders.sends(local.rsm.other());
+    let messages = config.load.messages;
+    let expected = if incoming { messages } else { 0 };
+    let rsm = &config.rsms[usize::from(local.rsm.0)];
+    let mut report = ReplicaReport {
+        replica: format!("{}/{}", rsm.name, local.index),
+        rsm: rsm.name.clone(),
+        index: local.index,
+        transport: config.transport.kind.name().to_string(),
+        expected,
+        delivered: options.resume.receive.min(expected),
+        in_order_exact: true,
+        ..ReplicaReport::default()
+    };
+    while unix_nanos() < options.start_at_unix_ns {
+        let left = options.start_at_unix_ns - unix_nanos();
+        std::thread::sleep(Duration::from_nanos(left.min(10_000_000)));
+    }
+    let start = Instant::now();
+    report.start_unix_ns = unix_nanos();
+    let deadline = start + options.timeout;
+    let stop = Arc::new(AtomicBool::new(false));
+    let submitted = Arc::new(AtomicU64::new(0));
+    let checker = StreamSource::new(config, local.rsm.other());
+    std::thread::scope(|scope| {
+        if own {
+            let source = StreamSource::new(config, local.rsm);
+            let rate = config.load.rate;
+            let (stop, submitted) = (stop.clone(), submitted.clone());
+            let first = options.resume.transmit;
+            scope.spawn(move || submit_stream(node, &source, first..messages, rate, &stop, &submitted, start));
+        }
+        let mut quacked_at = None;
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let now = Instant::now();
+            if let Some(path) = &options.checkpoint
+                && now.duration_since(last_checkpoint) >= Duration::from_millis(50)
+            {
+                last_checkpoint = now;
+                write_checkpoint(path, StreamStart { transmit: node.quacked(), receive: report.delivered });
+            }
+            if now >= deadline {
+                break;
+            }
+            if own && quacked_at.is_none() && node.quacked() >= messages {
+                quacked_at = Some(unix_nanos());
+            }
+            let own_done = !own || quacked_at.is_some();
+            if report.delivered >= expected && own_done {
+                report.complete = true;
+                break;
+            }
+            let wait = (deadline - now).min(Duration::from_millis(20));
+            match node.next_delivery(Some(wait)) {
+                Ok(Some(d)) => {
+                    let mut batch = Some(d);
+                    while let Some(d) = batch {
+                        if report.in_order_exact {
+                            if d.seq != report.delivered {
+                                report.in_order_exact = false;
+                                report.violation =
+                                    Some(format!("delivered seq {} where {} was next", d.seq, report.delivered));
+                            } else if !checker.matches(d.seq, &d.payload) {
+                                report.in_order_exact = false;
+                                report.violation = Some(format!("seq {} has wrong contents", d.seq));
+                            }
+                        }
+                        report.delivered += 1;
+                        report.last_delivery_unix_ns = unix_nanos();
+                        batch = node.try_next_delivery();
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        report.quacked_unix_ns = quacked_at.unwrap_or(0);
+        stop.store(true, Ordering::SeqCst);
+    });
+    report.submitted = submitted.load(Ordering::SeqCst);
+    report.peak_rss_kib = peak_rss_kib();
+    report.stats = node.stats();
+    report
+}
+
+/// Submits `messages` messages, at most `rate` per second (0: as fast as the node takes them).
+fn submit_stream(
+    node: &Node,
+    source: &StreamSource,
+    seqs: std::ops::Range<u64>,
+    rate: u64,
+    stop: &AtomicBool,
+    submitted: &AtomicU64,
+    start: Instant,
+) {
+    let first = seqs.start;
+    for seq in seqs {
+        if rate > 0 {
+            let due = start + Duration::from_secs_f64((seq - first) as f64 / rate as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        let (payload, proof) = source.message(seq);
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            match node.submit_timeout(seq, payload.clone(), proof.clone(), Duration::from_millis(50)) {
+                Ok(()) => break,
+                Err(SubmitError::Full) => {}
+                Err(e) => {
+                    tracing::error!("submitting seq {seq}: {e}");
+                    return;
+                }
+            }
+        }
+        submitted.store(seq + 1, Ordering::SeqCst);
+    }
+}
+
+/// Peak resident set size of this process in KiB, from `/proc/self/status` (0 elsewhere).
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}

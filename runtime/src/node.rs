@@ -1,1 +1,682 @@
-//! Node driver (placeholder).
+//! The node driver: one replica's engine running on a thread of its own.
+//!
+//! The node thread owns the [`Endpoint`] and the [`Transport`]. Each loop iteration it takes up
+//! to `batch_messages` commands from the application, hands received frames and due timeouts
+//! to the engine, drains the engine's frames into the transport (one batch per destination,
+//! flushed once), and publishes deliveries. When nothing is left to do it sleeps in
+//! [`Transport::poll`] until a frame, the next engine deadline, or a wake from the application.
+//!
+//! The application talks to the thread through two bounded lock-free queues (commands in,
+//! deliveries out) carrying [`Bytes`], so payloads are never copied between them. Submissions
+//! are checked on the caller's thread (order, size), so the only thing the node can still
+//! refuse is space, which it handles by holding the queue head until the engine's
+//! backpressure window opens: [`Node::submit`] blocks, [`Node::try_submit`] says
+//! [`SubmitError::Full`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
+use picsou_core::{ConfigError, Endpoint, EndpointConfig, EndpointStats, Event, ReplicaId, StreamStart, Time};
+
+use crate::transport::{SendStatus, Transport, TransportError, TransportEvent, TransportStats, Wake};
+
+/// How the node thread batches work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeOptions {
+    /// Most application commands taken per loop iteration (bounds latency of the other work).
+    pub batch_messages: usize,
+    /// After taking fewer than `batch_messages`, wait up to this long for more before building
+    /// frames (fuller frames at a small latency cost). Zero: never wait.
+    pub batch_linger: Duration,
+    /// Capacity of the command and delivery queues, in messages.
+    pub queue_capacity: usize,
+    /// How often the published statistics are refreshed.
+    pub stats_interval: Duration,
+    /// Where the streams continue, for a replica restarting from a checkpoint
+    /// (see [`Endpoint::resuming`]); zero for a fresh replica.
+    pub resume: StreamStart,
+}
+
+impl NodeOptions {
+    /// The options of a deployment file's `[node]` table.
+    pub fn from_tuning(t: &crate::deployment::NodeTuning) -> Self {
+        Self {
+            batch_messages: t.batch_messages,
+            batch_linger: t.batch_linger,
+            queue_capacity: t.queue_capacity,
+            stats_interval: t.stats_interval,
+            resume: StreamStart::default(),
+        }
+    }
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            batch_messages: 4096,
+            batch_linger: Duration::ZERO,
+            queue_capacity: 65_536,
+            stats_interval: Duration::from_millis(100),
+            resume: StreamStart::default(),
+        }
+    }
+}
+
+/// A message of the incoming stream, handed to the application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Position in the stream.
+    pub seq: u64,
+    /// The message.
+    pub payload: Bytes,
+    /// Application-managed dissemination only: the message's proof, to pass on inside the
+    /// RSM. `None` under library-managed dissemination (every delivery is in order).
+    pub proof: Option<Bytes>,
+}
+
+/// Why a submission was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// Messages are submitted as 0, 1, 2, … with no gap or repeat.
+    #[error("out of order: expected seq {expected}, got {got}")]
+    OutOfOrder {
+        /// The seq expected next.
+        expected: u64,
+        /// The seq given.
+        got: u64,
+    },
+    /// The payload is larger than `max_payload_bytes`.
+    #[error("payload of {len} bytes exceeds the limit of {max}")]
+    PayloadTooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The queue is full (only from [`Node::try_submit`]); retry later.
+    #[error("submit queue full")]
+    Full,
+    /// The node has stopped.
+    #[error("node stopped")]
+    Stopped,
+}
+
+/// Why the node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The engine configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The node thread could not be spawned.
+    #[error("cannot spawn the node thread: {0}")]
+    Spawn(std::io::Error),
+    /// The node thread panicked (a bug: please report it).
+    #[error("node thread panicked: {0}")]
+    Panicked(String),
+}
+
+/// Counters of a running node: the engine's, the transport's, and the node's own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct NodeStats {
+    /// This replica, as `s0`/`r2`.
+    pub replica: String,
+    /// Engine counters.
+    pub engine: EndpointStats,
+    /// Transport counters.
+    pub transport: TransportStats,
+    /// Messages the application submitted and the engine took.
+    pub transmitted: u64,
+    /// Messages handed to the application.
+    pub delivered: u64,
+    /// Frames or connections the engine or transport refused as misbehaving.
+    pub misbehaviors: u64,
+    /// Peer down transitions seen.
+    pub peer_downs: u64,
+    /// Node loop iterations.
+    pub loops: u64,
+}
+
+/// One application command.
+enum Command {
+    Submit { seq: u64, payload: Bytes, proof: Bytes },
+    LocalHas(u64),
+}
+
+/// A condition variable for the application's blocking calls: the node notifies it only when
+/// somebody waits, so the fast path costs one atomic load.
+#[derive(Default)]
+struct AppSignal {
+    waiters: AtomicUsize,
+    lock: Mutex<()>,
+    cond: Condvar,
+}
+
+impl AppSignal {
+    fn notify(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _g = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.cond.notify_all();
+        }
+    }
+
+    /// Waits until `ready()` or the deadline; returns `ready()`'s final value.
+    fn wait_until(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> bool {
+        if ready() {
+            return true;
+        }
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut g: MutexGuard<'_, ()> = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let ok = loop {
+            if ready() {
+                break true;
+            }
+            // Wake periodically even without a notification: a node that stops notifies, but a
+            // short timed wait also bounds any missed-wakeup window to a few milliseconds.
+            let slice = Duration::from_millis(5);
+            let wait = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break ready();
+                    }
+                    (d - now).min(slice)
+                }
+                None => slice,
+            };
+            g = self.cond.wait_timeout(g, wait).unwrap_or_else(PoisonError::into_inner).0;
+        };
+        drop(g);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        ok
+    }
+}
+
+/// State shared by the application handle and the node thread.
+struct Shared {
+    commands: ArrayQueue<Command>,
+    deliveries: ArrayQueue<Delivery>,
+    stop: AtomicBool,
+    stopped: AtomicBool,
+    /// The node thread is (about to be) asleep in `poll`: submitters must wake it.
+    sleeping: AtomicBool,
+    quack: AtomicU64,
+    received: AtomicU64,
+    app: AppSignal,
+    stats: Mutex<NodeStats>,
+}
+
+/// A running replica. Dropping it stops the node thread (use [`Node::shutdown`] to get its
+/// final statistics and error).
+pub struct Node {
+    local: ReplicaId,
+    shared: Arc<Shared>,
+    waker: Arc<dyn Wake>,
+    thread: Option<JoinHandle<Result<(), NodeError>>>,
+    /// Submit-side checks run on the caller's thread, serialized by this lock.
+    next_seq: Mutex<u64>,
+    max_payload: usize,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("local", &self.local).finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts a replica: builds its engine from `config` and runs it over `transport` on a new
+    /// thread named after the replica.
+    pub fn start(
+        config: EndpointConfig,
+        options: NodeOptions,
+        transport: Box<dyn Transport>,
+    ) -> Result<Self, NodeError> {
+        let local = config.local;
+        let max_payload = config.params.max_payload_bytes;
+        let start = Instant::now();
+        let endpoint = Endpoint::resuming(config, Time::ZERO, options.resume)?;
+        let capacity = options.queue_capacity.max(1);
+        let resume = options.resume;
+        let shared = Arc::new(Shared {
+            commands: ArrayQueue::new(capacity),
+            deliveries: ArrayQueue::new(capacity),
+            stop: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            sleeping: AtomicBool::new(false),
+            quack: AtomicU64::new(resume.transmit),
+            received: AtomicU64::new(resume.receive),
+            app: AppSignal::default(),
+            stats: Mutex::new(NodeStats { replica: local.to_string(), ..NodeStats::default() }),
+        });
+        let waker = transport.waker();
+        let mut driver = Driver {
+            endpoint,
+            transport,
+            shared: shared.clone(),
+            options,
+            start,
+            pending: None,
+            overflow: VecDeque::new(),
+            receiving: true,
+            events: Vec::new(),
+            stats: NodeStats { replica: local.to_string(), ..NodeStats::default() },
+            last_stats: start,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("picsou-{local}"))
+            .spawn(move || {
+                let result = driver.run();
+                driver.publish_stats();
+                driver.shared.stopped.store(true, Ordering::SeqCst);
+                driver.shared.app.notify();
+                if let Err(e) = &result {
+                    tracing::error!(replica = %local, "node stopped: {e}");
+                }
+                result
+            })
+            .map_err(NodeError::Spawn)?;
+        let next_seq = Mutex::new(resume.transmit);
+        Ok(Self { local, shared, waker, thread: Some(thread), next_seq, max_payload })
+    }
+
+    /// This replica.
+    pub fn local(&self) -> ReplicaId {
+        self.local
+    }
+
+    /// Submits message `seq` of this RSM's committed stream (0, 1, 2, …) with its commit
+    /// proof (empty under crash fault tolerance). Blocks while the node is backlogged.
+    pub fn submit(&self, seq: u64, payload: Bytes, proof: Bytes) -> Result<(), SubmitError> {
+        self.submit_inner(seq, payload, proof, None)
+    }
+
+    /// Like [`Node::submit`], but gives up after `timeout` with [`SubmitError::Full`].
+    pub fn submit_timeout(&self, seq: u64, payload: Bytes, proof: Bytes, timeout: Duration) -> Result<(), SubmitError> {
+        self.submit_inner(seq, payload, proof, Some(Instant::now() + timeout))
+    }
+
+    /// Like [`Node::submit`], but never blocks: [`SubmitError::Full`] when the queue is full.
+    pub fn try_submit(&self, seq: u64, payload: Bytes, proof: Bytes) -> Result<(), SubmitError> {
+        self.submit_inner(seq, payload, proof, Some(Instant::now()))
+    }
+
+    fn submit_inner(
+        &self,
+        seq: u64,
+        payload: Bytes,
+        proof: Bytes,
+        deadline: Option<Instant>,
+    ) -> Result<(), SubmitError> {
+        let mut next = self.next_seq.lock().unwrap_or_else(PoisonError::into_inner);
+        if seq != *next {
+            return Err(SubmitError::OutOfOrder { expected: *next, got: seq });
+        }
+        if payload.len() > self.max_payload {
+            return Err(SubmitError::PayloadTooLarge { len: payload.len(), max: self.max_payload });
+        }
+        let mut cmd = Command::Submit { seq, payload, proof };
+        loop {
+            if self.shared.stopped.load(Ordering::SeqCst) {
+                return Err(SubmitError::Stopped);
+            }
+            match self.shared.commands.push(cmd) {
+                Ok(()) => break,
+                Err(back) => cmd = back,
+            }
+            self.wake_node();
+            let shared = &self.shared;
+            let room =
+                shared.app.wait_until(deadline, || !shared.commands.is_full() || shared.stopped.load(Ordering::SeqCst));
+            if !room {
+                return Err(SubmitError::Full);
+            }
+        }
+        *next += 1;
+        drop(next);
+        self.wake_node();
+        Ok(())
+    }
+
+    /// Application-managed dissemination: the local RSM now holds `seq` of the incoming stream
+    /// (it arrived through the application's own channels), so this replica acks it.
+    pub fn local_has(&self, seq: u64) -> Result<(), SubmitError> {
+        let mut cmd = Command::LocalHas(seq);
+        loop {
+            if self.shared.stopped.load(Ordering::SeqCst) {
+                return Err(SubmitError::Stopped);
+            }
+            match self.shared.commands.push(cmd) {
+                Ok(()) => break,
+                Err(back) => cmd = back,
+            }
+            self.wake_node();
+            let shared = &self.shared;
+            shared.app.wait_until(None, || !shared.commands.is_full() || shared.stopped.load(Ordering::SeqCst));
+        }
+        self.wake_node();
+        Ok(())
+    }
+
+    /// The next message of the incoming stream, waiting at most `timeout` (`None`: until one
+    /// arrives or the node stops). `Ok(None)` on timeout; `Err(Stopped)` once the node has
+    /// stopped and every delivery was taken.
+    pub fn next_delivery(&self, timeout: Option<Duration>) -> Result<Option<Delivery>, SubmitError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let shared = &self.shared;
+        let mut got = None;
+        shared.app.wait_until(deadline, || {
+            got = shared.deliveries.pop();
+            got.is_some() || shared.stopped.load(Ordering::SeqCst)
+        });
+        if got.is_some() {
+            self.wake_node_if_overflowing();
+            return Ok(got);
+        }
+        match shared.deliveries.pop() {
+            Some(d) => Ok(Some(d)),
+            None if shared.stopped.load(Ordering::SeqCst) => Err(SubmitError::Stopped),
+            None => Ok(None),
+        }
+    }
+
+    /// The next message of the incoming stream if one is ready.
+    pub fn try_next_delivery(&self) -> Option<Delivery> {
+        let d = self.shared.deliveries.pop();
+        if d.is_some() {
+            self.wake_node_if_overflowing();
+        }
+        d
+    }
+
+    /// The QUACK of this RSM's outgoing stream: every seq below it is held by at least one
+    /// correct replica of the other RSM.
+    pub fn quacked(&self) -> u64 {
+        self.shared.quack.load(Ordering::SeqCst)
+    }
+
+    /// The cumulative ack of the incoming stream at this replica.
+    pub fn received(&self) -> u64 {
+        self.shared.received.load(Ordering::SeqCst)
+    }
+
+    /// The latest published statistics (refreshed every `stats_interval`).
+    pub fn stats(&self) -> NodeStats {
+        self.shared.stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// True once the node thread has stopped (after [`Node::shutdown`], or an error).
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst)
+    }
+
+    /// Stops the node thread and returns its final statistics, or the error that stopped it.
+    pub fn shutdown(mut self) -> Result<NodeStats, NodeError> {
+        self.stop_and_join()?;
+        Ok(self.stats())
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), NodeError> {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.waker.wake();
+        match self.thread.take() {
+            Some(t) => match t.join() {
+                Ok(r) => r,
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(NodeError::Panicked(msg))
+                }
+            },
+            None => Ok(()),
+        }
+    }
+
+    fn wake_node(&self) {
+        if self.shared.sleeping.swap(false, Ordering::SeqCst) {
+            self.waker.wake();
+        }
+    }
+
+    fn wake_node_if_overflowing(&self) {
+        // The node parks deliveries that did not fit; taking one makes room for them.
+        if self.shared.deliveries.len() < self.shared.deliveries.capacity() / 2 {
+            self.wake_node();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+/// The node thread's state.
+struct Driver {
+    endpoint: Endpoint,
+    transport: Box<dyn Transport>,
+    shared: Arc<Shared>,
+    options: NodeOptions,
+    start: Instant,
+    /// A submission the engine refused for backpressure, retried first.
+    pending: Option<Command>,
+    /// Deliveries that did not fit the delivery queue; while non-empty the transport stops
+    /// reading, so a slow application pushes back on its peers instead of growing memory.
+    overflow: VecDeque<Delivery>,
+    receiving: bool,
+    events: Vec<TransportEvent>,
+    stats: NodeStats,
+    last_stats: Instant,
+}
+
+impl Driver {
+    fn now(&self) -> Time {
+        Time::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn run(&mut self) -> Result<(), NodeError> {
+        let mut idle = false;
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.stats.loops += 1;
+            // Sleep only when the previous iteration found nothing to do.
+            let timeout = if idle { self.sleep_timeout() } else { Some(Duration::ZERO) };
+            if timeout != Some(Duration::ZERO) {
+                self.shared.sleeping.store(true, Ordering::SeqCst);
+                // Re-check after announcing sleep: a submission that raced with the flag has
+                // either been seen here or will wake the transport.
+                if !self.shared.commands.is_empty() || self.shared.stop.load(Ordering::SeqCst) {
+                    self.shared.sleeping.store(false, Ordering::SeqCst);
+                    self.events.clear();
+                    self.transport.poll(Some(Duration::ZERO), &mut self.events)?;
+                } else {
+                    self.events.clear();
+                    self.transport.poll(timeout, &mut self.events)?;
+                    self.shared.sleeping.store(false, Ordering::SeqCst);
+                }
+            } else {
+                self.events.clear();
+                self.transport.poll(Some(Duration::ZERO), &mut self.events)?;
+            }
+            let mut work = !self.events.is_empty();
+            let events = std::mem::take(&mut self.events);
+            for ev in &events {
+                self.on_transport_event(ev.clone());
+            }
+            self.events = events;
+            work |= self.take_commands();
+            let now = self.now();
+            if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                self.endpoint.handle_timeout(now);
+                work = true;
+            }
+            work |= self.drain_transmits(now);
+            work |= self.drain_events();
+            self.update_receiving();
+            if self.last_stats.elapsed() >= self.options.stats_interval {
+                self.publish_stats();
+            }
+            idle = !work;
+        }
+    }
+
+    /// How long the idle node may sleep: until the engine's next deadline.
+    fn sleep_timeout(&self) -> Option<Duration> {
+        let stats_due = self.options.stats_interval.saturating_sub(self.last_stats.elapsed());
+        let engine = self.endpoint.poll_timeout().map(|t| {
+            let now = self.now();
+            if t <= now { Duration::ZERO } else { Duration::from_nanos(t.as_nanos() - now.as_nanos()) }
+        });
+        Some(engine.map_or(stats_due, |e| e.min(stats_due)))
+    }
+
+    fn on_transport_event(&mut self, ev: TransportEvent) {
+        match ev {
+            TransportEvent::Frame { from, frame } => {
+                let now = self.now();
+                self.endpoint.handle_frame(now, from, frame);
+            }
+            TransportEvent::PeerUp(peer) => {
+                tracing::debug!(replica = %self.endpoint.local(), %peer, "peer up");
+            }
+            TransportEvent::PeerDown { peer, reason } => {
+                self.stats.peer_downs += 1;
+                tracing::info!(replica = %self.endpoint.local(), %peer, "peer down: {reason}");
+            }
+            TransportEvent::Writable(peer) => self.endpoint.set_blocked(peer, false),
+            TransportEvent::Rejected { source, claimed, reason } => {
+                self.stats.misbehaviors += 1;
+                let claimed = claimed.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+                tracing::warn!(replica = %self.endpoint.local(), %source, %claimed, "connection rejected: {reason}");
+            }
+        }
+    }
+
+    /// Feeds application commands to the engine; true if any was taken.
+    fn take_commands(&mut self) -> bool {
+        let mut taken = 0usize;
+        let budget = self.options.batch_messages.max(1);
+        let linger_until = (!self.options.batch_linger.is_zero()).then(|| Instant::now() + self.options.batch_linger);
+        loop {
+            while taken < budget {
+                let Some(cmd) = self.pending.take().or_else(|| self.shared.commands.pop()) else { break };
+                match cmd {
+                    Command::Submit { seq, payload, proof } => {
+                        if self.endpoint.transmit_capacity() == 0 {
+                            self.pending = Some(Command::Submit { seq, payload, proof });
+                            break;
+                        }
+                        let now = self.now();
+                        match self.endpoint.transmit(now, seq, payload, proof) {
+                            Ok(()) => self.stats.transmitted += 1,
+                            // Order and size were checked on submit; anything else is a bug
+                            // in the checks: report it rather than lose the message silently.
+                            Err(e) => tracing::error!(replica = %self.endpoint.local(), "transmit refused: {e}"),
+                        }
+                    }
+                    Command::LocalHas(seq) => {
+                        let now = self.now();
+                        if let Err(e) = self.endpoint.local_has(now, seq) {
+                            tracing::warn!(replica = %self.endpoint.local(), "local_has({seq}) refused: {e}");
+                        }
+                    }
+                }
+                taken += 1;
+            }
+            let Some(until) = linger_until else { break };
+            if taken >= budget || self.pending.is_some() || Instant::now() >= until {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        if taken > 0 {
+            self.shared.app.notify();
+        }
+        taken > 0
+    }
+
+    /// Moves the engine's frames to the transport; true if any.
+    fn drain_transmits(&mut self, now: Time) -> bool {
+        let mut any = false;
+        while let Some(t) = self.endpoint.poll_transmit(now) {
+            any = true;
+            if self.transport.send(t.to, t.frame) == SendStatus::Full {
+                self.endpoint.set_blocked(t.to, true);
+            }
+        }
+        if any {
+            self.transport.flush();
+        }
+        any
+    }
+
+    /// Publishes the engine's events; true if any.
+    fn drain_events(&mut self) -> bool {
+        let mut any = false;
+        while let Some(d) = self.overflow.pop_front() {
+            if let Err(d) = self.shared.deliveries.push(d) {
+                self.overflow.push_front(d);
+                break;
+            }
+            any = true;
+        }
+        while let Some(ev) = self.endpoint.poll_event() {
+            any = true;
+            match ev {
+                Event::Deliver { seq, payload } => self.deliver(Delivery { seq, payload, proof: None }),
+                Event::Received { seq, payload, proof } => self.deliver(Delivery { seq, payload, proof: Some(proof) }),
+                Event::Quacked { up_to } => self.shared.quack.store(up_to, Ordering::SeqCst),
+                Event::Resent { .. } => {}
+                Event::PeerMisbehaved { peer, reason } => {
+                    self.stats.misbehaviors += 1;
+                    tracing::warn!(replica = %self.endpoint.local(), %peer, "peer misbehaved: {reason}");
+                }
+            }
+        }
+        self.shared.received.store(self.endpoint.received(), Ordering::SeqCst);
+        if any {
+            self.shared.app.notify();
+        }
+        any
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        self.stats.delivered += 1;
+        if !self.overflow.is_empty() {
+            self.overflow.push_back(d);
+        } else if let Err(d) = self.shared.deliveries.push(d) {
+            self.overflow.push_back(d);
+        }
+    }
+
+    /// Pauses reading while deliveries overflow the queue.
+    fn update_receiving(&mut self) {
+        let want = self.overflow.len() < self.options.queue_capacity.max(1);
+        if want != self.receiving {
+            self.receiving = want;
+            self.transport.set_receiving(want);
+        }
+    }
+
+    fn publish_stats(&mut self) {
+        self.last_stats = Instant::now();
+        self.stats.engine = self.endpoint.stats();
+        self.stats.transport = self.transport.stats();
+        *self.shared.stats.lock().unwrap_or_else(PoisonError::into_inner) = self.stats.clone();
+    }
+}

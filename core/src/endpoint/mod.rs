@@ -28,6 +28,15 @@ pub struct Transmit {
     pub frame: Bytes,
 }
 
+/// Where a resuming replica's streams continue (see [`Endpoint::resuming`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStart {
+    /// First seq of the outgoing stream to transmit: a QUACK observed before the restart.
+    pub transmit: u64,
+    /// First seq of the incoming stream to deliver.
+    pub receive: u64,
+}
+
 /// Something the application should know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -351,6 +360,18 @@ pub struct Endpoint {
 impl Endpoint {
     /// Builds an endpoint; fails if the configuration is invalid.
     pub fn new(cfg: EndpointConfig, now: Time) -> Result<Self, ConfigError> {
+        Self::resuming(cfg, now, StreamStart::default())
+    }
+
+    /// Builds an endpoint for a replica that resumes after a restart: its outgoing stream
+    /// continues at `start.transmit` and its incoming stream at `start.receive`.
+    ///
+    /// `start.transmit` must be a QUACK the replica observed (checkpointed) before: the engine
+    /// treats every seq below it as definitely received by the other RSM and never sends it.
+    /// `start.receive` is the first seq the application has not durably applied: deliveries
+    /// resume there (seqs from it on that the previous incarnation delivered are delivered
+    /// again, in order), fetched from the peers' retained messages (`retention`).
+    pub fn resuming(cfg: EndpointConfig, now: Time, start: StreamStart) -> Result<Self, ConfigError> {
         cfg.validate()?;
         let local = cfg.local;
         let membership = &cfg.membership;
@@ -382,7 +403,7 @@ impl Endpoint {
         };
         let n_dest = n_remote + n_local;
         let mut report = AckReport::default();
-        let window = ReceiveWindow::new(p.recv_window);
+        let window = ReceiveWindow::starting_at(p.recv_window, start.receive);
         window.report_into(p.phi_bits, &mut report);
         Ok(Self {
             local,
@@ -397,12 +418,12 @@ impl Endpoint {
             remote_stakes: remote_spec.stakes(),
             f_remote: remote_spec.f,
             keys,
-            next_transmit: 0,
-            released: 0,
+            next_transmit: start.transmit,
+            released: start.transmit,
             tx_sizes: VecDeque::new(),
             released_bytes: 0,
-            out: SeqRing::new(0),
-            quack: QuackTracker::new(remote_spec.stakes(), remote_spec.f + 1),
+            out: SeqRing::new(start.transmit),
+            quack: QuackTracker::starting_at(remote_spec.stakes(), remote_spec.f + 1, start.transmit),
             reports: vec![AckReport::default(); n_remote],
             rtt: vec![RttEstimator::new(p.initial_rtt, p.min_rto, p.max_rto, p.ack_interval); n_remote],
             delivery: DeliveryRate::default(),
@@ -414,9 +435,9 @@ impl Endpoint {
             escalate_scratch: Vec::new(),
             repair_scratch: Vec::new(),
             window,
-            held: SeqRing::new(0),
+            held: SeqRing::new(start.receive),
             held_bytes: 0,
-            deliver_next: 0,
+            deliver_next: start.receive,
             peer_reports: vec![None; n_local],
             last_heard: vec![now; n_dest],
             suspected: vec![false; n_dest],

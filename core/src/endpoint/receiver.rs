@@ -100,17 +100,13 @@ impl Endpoint {
         }
     }
 
-    /// Drops delivered messages that no peer can still need, within the retention limits.
+    /// Drops delivered messages beyond the retention limits (count and bytes).
+    ///
+    /// Messages are kept even once every peer reported holding them: a peer that restarts
+    /// resumes from its last checkpoint, which may be older than what it reported before the
+    /// crash, and catches up from what its peers retained.
     fn trim_held(&mut self) {
-        let by_count = self.deliver_next.saturating_sub(self.params.retention);
-        let me = usize::from(self.local.index);
-        let all_peers_have = (0..self.n_local)
-            .filter(|&p| p != me)
-            .map(|p| self.peer_reports[p].as_ref().map_or(0, |r| r.next))
-            .min()
-            .unwrap_or(u64::MAX)
-            .min(self.deliver_next);
-        let target = by_count.max(all_peers_have);
+        let target = self.deliver_next.saturating_sub(self.params.retention);
         while self.held.base() < target
             || (self.held_bytes > self.params.retention_bytes && self.held.base() < self.deliver_next)
         {

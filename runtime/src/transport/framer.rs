@@ -47,9 +47,13 @@ impl FrameReader {
     }
 
     /// Spare buffer space to read into: at least the rest of the current frame, or a chunk.
+    ///
+    /// A length prefix that [`FrameReader::next_frame`] has not validated yet (above the
+    /// maximum) never sizes the buffer: a peer cannot make us reserve gigabytes by sending
+    /// four bytes.
     pub fn spare(&mut self) -> &mut [u8] {
         let want = match self.pending_len() {
-            Some(len) if len > self.buf.len() => (len - self.buf.len()).max(self.chunk),
+            Some(len) if len > self.buf.len() && len <= self.max_frame => (len - self.buf.len()).max(self.chunk),
             _ => self.chunk,
         };
         if self.buf.capacity() - self.buf.len() < want {

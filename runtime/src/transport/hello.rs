@@ -61,6 +61,14 @@ pub fn encode(from: ReplicaId, to: ReplicaId, nonce: u64, key: &MacKey) -> [u8; 
     h
 }
 
+/// Whether `bytes`, the first bytes received on a connection, can still be the start of a
+/// hello. Lets an acceptor refuse garbage as soon as it arrives instead of waiting for 40 bytes
+/// (or its hello deadline) from a client that will never send them.
+pub fn plausible_prefix(bytes: &[u8]) -> bool {
+    let n = bytes.len().min(MAGIC.len());
+    bytes[..n] == MAGIC[..n]
+}
+
 /// A hello that parsed, before authentication.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Claimed {
@@ -157,6 +165,16 @@ mod tests {
         let mut flipped = h;
         flipped[17] ^= 1;
         assert_eq!(verify(&flipped, B, |_| Some(key), 0), Err(HelloError::BadTag(A)));
+    }
+
+    #[test]
+    fn plausible_prefixes() {
+        let h = encode(A, B, 1, &[0u8; 32]);
+        assert!(plausible_prefix(&[]));
+        assert!(plausible_prefix(&h[..3]));
+        assert!(plausible_prefix(&h));
+        assert!(!plausible_prefix(b"GET / HTTP/1.1"));
+        assert!(!plausible_prefix(b"PQX"));
     }
 
     #[test]

@@ -1,1 +1,0 @@
-//! Deployment configuration (placeholder: being written).
