@@ -80,7 +80,7 @@ impl StreamSource {
 }
 
 /// What one replica saw during a run.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
 pub struct ReplicaReport {
     /// Replica as `alpha/2`.
     pub replica: String,

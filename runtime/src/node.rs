@@ -126,7 +126,7 @@ pub enum NodeError {
 }
 
 /// Counters of a running node: the engine's, the transport's, and the node's own.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NodeStats {
     /// This replica, as `s0`/`r2`.
     pub replica: String,

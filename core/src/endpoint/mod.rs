@@ -173,7 +173,7 @@ pub enum LocalHasError {
 }
 
 /// Counters, for reports and benchmarks.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EndpointStats {
     /// Frames handed out by `poll_transmit`.
     pub frames_sent: u64,

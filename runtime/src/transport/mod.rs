@@ -122,7 +122,7 @@ pub trait Wake: Send + Sync {
 }
 
 /// Counters kept by a transport.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransportStats {
     /// Frames handed to the wire.
     pub frames_sent: u64,
