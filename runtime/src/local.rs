@@ -118,9 +118,13 @@ pub type OpenTransport<'a> =
 /// get forwards and repairs from early ones.
 pub fn run_in_process(config: &DeploymentConfig, open: &OpenTransport<'_>) -> Result<DeploymentReport, NodeError> {
     let replicas = config.replicas();
-    let mut nodes = Vec::with_capacity(replicas.len());
+    // Every transport first, so that no node sends to a replica not yet on the network.
+    let mut transports = Vec::with_capacity(replicas.len());
     for &r in &replicas {
-        let transport = open(config, r)?;
+        transports.push(open(config, r)?);
+    }
+    let mut nodes = Vec::with_capacity(replicas.len());
+    for (&r, transport) in replicas.iter().zip(transports) {
         nodes.push(Node::start(config.endpoint_config(r), NodeOptions::from_tuning(&config.node), transport)?);
     }
     let options = RunOptions {

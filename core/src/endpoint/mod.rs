@@ -346,6 +346,8 @@ pub struct Endpoint {
     lie_report: AckReport,
 
     // Output.
+    /// Per remote receiver: its highest cumulative ack and when it last advanced (pacing).
+    ack_progress: Vec<(u64, Time)>,
     queues: Vec<VecDeque<Pending>>,
     last_sent: Vec<Time>,
     sent_version: Vec<u64>,
@@ -425,6 +427,7 @@ impl Endpoint {
             out: SeqRing::new(start.transmit),
             quack: QuackTracker::starting_at(remote_spec.stakes(), remote_spec.f + 1, start.transmit),
             reports: vec![AckReport::default(); n_remote],
+            ack_progress: vec![(start.transmit, now); n_remote],
             rtt: vec![RttEstimator::new(p.initial_rtt, p.min_rto, p.max_rto, p.ack_interval); n_remote],
             delivery: DeliveryRate::default(),
             forward_delay: SendDelay::default(),

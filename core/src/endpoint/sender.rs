@@ -68,7 +68,7 @@ impl Endpoint {
 
     /// Moves messages into the send window and queues their first copies.
     pub(super) fn release(&mut self, now: Time) {
-        let limit = self.next_transmit.min(self.quack.value().saturating_add(self.params.send_window));
+        let limit = self.next_transmit.min(self.pace_base(now).saturating_add(self.params.send_window));
         let silent = self.behavior == Some(Behavior::Silent);
         let quack = self.quack.value();
         while self.released < limit {
@@ -213,14 +213,50 @@ impl Endpoint {
         self.events.push_back(Event::Resent { seq, number });
     }
 
+    /// The base of the send window: the QUACK, or the cumulative ack of the slowest *active*
+    /// receiver if that is lower.
+    ///
+    /// Pacing to the slowest receiver keeps every correct receiver within `send_window` of
+    /// the stream, hence within its peers' retention, so library-managed dissemination
+    /// reaches every correct replica with bounded memory (without it, replicas slower than
+    /// the f+1 that make the QUACK fall behind without bound and stall once their peers
+    /// trimmed what they miss). A receiver stops counting once it is silent for
+    /// `suspect_after` (crashed) or its ack has not advanced for ten times that (stuck, or
+    /// withholding acks): a faulty receiver delays the stream by at most that long.
+    fn pace_base(&self, now: Time) -> u64 {
+        let quack = self.quack.value();
+        let stuck_after = self.params.suspect_after * 10;
+        let mut base = quack;
+        for (j, &(ack, since)) in self.ack_progress.iter().enumerate() {
+            if ack < base
+                && now.saturating_since(self.last_heard[j]) <= self.params.suspect_after
+                && now.saturating_since(since) <= stuck_after
+            {
+                base = ack;
+            }
+        }
+        base
+    }
+
     /// Handles the ack report that remote replica `j` piggybacked on a frame.
     pub(super) fn on_remote_report(&mut self, now: Time, j: usize, report: AckReport) {
         // A receiver may legitimately hold messages this replica's application has not
         // transmitted yet (replicas commit at different times); only what was transmitted
         // here counts. Inflated acks are thereby clamped, and the f+1 threshold bounds them.
         let next = report.next.min(self.next_transmit);
+        let (prev, since) = self.ack_progress[j];
+        let advanced = next > prev;
+        if advanced {
+            self.ack_progress[j] = (next, now);
+        } else if next < prev {
+            // The receiver restarted from an older checkpoint: pace to it again once it makes
+            // progress (until then it counts as stuck, as before its restart).
+            self.ack_progress[j] = (next, since);
+        }
         if let Some(q) = self.quack.update(j, next) {
             self.on_quack(now, q);
+        } else if advanced {
+            self.release(now);
         }
         self.reports[j] = report;
         if self.plan.strategy() == Strategy::Picsou {

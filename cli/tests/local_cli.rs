@@ -1,0 +1,102 @@
+//! End-to-end tests of `picsou local` and `picsou node`: whole deployments of real processes
+//! over TCP and io_uring on loopback, and in-process over the in-memory transport.
+//!
+//! Every test uses its own loopback port range so they can run in parallel.
+
+use std::process::{Command, Output};
+
+fn picsou(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_picsou")).args(args).output().expect("run the picsou binary")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("not one JSON object ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+    })
+}
+
+/// Checks a deployment report: success, every direction complete, every replica in order.
+fn assert_ok(out: &Output, replicas: usize) -> serde_json::Value {
+    let v = json(out);
+    assert_eq!(out.status.code(), Some(0), "{v:#}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["directions"].as_array().map(Vec::len), Some(2), "{v:#}");
+    for d in v["directions"].as_array().unwrap() {
+        assert_eq!(d["complete"], true, "{d:#}");
+        assert!(d["msgs_per_s"].as_f64().unwrap() > 0.0, "{d:#}");
+    }
+    let reps = v["replicas"].as_array().unwrap();
+    assert_eq!(reps.len(), replicas, "{v:#}");
+    for r in reps {
+        assert_eq!(r["in_order_exact"], true, "{r:#}");
+        assert_eq!(r["delivered"], r["expected"], "{r:#}");
+    }
+    v
+}
+
+#[test]
+fn four_plus_four_over_tcp_processes() {
+    let out = picsou(&["local", "--messages", "20000", "--base-port", "32100", "--json"]);
+    let v = assert_ok(&out, 8);
+    assert_eq!(v["transport"], "tcp");
+}
+
+#[test]
+fn four_plus_four_over_uring_processes() {
+    let out = picsou(&["local", "--transport", "uring", "--messages", "20000", "--base-port", "32200", "--json"]);
+    let v = assert_ok(&out, 8);
+    // Where io_uring is unavailable the nodes fall back to TCP and say so on stderr.
+    assert!(v["transport"] == "uring", "{v:#}");
+}
+
+#[test]
+fn in_process_over_memory_every_strategy() {
+    for s in ["picsou", "ost", "ata", "ll", "otu"] {
+        let out = picsou(&["local", "--transport", "mem", "--strategy", s, "--messages", "3000", "--json"]);
+        let v = assert_ok(&out, 8);
+        assert_eq!(v["strategy"], s);
+    }
+}
+
+#[test]
+fn a_replica_killed_with_sigkill_mid_run_does_not_stop_the_stream() {
+    let out = picsou(&[
+        "local",
+        "--messages",
+        "60000",
+        "--rate",
+        "40000",
+        "--base-port",
+        "32300",
+        "--kill",
+        "alpha/2@0.3",
+        "--json",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v:#}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(v["ok"], true, "{v:#}");
+    assert_eq!(v["killed"], serde_json::json!(["alpha/2"]));
+    assert_eq!(v["replicas"].as_array().unwrap().len(), 7);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("killed alpha/2"));
+}
+
+#[test]
+fn bad_configuration_names_file_line_and_field() {
+    let path = std::env::temp_dir().join(format!("picsou-local-cli-{}-bad.toml", std::process::id()));
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/local-4x4-tcp.toml"))
+        .unwrap()
+        .replacen("f = 1", "f = 2", 1);
+    std::fs::write(&path, text).unwrap();
+    let out = picsou(&["local", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("picsou-local-cli") && err.contains("rsm[0].f"), "{err}");
+    let line = err.split(':').nth(2).and_then(|l| l.trim().parse::<usize>().ok());
+    assert!(line.is_some(), "no line number in {err}");
+    let out = picsou(&["node", "--rsm", "gamma", "--replica", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gamma"));
+    let out = picsou(&["local", "--kill", "alpha/9@1"]);
+    assert_eq!(out.status.code(), Some(2));
+}
