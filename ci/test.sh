@@ -17,6 +17,10 @@ cargo test --workspace --locked
 echo "== engine benchmark harness (quick)"
 PICSOU_BENCH_QUICK=1 cargo run --release --locked -q -p picsou-benches --bin engine_json -- target/bench-quick/engine.json
 
+echo "== the README's main job: picsou local (embedded default: 4+4 replicas over TCP on loopback)"
+cargo run --release --locked -q -p picsou-cli -- local --json > target/local-default.json
+grep -q '"ok": *true' target/local-default.json
+
 echo "== picsou sim smoke run"
 cargo run --release --locked -q -p picsou-cli -- sim --n 4 --messages 2000 --json > target/sim-smoke.json
 grep -q '"c3b_ok": *true' target/sim-smoke.json
