@@ -1,0 +1,342 @@
+//! The receiving side of the ring: accepting connections, authenticating them, reading frames
+//! with the multishot receive or in place (see [`super::incoming`]), and pausing reads when
+//! the node does not keep up or asked to stop.
+
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::time::{Duration, Instant};
+
+use io_uring::types::Fd;
+use io_uring::{cqueue, opcode};
+use picsou_core::ReplicaId;
+use picsou_runtime::transport::TransportEvent;
+use socket2::Socket;
+
+use super::incoming::{Incoming, Received, Refusal};
+use super::ops::Op;
+use super::{Driver, errno_text};
+
+/// A connection that has not sent a valid hello by then is refused (as in the TCP transport).
+pub(super) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections allowed to wait for their hello at once (as in the TCP transport); more are
+/// refused on accept, so clients that connect and say nothing cannot exhaust descriptors.
+const MAX_UNAUTHENTICATED: usize = 256;
+/// Delay before re-arming accept after an error (e.g. out of descriptors).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+impl Driver {
+    /// Arms the multishot accept on the listener.
+    pub(super) fn arm_accept(&mut self) {
+        self.accept_at = None;
+        let ud = self.ops.insert(Op::Accept);
+        let sqe =
+            opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd())).flags(libc::SOCK_CLOEXEC).build().user_data(ud);
+        #[allow(unsafe_code)]
+        // SAFETY: a multishot accept without an address buffer names no user memory.
+        let ok = unsafe { self.push(&[sqe]) };
+        if !ok {
+            self.ops.remove(ud);
+            self.accept_at = Some(Instant::now() + ACCEPT_RETRY);
+        }
+    }
+
+    /// A connection arrived (or accepting failed: retried after [`ACCEPT_RETRY`]).
+    pub(super) fn on_accept(&mut self, ud: u64, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        if !more {
+            self.ops.remove(ud);
+        }
+        if res >= 0 {
+            #[allow(unsafe_code)]
+            // SAFETY: a successful accept completion's result is a new descriptor that nothing
+            // else owns.
+            let sock = unsafe { Socket::from_raw_fd(res) };
+            self.add_conn(sock);
+            if !more {
+                self.arm_accept();
+            }
+        } else {
+            tracing::warn!(listen = ?self.listener.local_addr().ok().and_then(|a| a.as_socket()), "accept: {}", errno_text(res));
+            if !more {
+                self.accept_at = Some(Instant::now() + ACCEPT_RETRY);
+            }
+        }
+    }
+
+    /// Takes an accepted connection, unless too many already wait for their hello.
+    pub(super) fn add_conn(&mut self, sock: Socket) {
+        let source =
+            sock.peer_addr().ok().and_then(|a| a.as_socket()).map_or_else(|| "unknown".into(), |a| a.to_string());
+        let waiting = self.conns.iter().flatten().filter(|c| c.peer().is_none()).count();
+        if waiting >= MAX_UNAUTHENTICATED {
+            let reason = format!("{MAX_UNAUTHENTICATED} connections already wait for their hello");
+            self.stats.rejected += 1;
+            self.events.push(TransportEvent::Rejected { source, claimed: None, reason });
+            return;
+        }
+        self.conn_epoch = self.conn_epoch.wrapping_add(1);
+        let c = Incoming::new(sock, self.conn_epoch, source, self.max_frame, Instant::now() + HELLO_TIMEOUT);
+        let i = match self.free_conns.pop() {
+            Some(i) => {
+                self.conns[i] = Some(c);
+                i
+            }
+            None => {
+                self.conns.push(Some(c));
+                self.conns.len() - 1
+            }
+        };
+        self.resume_recv(i);
+    }
+
+    /// Closes an incoming connection, reporting it if refused.
+    pub(super) fn close_conn(&mut self, i: usize, refusal: Option<Refusal>) {
+        let Some(c) = self.conns.get_mut(i).and_then(Option::take) else { return };
+        self.free_conns.push(i);
+        if let Some(p) = c.peer() {
+            if self.by_peer.get(&p) == Some(&i) {
+                self.by_peer.remove(&p);
+            }
+            if refusal.is_none() {
+                self.stats.disconnects += 1;
+            }
+        }
+        if let Some(r) = refusal {
+            tracing::debug!(source = %c.source, claimed = ?r.claimed, "refused: {}", r.reason);
+            self.stats.rejected += 1;
+            self.events.push(TransportEvent::Rejected {
+                source: c.source.clone(),
+                claimed: r.claimed,
+                reason: r.reason,
+            });
+        }
+        // Ends the armed receive (it completes and is ignored); the descriptor closes on drop.
+        let _ = c.sock.shutdown(std::net::Shutdown::Both);
+    }
+
+    /// Arms the multishot receive of `conn` (buffers from the buffer ring).
+    pub(super) fn arm_recv(&mut self, conn: usize) {
+        let Some(c) = self.conns.get_mut(conn).and_then(Option::as_mut) else { return };
+        if c.recv.is_some() {
+            return;
+        }
+        let Some(bufs) = &self.bufs else { return };
+        let ud = self.ops.insert(Op::Recv { conn, epoch: c.epoch });
+        c.recv = Some(ud);
+        let sqe = opcode::RecvMulti::new(Fd(c.sock.as_raw_fd()), bufs.group()).build().user_data(ud);
+        #[allow(unsafe_code)]
+        // SAFETY: the receive names no user memory itself; the kernel writes into buffers of
+        // the registered ring, which stays allocated until no receive is in flight.
+        let ok = unsafe { self.push(&[sqe]) };
+        if !ok {
+            self.ops.remove(ud);
+            tracing::warn!("cannot receive on an incoming connection (io_uring full): closing it");
+            self.close_conn(conn, None);
+        }
+    }
+
+    /// Starts receiving on `conn` if it should and nothing is armed: in place if the current
+    /// frame is large, else with the multishot receive.
+    pub(super) fn resume_recv(&mut self, conn: usize) {
+        if !self.reading() {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(conn).and_then(Option::as_mut) else { return };
+        if c.recv.is_some() || c.direct {
+            return;
+        }
+        let Some((mut buf, want)) = c.lend() else {
+            self.arm_recv(conn);
+            return;
+        };
+        let fd = c.sock.as_raw_fd();
+        c.direct = true;
+        let len = u32::try_from(want).unwrap_or(u32::MAX);
+        let ptr = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        let ud = self.ops.insert(Op::RecvDirect { conn, epoch: c.epoch, buf });
+        let sqe = opcode::Recv::new(Fd(fd), ptr, len).flags(libc::MSG_WAITALL).build().user_data(ud);
+        #[allow(unsafe_code)]
+        // SAFETY: the kernel writes at most `want` bytes into the spare capacity of `buf`,
+        // which `lend` reserved; `buf` is owned by the operation's slot (moving a `BytesMut`
+        // does not move its heap memory) until the receive completes.
+        let ok = unsafe { self.push(&[sqe]) };
+        if !ok {
+            // The buffer went with the slot: the connection cannot continue.
+            self.ops.remove(ud);
+            tracing::warn!("cannot receive on an incoming connection (io_uring full): closing it");
+            self.close_conn(conn, None);
+        }
+    }
+
+    /// Receives are wanted: the node receives and keeps up.
+    pub(super) fn reading(&self) -> bool {
+        self.receiving && !self.paused
+    }
+
+    /// Applies `set_receiving` and the backlog pause: arms or cancels receives.
+    pub(super) fn set_reading(&mut self, receiving: bool, paused: bool) {
+        let before = self.reading();
+        self.receiving = receiving;
+        self.paused = paused;
+        let now = self.reading();
+        if before == now {
+            return;
+        }
+        for i in 0..self.conns.len() {
+            let Some(c) = &self.conns[i] else { continue };
+            // A direct receive in flight is left to finish: it is bounded by one frame.
+            match (now, c.recv) {
+                (true, None) => self.resume_recv(i),
+                (false, Some(ud)) => self.cancel(ud),
+                _ => {}
+            }
+        }
+    }
+
+    /// A multishot receive completion: data (in a provided buffer, given back at once), end of
+    /// stream, or the end of the multishot (re-armed, or replaced by a direct receive).
+    pub(super) fn on_recv(&mut self, ud: u64, conn: usize, epoch: u32, res: i32, flags: u32) {
+        let more = cqueue::more(flags);
+        let bid = cqueue::buffer_select(flags);
+        if !more {
+            self.ops.remove(ud);
+        }
+        let live = matches!(self.conns.get(conn), Some(Some(c)) if c.epoch == epoch);
+        if !live {
+            if let (Some(bid), Some(bufs)) = (bid, &mut self.bufs) {
+                bufs.recycle(bid);
+            }
+            return;
+        }
+        if !more && let Some(Some(c)) = self.conns.get_mut(conn) {
+            c.recv = None;
+            c.stopping = false;
+        }
+        if res > 0 {
+            let outcome = match bid {
+                Some(bid) => self.deliver(conn, bid, res as usize),
+                None => Err(Refusal { claimed: None, reason: "receive completed without a buffer".into() }),
+            };
+            if let Some(bufs) = &mut self.bufs
+                && let Some(bid) = bid
+            {
+                bufs.recycle(bid);
+            }
+            match outcome {
+                Ok(Some(peer)) => self.authenticated(conn, peer),
+                Ok(None) => {}
+                Err(r) => {
+                    self.close_conn(conn, Some(r));
+                    return;
+                }
+            }
+            // A large frame started: stop the multishot (its remaining completions still
+            // arrive, in order) and receive the rest in place once it has ended.
+            if more
+                && let Some(Some(c)) = self.conns.get_mut(conn)
+                && !c.stopping
+                && c.wants_direct()
+            {
+                c.stopping = true;
+                self.cancel(ud);
+            }
+        } else if res == 0 {
+            let refusal = match &self.conns[conn] {
+                Some(c) if c.mid_hello() => {
+                    Some(Refusal { claimed: None, reason: "connection closed before completing the hello".into() })
+                }
+                Some(c) if c.partial() > 0 => {
+                    tracing::debug!(source = %c.source, bytes = c.partial(), "connection closed mid-frame");
+                    None
+                }
+                _ => None,
+            };
+            self.close_conn(conn, refusal);
+            return;
+        } else if res != -libc::ENOBUFS && res != -libc::ECANCELED {
+            tracing::debug!("receive: {}", errno_text(res));
+            self.close_conn(conn, None);
+            return;
+        }
+        // ENOBUFS (the buffer ring ran dry: buffers were just recycled), a cancellation, or a
+        // multishot that ended for its own reasons: re-arm if still reading.
+        if res == -libc::ENOBUFS {
+            self.enobufs += 1;
+        }
+        if !more {
+            self.resume_recv(conn);
+        }
+    }
+
+    /// A direct receive completed: the frame's buffer goes back to its connection.
+    pub(super) fn on_recv_direct(&mut self, ud: u64, res: i32) {
+        let Some(Op::RecvDirect { conn, epoch, buf }) = self.ops.remove(ud) else { return };
+        let Some(Some(c)) = self.conns.get_mut(conn).filter(|c| c.as_ref().is_some_and(|c| c.epoch == epoch)) else {
+            return;
+        };
+        c.direct = false;
+        let n = usize::try_from(res).unwrap_or(0);
+        let (events, stats, rx_bytes) = (&mut self.events, &mut self.stats, &mut self.rx_bytes);
+        #[allow(unsafe_code)]
+        // SAFETY: a receive completion's non-negative result is the number of bytes the kernel
+        // wrote at the start of the spare capacity, at most the length it was given (`want`).
+        let restored = unsafe {
+            c.restore(buf, n, &mut |r| {
+                if let Received::Frame(from, frame) = r {
+                    stats.frames_received += 1;
+                    stats.bytes_received += frame.len() as u64;
+                    *rx_bytes += frame.len();
+                    events.push(TransportEvent::Frame { from, frame });
+                }
+            })
+        };
+        if let Err(r) = restored {
+            self.close_conn(conn, Some(r));
+            return;
+        }
+        match res {
+            0 => self.close_conn(conn, None),
+            r if r < 0 && r != -libc::ECANCELED => {
+                tracing::debug!("receive: {}", errno_text(r));
+                self.close_conn(conn, None);
+            }
+            _ => self.resume_recv(conn),
+        }
+    }
+
+    /// Feeds `len` bytes of buffer `bid` to connection `conn`; returns the peer if its hello
+    /// just verified.
+    pub(super) fn deliver(&mut self, conn: usize, bid: u16, len: usize) -> Result<Option<ReplicaId>, Refusal> {
+        let Some(bufs) = &self.bufs else { return Ok(None) };
+        let Some(data) = bufs.data(bid, len) else {
+            return Err(Refusal { claimed: None, reason: "receive completion out of range".into() });
+        };
+        let Some(Some(c)) = self.conns.get_mut(conn) else { return Ok(None) };
+        let (events, stats, rx_bytes) = (&mut self.events, &mut self.stats, &mut self.rx_bytes);
+        let mut newly = None;
+        c.receive(data, &mut self.auth, &mut |r| match r {
+            // Like the TCP transport, `PeerUp` reports outgoing connections only (those
+            // decide whether frames to the peer flow); an incoming one is counted.
+            Received::Authenticated(p) => {
+                newly = Some(p);
+                stats.connects += 1;
+            }
+            Received::Frame(from, frame) => {
+                stats.frames_received += 1;
+                stats.bytes_received += frame.len() as u64;
+                *rx_bytes += frame.len();
+                events.push(TransportEvent::Frame { from, frame });
+            }
+        })?;
+        Ok(newly)
+    }
+
+    /// A newer authenticated connection from `peer` replaces the older one.
+    pub(super) fn authenticated(&mut self, conn: usize, peer: ReplicaId) {
+        if let Some(old) = self.by_peer.insert(peer, conn)
+            && old != conn
+        {
+            tracing::debug!(%peer, "newer incoming connection replaces the old one");
+            self.close_conn(old, None);
+        }
+    }
+}
