@@ -10,6 +10,14 @@ fi
 if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
   rustup component add clippy rustfmt
 fi
+# iperf3: the transport benchmark's reference for loopback throughput (recorded as skipped
+# if it cannot be installed).
+if ! command -v iperf3 >/dev/null && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3 >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3 >/dev/null 2>&1; } \
+    || echo "iperf3 not installed: the transport benchmark will record it as skipped"
+fi
 cd "$(dirname "$0")/.."
 # Fetch every crate once, so later steps can run --locked/offline.
 cargo fetch --locked

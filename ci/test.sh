@@ -17,6 +17,9 @@ cargo test --workspace --locked
 echo "== engine benchmark harness (quick)"
 PICSOU_BENCH_QUICK=1 cargo run --release --locked -q -p picsou-benches --bin engine_json -- target/bench-quick/engine.json
 
+echo "== transport benchmark (quick): tcp vs io_uring vs iperf3 on loopback"
+PICSOU_BENCH_QUICK=1 cargo run --release --locked -q -p picsou-benches --bin transport_json -- target/bench-quick/transport.json
+
 echo "== the README's main job: picsou local (embedded default: 4+4 replicas over TCP on loopback)"
 cargo run --release --locked -q -p picsou-cli -- local --json > target/local-default.json
 grep -q '"ok": *true' target/local-default.json
