@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 /// Delay before the next dial attempt: doubles after each failure from `min` up to `max`,
-/// resets on success. A small per-peer offset spreads simultaneous redials.
+/// resets on success (the transports reset it only after a connection stayed up for a second,
+/// so a peer that accepts and then drops us is not redialled at the minimum delay forever).
 #[derive(Clone, Debug)]
 pub struct Backoff {
     min: Duration,

@@ -57,7 +57,7 @@ pub enum TransportEvent {
         /// The frame, as the peer's engine built it (the engine checks its MAC).
         frame: Bytes,
     },
-    /// A connection to or from the peer is established.
+    /// The outgoing connection to the peer is established (pairs with `PeerDown`).
     PeerUp(ReplicaId),
     /// The outgoing connection to the peer broke or could not be made; frames to it are
     /// dropped until it is back up.
