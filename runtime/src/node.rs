@@ -56,14 +56,9 @@ impl NodeOptions {
 }
 
 impl Default for NodeOptions {
+    /// The defaults of the deployment file's `[node]` table.
     fn default() -> Self {
-        Self {
-            batch_messages: 4096,
-            batch_linger: Duration::ZERO,
-            queue_capacity: 65_536,
-            stats_interval: Duration::from_millis(100),
-            resume: StreamStart::default(),
-        }
+        Self::from_tuning(&crate::deployment::NodeTuning::default())
     }
 }
 
@@ -324,13 +319,30 @@ impl Node {
         if payload.len() > self.max_payload {
             return Err(SubmitError::PayloadTooLarge { len: payload.len(), max: self.max_payload });
         }
-        let mut cmd = Command::Submit { seq, payload, proof };
+        self.push_command(Command::Submit { seq, payload, proof }, deadline)?;
+        *next += 1;
+        drop(next);
+        self.wake_node();
+        Ok(())
+    }
+
+    /// Application-managed dissemination: the local RSM now holds `seq` of the incoming stream
+    /// (it arrived through the application's own channels), so this replica acks it.
+    pub fn local_has(&self, seq: u64) -> Result<(), SubmitError> {
+        self.push_command(Command::LocalHas(seq), None)?;
+        self.wake_node();
+        Ok(())
+    }
+
+    /// Queues a command for the node thread, waiting for room until `deadline` (`None`: as
+    /// long as it takes); [`SubmitError::Full`] at the deadline.
+    fn push_command(&self, mut cmd: Command, deadline: Option<Instant>) -> Result<(), SubmitError> {
         loop {
             if self.shared.stopped.load(Ordering::SeqCst) {
                 return Err(SubmitError::Stopped);
             }
             match self.shared.commands.push(cmd) {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(back) => cmd = back,
             }
             self.wake_node();
@@ -341,30 +353,6 @@ impl Node {
                 return Err(SubmitError::Full);
             }
         }
-        *next += 1;
-        drop(next);
-        self.wake_node();
-        Ok(())
-    }
-
-    /// Application-managed dissemination: the local RSM now holds `seq` of the incoming stream
-    /// (it arrived through the application's own channels), so this replica acks it.
-    pub fn local_has(&self, seq: u64) -> Result<(), SubmitError> {
-        let mut cmd = Command::LocalHas(seq);
-        loop {
-            if self.shared.stopped.load(Ordering::SeqCst) {
-                return Err(SubmitError::Stopped);
-            }
-            match self.shared.commands.push(cmd) {
-                Ok(()) => break,
-                Err(back) => cmd = back,
-            }
-            self.wake_node();
-            let shared = &self.shared;
-            shared.app.wait_until(None, || !shared.commands.is_full() || shared.stopped.load(Ordering::SeqCst));
-        }
-        self.wake_node();
-        Ok(())
     }
 
     /// The next message of the incoming stream, waiting at most `timeout` (`None`: until one
@@ -514,9 +502,9 @@ impl Driver {
                 self.transport.poll(Some(Duration::ZERO), &mut self.events)?;
             }
             let mut work = !self.events.is_empty();
-            let events = std::mem::take(&mut self.events);
-            for ev in &events {
-                self.on_transport_event(ev.clone());
+            let mut events = std::mem::take(&mut self.events);
+            for ev in events.drain(..) {
+                self.on_transport_event(ev);
             }
             self.events = events;
             work |= self.take_commands();

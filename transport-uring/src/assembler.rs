@@ -12,8 +12,8 @@
 //! checks it against `FrameReader` on arbitrary streams.
 
 use bytes::{Bytes, BytesMut};
-use picsou_core::wire::{MAGIC, MIN_FRAME_LEN, frame_len};
-use picsou_runtime::transport::framer::FramingError;
+use picsou_core::wire::MIN_FRAME_LEN;
+use picsou_runtime::transport::framer::{FramingError, check_prefix};
 
 /// Allocation granularity for runs of small frames: they are split off one shared buffer.
 const CHUNK: usize = 64 * 1024;
@@ -60,14 +60,11 @@ impl Assembler {
 
     /// Validates the buffered prefix; returns the frame length.
     fn check(&self) -> Result<usize, FramingError> {
-        let len = frame_len(&self.buf).unwrap_or(0);
-        if !(MIN_FRAME_LEN..=self.max_frame).contains(&len) {
-            return Err(FramingError::BadLength { len, min: MIN_FRAME_LEN, max: self.max_frame });
-        }
-        if self.buf.len() >= 6 && self.buf[4..6] != MAGIC {
-            return Err(FramingError::BadMagic);
-        }
-        Ok(len)
+        check_prefix(&self.buf, self.max_frame)?.ok_or(FramingError::BadLength {
+            len: 0,
+            min: MIN_FRAME_LEN,
+            max: self.max_frame,
+        })
     }
 
     /// Bytes of an incomplete frame held.
@@ -131,6 +128,7 @@ impl Assembler {
 
 #[cfg(test)]
 mod tests {
+    use picsou_core::wire::MAGIC;
     use picsou_runtime::transport::framer::FrameReader;
     use proptest::prelude::*;
 

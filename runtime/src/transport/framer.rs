@@ -87,18 +87,26 @@ impl FrameReader {
 
     /// The next complete frame, if one is buffered.
     pub fn next_frame(&mut self) -> Result<Option<Bytes>, FramingError> {
-        let Some(len) = self.pending_len() else { return Ok(None) };
-        if !(MIN_FRAME_LEN..=self.max_frame).contains(&len) {
-            return Err(FramingError::BadLength { len, min: MIN_FRAME_LEN, max: self.max_frame });
-        }
-        if self.buf.len() >= 6 && self.buf[4..6] != MAGIC {
-            return Err(FramingError::BadMagic);
-        }
+        let Some(len) = check_prefix(&self.buf, self.max_frame)? else { return Ok(None) };
         if self.buf.len() < len {
             return Ok(None);
         }
         Ok(Some(self.buf.split_to(len).freeze()))
     }
+}
+
+/// The length of the frame that `buf` starts with, once its 4-byte prefix is in (`None`
+/// before), after checking it against `MIN_FRAME_LEN..=max_frame` and, once 6 bytes are in,
+/// the magic. The one rule every stream transport applies.
+pub fn check_prefix(buf: &[u8], max_frame: usize) -> Result<Option<usize>, FramingError> {
+    let Some(len) = picsou_core::wire::frame_len(buf) else { return Ok(None) };
+    if !(MIN_FRAME_LEN..=max_frame).contains(&len) {
+        return Err(FramingError::BadLength { len, min: MIN_FRAME_LEN, max: max_frame });
+    }
+    if buf.len() >= 6 && buf[4..6] != MAGIC {
+        return Err(FramingError::BadMagic);
+    }
+    Ok(Some(len))
 }
 
 #[cfg(test)]

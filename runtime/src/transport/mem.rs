@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -119,7 +119,10 @@ impl MemNetwork {
             net: self.clone(),
             local,
             mailbox,
-            peers: peers.iter().map(|&p| (p, PeerState::Unknown)).collect(),
+            peers: peers
+                .iter()
+                .map(|&p| (p, Peer { state: PeerState::Unknown, link: self.link(local, p), mailbox: Weak::new() }))
+                .collect(),
             link_bytes,
             receiving: true,
             pending: Vec::new(),
@@ -136,6 +139,14 @@ impl MemNetwork {
     }
 }
 
+/// What a transport knows of one peer: the link to it and (cached, to skip the registry's
+/// lock on every send) its mailbox, looked up again only when the peer went away.
+struct Peer {
+    state: PeerState,
+    link: Arc<Link>,
+    mailbox: Weak<Mailbox>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PeerState {
     Unknown,
@@ -148,7 +159,7 @@ pub struct MemTransport {
     net: MemNetwork,
     local: ReplicaId,
     mailbox: Arc<Mailbox>,
-    peers: HashMap<ReplicaId, PeerState>,
+    peers: HashMap<ReplicaId, Peer>,
     link_bytes: usize,
     receiving: bool,
     /// Events produced by `send` (peer up/down), returned by the next `poll`.
@@ -180,7 +191,8 @@ impl Drop for MemTransport {
 
 impl MemTransport {
     fn set_state(&mut self, peer: ReplicaId, state: PeerState) {
-        let old = self.peers.insert(peer, state).unwrap_or(PeerState::Unknown);
+        let Some(p) = self.peers.get_mut(&peer) else { return };
+        let old = std::mem::replace(&mut p.state, state);
         match (old, state) {
             (PeerState::Up, PeerState::Up) | (PeerState::Down, PeerState::Down) => {}
             (_, PeerState::Up) => {
@@ -202,29 +214,37 @@ impl Transport for MemTransport {
     }
 
     fn send(&mut self, peer: ReplicaId, frame: Bytes) -> SendStatus {
-        if !self.peers.contains_key(&peer) {
+        let Some(p) = self.peers.get_mut(&peer) else {
             self.stats.frames_dropped += 1;
-            return SendStatus::Room;
-        }
-        let Some(mailbox) = self.net.mailbox(peer) else {
-            self.stats.frames_dropped += 1;
-            self.set_state(peer, PeerState::Down);
             return SendStatus::Room;
         };
+        let mailbox = match p.mailbox.upgrade() {
+            Some(m) => m,
+            None => match self.net.mailbox(peer) {
+                Some(m) => {
+                    p.mailbox = Arc::downgrade(&m);
+                    m
+                }
+                None => {
+                    self.stats.frames_dropped += 1;
+                    self.set_state(peer, PeerState::Down);
+                    return SendStatus::Room;
+                }
+            },
+        };
+        let link = p.link.clone();
         self.set_state(peer, PeerState::Up);
-        let link = self.net.link(self.local, peer);
         let len = frame.len();
         self.stats.frames_sent += 1;
         self.stats.bytes_sent += len as u64;
         let queued = link.queued.fetch_add(len, Ordering::SeqCst) + len;
-        mailbox.frames.lock().unwrap_or_else(PoisonError::into_inner).push_back((self.local, frame, link.clone()));
-        mailbox.parker.wake();
-        if queued > self.link_bytes {
+        let full = queued > self.link_bytes;
+        if full {
             link.full.store(true, Ordering::SeqCst);
-            SendStatus::Full
-        } else {
-            SendStatus::Room
         }
+        mailbox.frames.lock().unwrap_or_else(PoisonError::into_inner).push_back((self.local, frame, link));
+        mailbox.parker.wake();
+        if full { SendStatus::Full } else { SendStatus::Room }
     }
 
     fn flush(&mut self) {}

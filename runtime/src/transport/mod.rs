@@ -33,6 +33,7 @@ pub mod framer;
 pub mod hello;
 pub mod mem;
 pub mod options;
+pub mod outqueue;
 pub mod tcp;
 
 pub use options::{TcpOptions, TransportKind, TransportOptions, UringOptions};

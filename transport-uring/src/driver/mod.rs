@@ -320,7 +320,9 @@ impl Driver {
                     o.retired += bytes;
                     frames.clear();
                 } else {
-                    o.queue.extend(frames.drain(..));
+                    for f in frames.drain(..) {
+                        o.queue.push(f);
+                    }
                 }
             }
             self.spare_frames = frames;

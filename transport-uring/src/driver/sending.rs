@@ -16,7 +16,7 @@ use socket2::SockAddr;
 
 use super::ops::{LINKED_TIMEOUT, Op, SendBuffers};
 use super::outgoing::{Phase, dial_socket};
-use super::sendq::Batch;
+use super::sendq::{Batch, fill};
 use super::{Driver, errno_text};
 use crate::shared::LinkState;
 
@@ -87,7 +87,7 @@ impl Driver {
         let fd = sock.as_raw_fd();
         let mut bufs = o.spare.take().unwrap_or_else(SendBuffers::new);
         let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
-        let sqe = match o.queue.fill(&mut bufs, zero_copy_min) {
+        let sqe = match fill(&o.queue, &mut bufs, zero_copy_min) {
             Batch::Empty => {
                 o.spare = Some(bufs);
                 return;

@@ -31,7 +31,7 @@ use mio::{Interest, Token};
 use picsou_core::ReplicaId;
 use picsou_core::keys::MacKey;
 
-use super::queue::{Drain, SendQueue, Written};
+use super::queue::{Drain, SendQueue, Written, drain_into};
 use super::{Ctx, Readiness, socket};
 use crate::transport::backoff::Backoff;
 use crate::transport::{SendStatus, TcpOptions, TransportEvent, hello};
@@ -218,7 +218,7 @@ impl Outgoing {
     fn write(&mut self, ctx: &mut Ctx<'_>) {
         let Link::Up { stream, write_blocked, .. } = &mut self.link else { return };
         let mut written = Written::default();
-        let outcome = self.queue.drain_into(stream, &mut written);
+        let outcome = drain_into(&mut self.queue, stream, &mut written);
         ctx.stats.frames_sent += written.frames;
         ctx.stats.bytes_sent += written.bytes;
         match outcome {
@@ -250,7 +250,7 @@ impl Outgoing {
         }
         let delay = self.backoff.next_delay();
         self.link = Link::Down { retry_at: ctx.now + delay };
-        ctx.stats.frames_dropped += self.queue.clear();
+        ctx.stats.frames_dropped += self.queue.clear().0.frames;
         if self.reported_full {
             self.reported_full = false;
             ctx.events.push(TransportEvent::Writable(self.peer));
