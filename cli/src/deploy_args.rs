@@ -55,7 +55,7 @@ pub(crate) struct DeployArgs {
     pub(crate) transport: Option<KindArg>,
     /// Override `strategy` (picsou, ost, ata, ll, otu).
     #[arg(long)]
-    pub(crate) strategy: Option<String>,
+    pub(crate) strategy: Option<Strategy>,
     /// Override `[load] messages`.
     #[arg(long)]
     pub(crate) messages: Option<u64>,
@@ -86,9 +86,8 @@ impl DeployArgs {
         if let Some(k) = self.transport {
             c.transport.kind = k.into();
         }
-        if let Some(s) = &self.strategy {
-            c.strategy =
-                parse_strategy(s).map_err(|reason| DeploymentError::unlocated("--strategy", "strategy", reason))?;
+        if let Some(s) = self.strategy {
+            c.strategy = s;
         }
         if let Some(m) = self.messages {
             c.load.messages = m;
@@ -114,17 +113,5 @@ impl DeployArgs {
             c.load.rate = r;
         }
         Ok(c)
-    }
-}
-
-/// Parses a strategy name.
-pub(crate) fn parse_strategy(s: &str) -> Result<Strategy, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "picsou" => Ok(Strategy::Picsou),
-        "ost" => Ok(Strategy::Ost),
-        "ata" => Ok(Strategy::Ata),
-        "ll" => Ok(Strategy::Ll),
-        "otu" => Ok(Strategy::Otu),
-        other => Err(format!("unknown strategy {other:?}: expected picsou, ost, ata, ll or otu")),
     }
 }

@@ -98,7 +98,7 @@ pub fn aggregate(config: &DeploymentConfig, reports: Vec<ReplicaReport>, killed:
     let ok = directions.iter().all(|d| d.complete)
         && reports.iter().filter(|r| !killed_names.contains(&r.replica)).all(|r| r.complete && r.in_order_exact);
     DeploymentReport {
-        strategy: format!("{:?}", config.strategy).to_lowercase(),
+        strategy: config.strategy.name().to_string(),
         transport: config.transport.kind.name().to_string(),
         n: [config.rsms[0].replicas.len(), config.rsms[1].replicas.len()],
         ok,

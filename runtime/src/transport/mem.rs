@@ -279,7 +279,7 @@ impl MemTransport {
         events.append(&mut self.pending);
         events.append(&mut self.mailbox.control.lock().unwrap_or_else(PoisonError::into_inner));
         if self.receiving {
-            let frames: Vec<_> = self.mailbox.frames.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
+            let frames = std::mem::take(&mut *self.mailbox.frames.lock().unwrap_or_else(PoisonError::into_inner));
             for (from, frame, link) in frames {
                 let len = frame.len();
                 self.stats.frames_received += 1;

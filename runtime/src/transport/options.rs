@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use picsou_core::config::millis;
 use serde::{Deserialize, Serialize};
 
 /// Which transport carries frames.
@@ -62,7 +63,7 @@ pub struct TcpOptions {
     pub recv_buffer: usize,
     /// Bytes queued in user space per peer before `send` reports the peer full.
     pub max_queued_bytes: usize,
-    /// Give up a dial attempt after this long, in milliseconds.
+    /// Give up a dial attempt after this long, in (fractional) milliseconds.
     #[serde(with = "millis")]
     pub connect_timeout: Duration,
     /// First redial delay after a failure, in milliseconds (doubles per failure).
@@ -141,22 +142,5 @@ pub struct RdmaOptions {
 impl Default for RdmaOptions {
     fn default() -> Self {
         Self { device: String::new(), gid_index: None, ring_bytes: 4 << 20, inline: 256, polling: RdmaPolling::Busy }
-    }
-}
-
-/// Serde helpers: a `Duration` as an integer number of milliseconds.
-pub mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    /// Writes whole milliseconds.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    /// Reads whole milliseconds.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
