@@ -27,7 +27,6 @@ use picsou_runtime::transport::TransportKind;
 use picsou_runtime::transport::mem::MemNetwork;
 
 use crate::deploy_args::DeployArgs;
-use crate::transports;
 
 /// Arguments of `picsou local`.
 #[derive(Debug, Args)]
@@ -98,7 +97,7 @@ pub(crate) fn main(args: &LocalArgs) -> ExitCode {
     }
     let report = if in_process {
         let net = MemNetwork::new();
-        match run_in_process(&config, &|c, r| transports::open(c, r, Some(&net))) {
+        match run_in_process(&config, &|c, r| picsou_transports::open(c, r, Some(&net))) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("picsou local: {e}");

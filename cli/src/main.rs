@@ -14,7 +14,6 @@ mod deploy_args;
 mod local;
 mod node;
 mod sim;
-mod transports;
 
 /// Cross-Cluster Consistent Broadcast between two replicated state machines.
 #[derive(Debug, Parser)]

@@ -16,7 +16,6 @@ use picsou_runtime::load::{ReplicaReport, RunOptions, read_checkpoint, run_repli
 use picsou_runtime::node::{Node, NodeOptions};
 
 use crate::deploy_args::DeployArgs;
-use crate::transports;
 
 /// Arguments of `picsou node`.
 #[derive(Debug, Args)]
@@ -70,7 +69,7 @@ pub(crate) fn main(args: &NodeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let transport = match transports::open(&config, local, None) {
+    let transport = match picsou_transports::open(&config, local, None) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("picsou node: {e}");

@@ -1,4 +1,9 @@
-//! Opens the transport a deployment file selects: `kind` is the one line that switches it.
+//! # picsou-transports
+//!
+//! Opens the transport a deployment file selects. `[transport] kind` is the one line that
+//! switches a deployment between the in-memory, TCP, io_uring and RDMA transports; this crate is
+//! the one place that maps the kind to an implementation, so the CLI and the Python and C
+//! bindings open transports the same way.
 
 use picsou_core::ReplicaId;
 use picsou_runtime::deployment::DeploymentConfig;
@@ -6,9 +11,9 @@ use picsou_runtime::transport::mem::MemNetwork;
 use picsou_runtime::transport::tcp::TcpTransport;
 use picsou_runtime::transport::{Transport, TransportError, TransportKind};
 
-/// The transport of replica `local`. `mem` needs the process-wide network that every replica
-/// of an in-process deployment shares.
-pub(crate) fn open(
+/// The transport of replica `local` of `config`. `mem` needs the process-wide network that
+/// every replica of an in-process deployment shares; the other kinds ignore `mem`.
+pub fn open(
     config: &DeploymentConfig,
     local: ReplicaId,
     mem: Option<&MemNetwork>,
@@ -18,7 +23,7 @@ pub(crate) fn open(
         TransportKind::Mem => {
             let net = mem.ok_or_else(|| {
                 TransportError::Config(
-                    "kind = \"mem\" connects replicas inside one process only: run the deployment with `picsou local`"
+                    "kind = \"mem\" connects replicas inside one process only: run the whole deployment in one process (`picsou local`)"
                         .into(),
                 )
             })?;

@@ -1,0 +1,1 @@
+//! C API for picsou (libpicsou): work in progress (see the issue tracker).

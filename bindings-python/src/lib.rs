@@ -1,0 +1,1 @@
+//! Python bindings for picsou: work in progress (see the issue tracker).
