@@ -50,7 +50,7 @@ pub(crate) struct LocalArgs {
 
 /// A scheduled kill or restart.
 #[derive(Clone, Debug)]
-struct Action {
+pub(crate) struct Action {
     at: Duration,
     replica: ReplicaId,
     restart: bool,
@@ -134,7 +134,7 @@ struct Proc {
 }
 
 /// Runs one `picsou node` process per replica and combines their reports.
-fn run_processes(config: &DeploymentConfig, actions: &[Action]) -> Result<DeploymentReport, String> {
+pub(crate) fn run_processes(config: &DeploymentConfig, actions: &[Action]) -> Result<DeploymentReport, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the picsou executable: {e}"))?;
     let dir = tempfile::Builder::new()
         .prefix("picsou-local-")

@@ -10,9 +10,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod deploy_args;
 mod local;
 mod node;
+mod plots;
 mod sim;
 
 /// Cross-Cluster Consistent Broadcast between two replicated state machines.
@@ -32,6 +34,9 @@ enum Command {
     /// Run a whole two-RSM deployment on this machine and report receiver-confirmed throughput
     /// (with no arguments: the embedded default, 4+4 replicas over TCP on loopback).
     Local(Box<local::LocalArgs>),
+    /// Benchmark strategies × message sizes × RSM sizes × transports over real deployments on
+    /// loopback; writes JSON and PNG/SVG plots.
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +46,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::main(&args),
         Command::Node(args) => node::main(&args),
         Command::Local(args) => local::main(&args),
+        Command::Bench(args) => bench::main(&args),
     }
 }
 

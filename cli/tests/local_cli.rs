@@ -37,14 +37,14 @@ fn assert_ok(out: &Output, replicas: usize) -> serde_json::Value {
 
 #[test]
 fn four_plus_four_over_tcp_processes() {
-    let out = picsou(&["local", "--messages", "20000", "--base-port", "32100", "--json"]);
+    let out = picsou(&["local", "--messages", "20000", "--base-port", "30100", "--json"]);
     let v = assert_ok(&out, 8);
     assert_eq!(v["transport"], "tcp");
 }
 
 #[test]
 fn four_plus_four_over_uring_processes() {
-    let out = picsou(&["local", "--transport", "uring", "--messages", "20000", "--base-port", "32200", "--json"]);
+    let out = picsou(&["local", "--transport", "uring", "--messages", "20000", "--base-port", "30200", "--json"]);
     let v = assert_ok(&out, 8);
     // Where io_uring is unavailable the nodes fall back to TCP and say so on stderr.
     assert!(v["transport"] == "uring", "{v:#}");
@@ -68,7 +68,7 @@ fn a_replica_killed_with_sigkill_mid_run_does_not_stop_the_stream() {
         "--rate",
         "40000",
         "--base-port",
-        "32300",
+        "30300",
         "--kill",
         "alpha/2@0.3",
         "--json",
