@@ -243,6 +243,11 @@ pub struct ProtocolParams {
     /// Backpressure: `transmit` refuses messages more than this far beyond the QUACK.
     /// Must be at least `send_window`.
     pub max_buffered: u64,
+    /// Backpressure in bytes: `transmit` refuses messages while this many payload bytes are
+    /// buffered beyond the QUACK (at least one message is always accepted). Bounds a
+    /// replica's memory with large messages, where `max_buffered` (a count) would not.
+    /// Must be at least `send_window_bytes`.
+    pub max_buffered_bytes: u64,
     /// Receivers accept messages at most this far beyond their cumulative ack (must be at
     /// least `send_window`, or first sends are dropped as out of window).
     pub recv_window: u64,
@@ -299,8 +304,9 @@ impl Default for ProtocolParams {
         Self {
             phi_bits: 1024,
             send_window: 65_536,
-            send_window_bytes: 256 << 20,
+            send_window_bytes: 64 << 20,
             max_buffered: 262_144,
+            max_buffered_bytes: 128 << 20,
             recv_window: 262_144,
             max_frame_bytes: 256 * 1024,
             max_frame_bytes_accepted: 64 * 1024 * 1024,
@@ -339,6 +345,9 @@ impl ProtocolParams {
         }
         if self.max_buffered < self.send_window || self.max_buffered > 1 << 26 {
             return Err(invalid("max_buffered", "must be at least send_window and at most 2^26"));
+        }
+        if self.max_buffered_bytes < self.send_window_bytes {
+            return Err(invalid("max_buffered_bytes", "must be at least send_window_bytes"));
         }
         if self.recv_window < self.send_window || self.recv_window > 1 << 26 {
             return Err(invalid("recv_window", "must be at least send_window and at most 2^26"));
@@ -507,6 +516,7 @@ mod tests {
         assert_eq!(bad(ProtocolParams { phi_bits: 100, ..d() }), "params.phi_bits");
         assert_eq!(bad(ProtocolParams { send_window: 0, ..d() }), "params.send_window");
         assert_eq!(bad(ProtocolParams { send_window_bytes: 0, ..d() }), "params.send_window_bytes");
+        assert_eq!(bad(ProtocolParams { max_buffered_bytes: 1, ..d() }), "params.max_buffered_bytes");
         assert_eq!(bad(ProtocolParams { max_buffered: 1, ..d() }), "params.max_buffered");
         assert_eq!(bad(ProtocolParams { recv_window: 1, ..d() }), "params.recv_window");
         assert_eq!(bad(ProtocolParams { max_frame_bytes: 10, ..d() }), "params.max_frame_bytes");

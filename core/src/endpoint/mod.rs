@@ -135,8 +135,9 @@ pub enum TransmitError {
         /// The seq given.
         got: u64,
     },
-    /// Too far ahead of the QUACK; try again once `Quacked` advances.
-    #[error("backpressure: seq {seq} is beyond QUACK {quack} + {max_buffered} buffered messages")]
+    /// Too far ahead of the QUACK (`max_buffered` messages or `max_buffered_bytes` bytes
+    /// buffered); try again once `Quacked` advances.
+    #[error("backpressure: seq {seq} is beyond QUACK {quack} + {max_buffered} buffered messages, or max_buffered_bytes are buffered")]
     Backpressure {
         /// The seq given.
         seq: u64,
@@ -205,6 +206,7 @@ pub struct EndpointStats {
     pub srtt_ns: u64,
 }
 
+mod offsets;
 mod output;
 mod plan;
 mod receiver;
@@ -223,6 +225,7 @@ use crate::quack::QuackTracker;
 use crate::seqring::SeqRing;
 use crate::wire::{AckReport, Limits};
 
+use self::offsets::StreamOffsets;
 use self::plan::Plan;
 use self::rtt::{DeliveryRate, RttEstimator, SendDelay};
 
@@ -299,7 +302,7 @@ pub struct Endpoint {
     next_transmit: u64,
     released: u64,
     /// Payload sizes of the transmitted messages from the QUACK on (front = seq QUACK).
-    tx_sizes: VecDeque<u32>,
+    tx_offsets: StreamOffsets,
     /// Payload bytes released (sent into the window) and not yet QUACKed.
     released_bytes: u64,
     out: SeqRing<OutMsg>,
@@ -422,7 +425,7 @@ impl Endpoint {
             keys,
             next_transmit: start.transmit,
             released: start.transmit,
-            tx_sizes: VecDeque::new(),
+            tx_offsets: StreamOffsets::new(start.transmit),
             released_bytes: 0,
             out: SeqRing::new(start.transmit),
             quack: QuackTracker::starting_at(remote_spec.stakes(), remote_spec.f + 1, start.transmit),
@@ -477,9 +480,15 @@ impl Endpoint {
     }
 
     /// How many more messages `transmit` accepts right now (backpressure): messages may run
-    /// at most `max_buffered` ahead of the QUACK.
+    /// at most `max_buffered` ahead of the QUACK, and none is accepted while
+    /// `max_buffered_bytes` are buffered beyond it (so with large messages, check again after
+    /// each `transmit`).
     pub fn transmit_capacity(&self) -> u64 {
-        (self.quack.value() + self.params.max_buffered).saturating_sub(self.next_transmit)
+        let quack = self.quack.value();
+        if self.tx_offsets.bytes(quack, self.next_transmit) >= self.params.max_buffered_bytes {
+            return 0;
+        }
+        (quack + self.params.max_buffered).saturating_sub(self.next_transmit)
     }
 
     /// The next event for the application, if any.

@@ -55,7 +55,7 @@ impl Endpoint {
             });
         }
         self.next_transmit += 1;
-        self.tx_sizes.push_back(u32::try_from(payload.len()).unwrap_or(u32::MAX));
+        self.tx_offsets.push(payload.len() as u64);
         let (stores, first) = self.plan.duty(seq);
         if stores {
             let msg = OutMsg { payload, proof, released_at: None, loss: None, otu_attempts: 0, ahead: 0, first };
@@ -68,13 +68,25 @@ impl Endpoint {
 
     /// Moves messages into the send window and queues their first copies.
     pub(super) fn release(&mut self, now: Time) {
-        let limit = self.next_transmit.min(self.pace_base(now).saturating_add(self.params.send_window));
+        // The window is bounded from the slowest active receiver in messages and in bytes,
+        // and never beyond what a receiver retains for repairs: a receiver that far behind
+        // its peers could no longer be repaired by them.
+        let base = self.pace_base(now);
+        let window = self.params.send_window.min(self.params.retention);
+        let window_bytes = self.params.send_window_bytes.min(self.params.retention_bytes as u64);
+        let limit = self.next_transmit.min(base.saturating_add(window));
         let silent = self.behavior == Some(Behavior::Silent);
-        let quack = self.quack.value();
+        // Sizes below the pace base are no longer needed (nor, to bound memory with a receiver
+        // excluded from pacing, below the oldest message that can still be buffered).
+        let floor = self.next_transmit.saturating_sub(self.params.max_buffered + self.params.send_window);
+        self.tx_offsets.trim_below(base.max(floor));
         while self.released < limit {
             let seq = self.released;
-            let size = u64::from(self.tx_sizes.get((seq - quack) as usize).copied().unwrap_or(0));
+            let size = self.tx_offsets.size(seq);
             if self.released_bytes > 0 && self.released_bytes + size > self.params.send_window_bytes {
+                break;
+            }
+            if seq > base && self.tx_offsets.bytes(base, seq) + size > window_bytes {
                 break;
             }
             let ahead = self.released_bytes;
@@ -267,13 +279,9 @@ impl Endpoint {
     /// The QUACK advanced to `q`: free resend state below it and open the window.
     fn on_quack(&mut self, now: Time, q: u64) {
         let old = self.out.base();
-        let mut bytes = 0;
-        for seq in old..q {
-            let size = self.tx_sizes.pop_front().map_or(0, u64::from);
-            bytes += size;
-            if seq < self.released {
-                self.released_bytes -= size;
-            }
+        let bytes = self.tx_offsets.bytes(old, q);
+        if old < self.released {
+            self.released_bytes -= self.tx_offsets.bytes(old, q.min(self.released));
         }
         let interval = self.rtt.iter().map(|r| r.srtt()).min().unwrap_or_default().max(self.params.ack_interval);
         self.delivery.quacked(now, bytes, interval);

@@ -251,6 +251,31 @@ fn transmit_rejects_misuse() {
 }
 
 #[test]
+fn large_messages_are_backpressured_by_bytes() {
+    // 1 KiB messages, at most 4 KiB buffered beyond the QUACK and 2 KiB in flight: the
+    // message-count limits (64) never bind, the byte limits do.
+    let params = ProtocolParams {
+        send_window: 64,
+        max_buffered: 64,
+        send_window_bytes: 2048,
+        max_buffered_bytes: 4096,
+        ..ProtocolParams::default()
+    };
+    let mut net = Net::new(Strategy::Picsou, uniform(4, 1), params);
+    let payload = Bytes::from(vec![7u8; 1024]);
+    let ep = &mut net.eps[0];
+    for s in 0..4 {
+        assert!(ep.transmit_capacity() > 0);
+        ep.transmit(Time::ZERO, s, payload.clone(), Bytes::new()).unwrap();
+    }
+    assert_eq!(ep.transmit_capacity(), 0, "4 KiB buffered");
+    assert!(matches!(
+        ep.transmit(Time::ZERO, 4, payload.clone(), Bytes::new()),
+        Err(TransmitError::Backpressure { .. })
+    ));
+}
+
+#[test]
 fn garbage_and_forged_frames_are_reported_not_fatal() {
     let mut net = Net::new(Strategy::Picsou, uniform(4, 1), ProtocolParams::default());
     let from = ReplicaId::new(0, 1);

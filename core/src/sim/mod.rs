@@ -409,6 +409,10 @@ impl<'a> Sim<'a> {
         }
         let correct = resolved.replicas[r].is_correct();
         for seq in start..end {
+            // Byte backpressure can close the window within the batch.
+            if seq > start && ep.transmit_capacity() == 0 {
+                break;
+            }
             let (payload, proof) = window.get(seq, |s| {
                 let p = payloads.make(s);
                 let proof = issuer.issue(s, &p);
