@@ -100,3 +100,66 @@ fn bad_configuration_names_file_line_and_field() {
     let out = picsou(&["local", "--kill", "alpha/9@1"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn bench_writes_json_and_plots_for_every_point() {
+    let out_dir = tempfile::tempdir().expect("temporary directory");
+    let out_path = out_dir.path().to_str().expect("utf-8 path");
+    let out = picsou(&[
+        "bench",
+        "--strategies",
+        "picsou,ata",
+        "--sizes",
+        "100,4000",
+        "--n",
+        "4",
+        "--transports",
+        "mem,tcp",
+        "--bytes-per-run",
+        "400000",
+        "--min-messages",
+        "100",
+        "--max-messages",
+        "2000",
+        "--base-port",
+        "30400",
+        "--out",
+        out_path,
+        "--json",
+    ]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v:#}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 8, "2 strategies × 2 sizes × 1 n × 2 transports");
+    for r in results {
+        assert_eq!(r["ok"], true, "{r:#}");
+        assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r:#}");
+        let expected = if r["point"]["size"] == 100 { 2000 } else { 100 };
+        assert_eq!(r["point"]["messages"], expected, "{r:#}");
+        // Receiver-confirmed: every replica of the report delivered its whole incoming stream.
+        for rep in r["report"]["replicas"].as_array().unwrap() {
+            assert_eq!(rep["delivered"], rep["expected"], "{rep:#}");
+        }
+    }
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.path().join("bench.json")).expect("bench.json written"))
+            .expect("bench.json is JSON");
+    assert_eq!(file["results"].as_array().map(Vec::len), Some(8));
+    for stem in ["mem-100B-by-n", "tcp-4000B-by-n", "mem-n4-by-size", "tcp-n4-by-size"] {
+        for ext in ["png", "svg"] {
+            let p = out_dir.path().join(format!("{stem}.{ext}"));
+            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            assert!(len > 1000, "{} missing or empty", p.display());
+        }
+    }
+    let png = std::fs::read(out_dir.path().join("tcp-n4-by-size.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "a real PNG");
+}
+
+#[test]
+fn bench_rejects_a_bad_grid_with_a_clear_error() {
+    let out = picsou(&["bench", "--n", "3", "--bft", "--out", "/tmp/picsou-bench-never-written"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("n = 3 is out of range"), "{err}");
+}
