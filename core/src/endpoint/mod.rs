@@ -137,7 +137,9 @@ pub enum TransmitError {
     },
     /// Too far ahead of the QUACK (`max_buffered` messages or `max_buffered_bytes` bytes
     /// buffered); try again once `Quacked` advances.
-    #[error("backpressure: seq {seq} is beyond QUACK {quack} + {max_buffered} buffered messages, or max_buffered_bytes are buffered")]
+    #[error(
+        "backpressure: seq {seq} is beyond QUACK {quack} + {max_buffered} buffered messages, or max_buffered_bytes are buffered"
+    )]
     Backpressure {
         /// The seq given.
         seq: u64,
