@@ -1,0 +1,644 @@
+//! `Node`: one real replica of a deployment, running in this process over the configured
+//! transport (a thin handle on `picsou_runtime::node::Node`), and `MemNetwork`.
+//!
+//! In-memory deployments: every `Node` of a `kind = "mem"` deployment must sit on the same
+//! in-process switch. Pass one `MemNetwork()` as `network=` to every node of the deployment,
+//! or pass none: nodes then share a process-wide network per deployment, keyed by the
+//! configuration's contents (two `Config`s that render to the same TOML share one network),
+//! which lives as long as one of its nodes does. Two *different* deployments that should not
+//! talk each get their own network automatically; two copies of the *same* deployment in one
+//! process need explicit, distinct `MemNetwork`s.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use picsou_core::adversary::Behavior;
+use picsou_core::proof::{Ed25519QuorumVerifier, ProofVerifier, StreamId};
+use picsou_core::{FaultModel, ReplicaId};
+use picsou_runtime::deployment::DeploymentConfig;
+use picsou_runtime::node::{Delivery, Node, NodeError, NodeOptions, NodeStats, SubmitError};
+use picsou_runtime::transport::TransportKind;
+use picsou_runtime::transport::mem::MemNetwork;
+use pyo3::exceptions::{PyTimeoutError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyInt};
+
+use crate::config::{certificate_verifier, certify, config_arg, replica_arg};
+use crate::convert::{bytes_arg, to_py, type_name};
+use crate::errors::{guard, invalid, misuse, node_error, proof_error};
+use crate::logs;
+use crate::wait::{Step, seconds, wait_for};
+
+/// A sequence number (or other index) argument: a non-negative `int`.
+pub fn seq_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
+    if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!("{what} must be an int, not {}", type_name(obj))));
+    }
+    obj.extract::<u64>().map_err(|_| misuse(format!("{what} must be between 0 and 2**64 - 1, not {obj}")))
+}
+
+/// An in-process network for `kind = "mem"` deployments: every node of one deployment must be
+/// on the same one. `link_bytes` bounds the bytes queued per link (default 8 MiB).
+#[pyclass(frozen, module = "picsou", name = "MemNetwork")]
+pub struct PyMemNetwork {
+    net: MemNetwork,
+}
+
+#[pymethods]
+impl PyMemNetwork {
+    #[new]
+    #[pyo3(signature = (link_bytes=None))]
+    fn new(link_bytes: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        Ok(Self {
+            net: match link_bytes.filter(|b| !b.is_none()) {
+                Some(b) => {
+                    MemNetwork::with_link_bytes(crate::convert::uint(b, "link_bytes", usize::MAX as u64)? as usize)
+                }
+                None => MemNetwork::new(),
+            },
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        "picsou.MemNetwork()".into()
+    }
+}
+
+/// Process-wide in-memory networks, one per deployment, with the number of nodes using each.
+static SHARED: Mutex<BTreeMap<String, (MemNetwork, usize)>> = Mutex::new(BTreeMap::new());
+
+/// A node's use of a shared network; the network is forgotten when the last lease goes.
+struct Lease(String);
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut nets = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(entry) = nets.get_mut(&self.0) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                nets.remove(&self.0);
+            }
+        }
+    }
+}
+
+/// The shared network of the deployment `c`.
+fn shared_network(c: &DeploymentConfig) -> (MemNetwork, Lease) {
+    let text = c.to_toml_string();
+    // The first line names the source: equal deployments from different sources share.
+    let key = text.split_once('\n').map_or(text.clone(), |(_, rest)| rest.to_string());
+    let mut nets = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    let entry = nets.entry(key.clone()).or_insert_with(|| (MemNetwork::new(), 0));
+    entry.1 += 1;
+    (entry.0.clone(), Lease(key))
+}
+
+/// How a node ended.
+#[derive(Clone)]
+enum Outcome {
+    Stats(Box<NodeStats>),
+    Failed(FailKind, String),
+}
+
+#[derive(Clone, Copy)]
+enum FailKind {
+    Config,
+    Transport,
+    Internal,
+}
+
+fn outcome_error(kind: FailKind, msg: &str) -> PyErr {
+    match kind {
+        FailKind::Config => invalid("", msg),
+        FailKind::Transport => crate::errors::TransportError::new_err(msg.to_string()),
+        FailKind::Internal => crate::errors::internal(msg),
+    }
+}
+
+enum State {
+    Running(Arc<Node>),
+    Finishing,
+    Done(Outcome),
+}
+
+/// One replica of a deployment, running over the deployment's transport in this process.
+///
+/// `Node(config, rsm, replica, *, network=None, byzantine=None)`: `config` is a `Config` (or
+/// TOML text, a path, a dict), `rsm` the RSM's name (or 0 / 1), `replica` its id. Use it as a
+/// context manager, or call `close()`.
+#[pyclass(frozen, module = "picsou", name = "Node")]
+pub struct PyNode {
+    state: Mutex<State>,
+    next_seq: AtomicU64,
+    local: ReplicaId,
+    name: String,
+    rsm_name: String,
+    kind: &'static str,
+    config: DeploymentConfig,
+    verifier: Option<Ed25519QuorumVerifier>,
+    // Dropped after `state` (declaration order): the node leaves the network first.
+    _lease: Option<Lease>,
+}
+
+/// What waiting for the node found.
+enum Got<T> {
+    Value(T),
+    Closed,
+    Stopped,
+}
+
+impl PyNode {
+    fn live(&self) -> Option<Arc<Node>> {
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            State::Running(n) => Some(n.clone()),
+            _ => None,
+        }
+    }
+
+    fn closed_error(&self) -> PyErr {
+        misuse(format!("node {} is closed", self.name))
+    }
+
+    /// Stops the node (if running) and returns how it ended; waits for other threads' calls
+    /// to let go of it, without the GIL.
+    fn finish(&self, py: Python<'_>) -> Outcome {
+        let taken = {
+            let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            match std::mem::replace(&mut *s, State::Finishing) {
+                State::Running(n) => Some(n),
+                State::Finishing => None,
+                State::Done(o) => {
+                    *s = State::Done(o.clone());
+                    return o;
+                }
+            }
+        };
+        if let Some(arc) = taken {
+            let outcome = py.detach(move || {
+                let mut arc = arc;
+                let node = loop {
+                    match Arc::try_unwrap(arc) {
+                        Ok(n) => break n,
+                        Err(a) => {
+                            arc = a;
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                    }
+                };
+                match node.shutdown() {
+                    Ok(stats) => Outcome::Stats(Box::new(stats)),
+                    Err(e) => {
+                        let kind = match e {
+                            NodeError::Config(_) => FailKind::Config,
+                            NodeError::Panicked(_) => FailKind::Internal,
+                            _ => FailKind::Transport,
+                        };
+                        Outcome::Failed(kind, e.to_string())
+                    }
+                }
+            });
+            *self.state.lock().unwrap_or_else(PoisonError::into_inner) = State::Done(outcome.clone());
+            logs::flush(py);
+            return outcome;
+        }
+        // Another thread is finishing it: wait for its outcome.
+        loop {
+            if let State::Done(o) = &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+                return o.clone();
+            }
+            py.detach(|| std::thread::sleep(Duration::from_millis(2)));
+        }
+    }
+
+    /// The error for a node that stopped by itself (its transport failed).
+    fn stopped_error(&self, py: Python<'_>) -> PyErr {
+        match self.finish(py) {
+            Outcome::Failed(kind, msg) => outcome_error(kind, &format!("node {} stopped: {msg}", self.name)),
+            Outcome::Stats(_) => misuse(format!("node {} has stopped", self.name)),
+        }
+    }
+
+    /// Waits up to `timeout` (`None`: no limit) for the next delivery.
+    fn next(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Got<Option<Delivery>>> {
+        let r = wait_for(py, timeout, |slice| {
+            let Some(n) = self.live() else { return Step::Ready(Got::Closed) };
+            match n.next_delivery(Some(slice)) {
+                Ok(Some(d)) => Step::Ready(Got::Value(d)),
+                Ok(None) => Step::Pending,
+                Err(_) => Step::Ready(Got::Stopped),
+            }
+        })?;
+        Ok(match r {
+            None => Got::Value(None),
+            Some(Got::Value(d)) => Got::Value(Some(d)),
+            Some(Got::Closed) => Got::Closed,
+            Some(Got::Stopped) => Got::Stopped,
+        })
+    }
+
+    fn delivery_tuple<'py>(py: Python<'py>, d: &Delivery) -> (u64, Bound<'py, PyBytes>) {
+        (d.seq, PyBytes::new(py, &d.payload))
+    }
+
+    /// The proof to submit with `payload`: the given one (checked under BFT), or under BFT the
+    /// certificate signed with the deployment's keys.
+    fn proof(&self, py: Python<'_>, seq: u64, payload: &Bytes, proof: Option<&Bound<'_, PyAny>>) -> PyResult<Bytes> {
+        let rsm = self.local.rsm;
+        let given = match proof.filter(|p| !p.is_none()) {
+            Some(p) => Some(bytes_arg(p, "proof")?),
+            None => None,
+        };
+        match (&self.verifier, given) {
+            (None, given) => Ok(Bytes::from(given.unwrap_or_default())),
+            (Some(v), Some(p)) => {
+                let stream = StreamId { from: rsm, to: rsm.other() };
+                py.detach(|| v.verify(stream, seq, payload, &p)).map_err(|e| proof_error(&e))?;
+                Ok(Bytes::from(p))
+            }
+            (Some(_), None) => Ok(Bytes::from(py.detach(|| certify(&self.config, rsm, seq, payload)))),
+        }
+    }
+
+    fn submit_error(&self, py: Python<'_>, e: SubmitError) -> PyErr {
+        match e {
+            SubmitError::Stopped => {
+                if self.live().is_some() {
+                    self.stopped_error(py)
+                } else {
+                    self.closed_error()
+                }
+            }
+            SubmitError::Full => PyTimeoutError::new_err(format!("node {}: submit queue still full", self.name)),
+            other => misuse(format!("node {}: {other}", self.name)),
+        }
+    }
+}
+
+#[pymethods]
+impl PyNode {
+    #[new]
+    #[pyo3(signature = (config, rsm, replica, *, network=None, byzantine=None))]
+    fn new(
+        py: Python<'_>,
+        config: &Bound<'_, PyAny>,
+        rsm: &Bound<'_, PyAny>,
+        replica: &Bound<'_, PyAny>,
+        network: Option<&Bound<'_, PyAny>>,
+        byzantine: Option<&str>,
+    ) -> PyResult<Self> {
+        logs::refresh_level(py);
+        let r = guard(|| {
+            let c = config_arg(Some(config))?;
+            let local = replica_arg(&c, rsm, replica)?;
+            let behavior = match byzantine {
+                None => None,
+                Some(b) => Some(b.parse::<Behavior>().map_err(|e| invalid("byzantine", e))?),
+            };
+            let explicit = match network.filter(|n| !n.is_none()) {
+                None => None,
+                Some(n) => Some(
+                    n.cast::<PyMemNetwork>()
+                        .map_err(|_| crate::convert::wrong_type("network", "a picsou.MemNetwork", n))?
+                        .get()
+                        .net
+                        .clone(),
+                ),
+            };
+            let (net, lease) = match (c.transport.kind, explicit) {
+                (TransportKind::Mem, Some(n)) => (Some(n), None),
+                (TransportKind::Mem, None) => {
+                    let (n, l) = shared_network(&c);
+                    (Some(n), Some(l))
+                }
+                (other, Some(_)) => {
+                    return Err(misuse(format!(
+                        "network= is for kind = \"mem\" deployments; this one uses {:?}",
+                        other.name()
+                    )));
+                }
+                (_, None) => (None, None),
+            };
+            let mut ec = c.endpoint_config(local);
+            ec.behavior = behavior;
+            let options = NodeOptions::from_tuning(&c.node);
+            let node = py
+                .detach(|| match picsou_transports::open(&c, local, net.as_ref()) {
+                    Ok(transport) => Node::start(ec, options, transport),
+                    Err(e) => Err(NodeError::Transport(e)),
+                })
+                .map_err(|e| node_error(&e))?;
+            let verifier = certificate_verifier(&c, local.rsm);
+            let spec = c.rsm(local.rsm);
+            Ok(Self {
+                state: Mutex::new(State::Running(Arc::new(node))),
+                next_seq: AtomicU64::new(0),
+                local,
+                name: format!("{}/{}", spec.name, local.index),
+                rsm_name: spec.name.clone(),
+                kind: c.transport.kind.name(),
+                verifier: if spec.fault == FaultModel::Bft { verifier } else { None },
+                config: c,
+                _lease: lease,
+            })
+        });
+        logs::flush(py);
+        r
+    }
+
+    /// Submits message `seq` of this RSM's committed stream (0, 1, 2, ...: every replica of
+    /// the sending RSM submits the whole stream; the protocol decides who sends what).
+    /// `proof`: the message's commit certificate; under BFT, `None` signs one with the
+    /// deployment's keys and a given one is checked first (`ProofError`). Blocks while the
+    /// node is backlogged, up to `timeout` seconds (`None`: no limit), then `TimeoutError`.
+    #[pyo3(signature = (seq, payload, proof=None, timeout=None))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        seq: &Bound<'_, PyAny>,
+        payload: &Bound<'_, PyAny>,
+        proof: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let seq = seq_arg(seq, "seq")?;
+        let payload = Bytes::from(bytes_arg(payload, "payload")?);
+        let timeout = seconds(timeout, "timeout")?;
+        if self.live().is_none() {
+            return Err(self.closed_error());
+        }
+        let proof = self.proof(py, seq, &payload, proof)?;
+        let r = wait_for(py, timeout, |slice| {
+            let Some(n) = self.live() else { return Step::Ready(Err(SubmitError::Stopped)) };
+            match n.submit_timeout(seq, payload.clone(), proof.clone(), slice) {
+                Err(SubmitError::Full) => Step::Pending,
+                other => Step::Ready(other),
+            }
+        })?;
+        match r {
+            Some(Ok(())) => {
+                self.next_seq.store(seq + 1, Ordering::SeqCst);
+                Ok(())
+            }
+            Some(Err(e)) => Err(self.submit_error(py, e)),
+            None => Err(self.submit_error(py, SubmitError::Full)),
+        }
+    }
+
+    /// Like `submit`, but never blocks: `False` if the queue is full.
+    #[pyo3(signature = (seq, payload, proof=None))]
+    fn try_submit(
+        &self,
+        py: Python<'_>,
+        seq: &Bound<'_, PyAny>,
+        payload: &Bound<'_, PyAny>,
+        proof: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let seq = seq_arg(seq, "seq")?;
+        let payload = Bytes::from(bytes_arg(payload, "payload")?);
+        let Some(n) = self.live() else { return Err(self.closed_error()) };
+        let proof = self.proof(py, seq, &payload, proof)?;
+        match n.try_submit(seq, payload, proof) {
+            Ok(()) => {
+                self.next_seq.store(seq + 1, Ordering::SeqCst);
+                Ok(true)
+            }
+            Err(SubmitError::Full) => Ok(false),
+            Err(e) => {
+                drop(n);
+                Err(self.submit_error(py, e))
+            }
+        }
+    }
+
+    /// The next message of the incoming stream as `(seq, payload)`, waiting at most `timeout`
+    /// seconds (`None`: until one arrives); `None` on timeout or if the node is closed
+    /// meanwhile. Raises `TransportError` if the node stopped on a failure.
+    #[pyo3(signature = (timeout=None))]
+    fn next_delivery<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<(u64, Bound<'py, PyBytes>)>> {
+        let timeout = seconds(timeout, "timeout")?;
+        if self.live().is_none() {
+            return Err(self.closed_error());
+        }
+        match self.next(py, timeout)? {
+            Got::Value(d) => Ok(d.map(|d| Self::delivery_tuple(py, &d))),
+            Got::Closed => Ok(None),
+            Got::Stopped => Err(self.stopped_error(py)),
+        }
+    }
+
+    /// Up to `max` deliveries: waits at most `timeout` seconds for the first (`None`: no
+    /// limit), then takes what is ready without waiting. Empty on timeout.
+    #[pyo3(signature = (max=1024, timeout=None))]
+    fn take_deliveries<'py>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<(u64, Bound<'py, PyBytes>)>> {
+        let timeout = seconds(timeout, "timeout")?;
+        let Some(n) = self.live() else { return Err(self.closed_error()) };
+        drop(n);
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        match self.next(py, timeout)? {
+            Got::Value(Some(d)) => out.push(Self::delivery_tuple(py, &d)),
+            Got::Value(None) | Got::Closed => return Ok(out),
+            Got::Stopped => return Err(self.stopped_error(py)),
+        }
+        if let Some(n) = self.live() {
+            while out.len() < max {
+                match n.try_next_delivery() {
+                    Some(d) => out.push(Self::delivery_tuple(py, &d)),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Iterates over deliveries as `(seq, payload)`: each step waits at most `timeout`
+    /// seconds (`None`: no limit); iteration ends when none arrives in time, after `count`
+    /// deliveries, or when the node is closed.
+    #[pyo3(signature = (timeout=None, count=None))]
+    fn deliveries(slf: &Bound<'_, Self>, timeout: Option<f64>, count: Option<u64>) -> PyResult<DeliveryIterator> {
+        let timeout = seconds(timeout, "timeout")?;
+        if slf.get().live().is_none() {
+            return Err(slf.get().closed_error());
+        }
+        Ok(DeliveryIterator { node: slf.clone().unbind(), timeout, remaining: count })
+    }
+
+    /// Application-managed dissemination: this RSM now holds `seq` of the incoming stream.
+    fn local_has(&self, py: Python<'_>, seq: &Bound<'_, PyAny>) -> PyResult<()> {
+        let seq = seq_arg(seq, "seq")?;
+        let Some(n) = self.live() else { return Err(self.closed_error()) };
+        let r = py.detach(|| n.local_has(seq));
+        drop(n);
+        r.map_err(|e| self.submit_error(py, e))
+    }
+
+    /// The commit certificate this node would attach to `payload` at `seq` (`b""` under CFT).
+    fn certify<'py>(
+        &self,
+        py: Python<'py>,
+        seq: &Bound<'_, PyAny>,
+        payload: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let seq = seq_arg(seq, "seq")?;
+        let payload = bytes_arg(payload, "payload")?;
+        let c = py.detach(|| certify(&self.config, self.local.rsm, seq, &payload));
+        Ok(PyBytes::new(py, &c))
+    }
+
+    /// Counters (refreshed every `[node] stats_interval_ms`): engine, transport, and the
+    /// node's own (`transmitted`, `delivered`, `misbehaviors`, `peer_downs`, ...). After
+    /// `close()`, the final ones.
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        if let Some(n) = self.live() {
+            return to_py(py, &n.stats());
+        }
+        match &*self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            State::Done(Outcome::Stats(s)) => to_py(py, s),
+            _ => Err(self.closed_error()),
+        }
+    }
+
+    /// Stops the node and returns its final counters (again on later calls). Raises
+    /// `TransportError` if it had stopped on a failure.
+    fn close(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match self.finish(py) {
+            Outcome::Stats(s) => to_py(py, &s),
+            Outcome::Failed(kind, msg) => Err(outcome_error(kind, &format!("node {} stopped: {msg}", self.name))),
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Closes the node; a failure is raised only if no exception is already on its way.
+    #[pyo3(signature = (exc_type=None, exc=None, tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        exc_type: Option<&Bound<'_, PyAny>>,
+        exc: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let _ = (exc, tb);
+        let r = self.close(py);
+        match (r, exc_type.is_some_and(|t| !t.is_none())) {
+            (Err(e), false) => Err(e),
+            _ => Ok(false),
+        }
+    }
+
+    /// The replica, as `rsm/id` (e.g. `alpha/2`).
+    #[getter]
+    fn replica(&self) -> &str {
+        &self.name
+    }
+    /// Its RSM's name.
+    #[getter]
+    fn rsm(&self) -> &str {
+        &self.rsm_name
+    }
+    /// Its id in its RSM.
+    #[getter]
+    fn index(&self) -> u16 {
+        self.local.index
+    }
+    /// Transport kind in use.
+    #[getter]
+    fn transport(&self) -> &str {
+        self.kind
+    }
+    /// The seq `submit` expects next.
+    #[getter]
+    fn next_seq(&self) -> u64 {
+        self.next_seq.load(Ordering::SeqCst)
+    }
+    /// The QUACK of this RSM's outgoing stream: every seq below it is held by a correct
+    /// replica of the other RSM (0 once closed).
+    #[getter]
+    fn quacked(&self) -> u64 {
+        self.live().map_or(0, |n| n.quacked())
+    }
+    /// The cumulative ack of the incoming stream at this replica (0 once closed).
+    #[getter]
+    fn received(&self) -> u64 {
+        self.live().map_or(0, |n| n.received())
+    }
+    /// `True` once `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.live().is_none()
+    }
+    /// `True` once the node thread has stopped (closed, or failed).
+    #[getter]
+    fn stopped(&self) -> bool {
+        self.live().is_none_or(|n| n.is_stopped())
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() {
+            "closed"
+        } else if self.stopped() {
+            "stopped"
+        } else {
+            "running"
+        };
+        format!("picsou.Node({} over {}, {state})", self.name, self.kind)
+    }
+}
+
+/// The iterator `Node.deliveries()` returns.
+#[pyclass(module = "picsou")]
+pub struct DeliveryIterator {
+    node: Py<PyNode>,
+    timeout: Option<Duration>,
+    remaining: Option<u64>,
+}
+
+#[pymethods]
+impl DeliveryIterator {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&mut self, py: Python<'py>) -> PyResult<Option<(u64, Bound<'py, PyBytes>)>> {
+        if self.remaining == Some(0) {
+            return Ok(None);
+        }
+        let node = self.node.bind(py).get();
+        match node.next(py, self.timeout)? {
+            Got::Value(Some(d)) => {
+                if let Some(r) = &mut self.remaining {
+                    *r -= 1;
+                }
+                Ok(Some(PyNode::delivery_tuple(py, &d)))
+            }
+            Got::Value(None) | Got::Closed => {
+                self.remaining = Some(0);
+                Ok(None)
+            }
+            Got::Stopped => Err(node.stopped_error(py)),
+        }
+    }
+}
+
+/// Adds the classes to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyMemNetwork>()?;
+    m.add_class::<PyNode>()?;
+    m.add_class::<DeliveryIterator>()?;
+    Ok(())
+}
