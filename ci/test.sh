@@ -27,4 +27,12 @@ grep -q '"ok": *true' target/local-default.json
 echo "== picsou sim smoke run"
 cargo run --release --locked -q -p picsou-cli -- sim --n 4 --messages 2000 --json > target/sim-smoke.json
 grep -q '"c3b_ok": *true' target/sim-smoke.json
+echo "== picsou bench smoke run (tiny grid; JSON and plots)"
+cargo run --release --locked -q -p picsou-cli -- bench --strategies picsou,ost,ata --sizes 100,10000 \
+  --transports tcp --bytes-per-run 1000000 --max-messages 10000 --out target/bench-smoke > target/bench-smoke.txt
+test -s target/bench-smoke/bench.json && test -s target/bench-smoke/tcp-n4-by-size.png
+
+echo "== Python package (build, pytest, stubtest, examples)"
+bash ci/python.sh
+
 echo "all tests passed"
