@@ -35,4 +35,7 @@ test -s target/bench-smoke/bench.json && test -s target/bench-smoke/tcp-n4-by-si
 echo "== Python package (build, pytest, stubtest, examples)"
 bash ci/python.sh
 
+echo "== C API (header check, C/C++ tests under valgrind and ASan, install, counter example)"
+bash ci/c-api.sh
+
 echo "all tests passed"
