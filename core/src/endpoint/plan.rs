@@ -157,9 +157,10 @@ impl Plan {
         }
     }
 
-    /// Picsou: the receiver of resend `number` of `seq` if this replica is its sender.
-    pub(crate) fn resend_dest(&self, seq: u64, number: usize) -> Option<u16> {
-        let (s, r) = self.out_sched.as_ref()?.pair(seq, number)?;
+    /// Picsou: the receiver of resend round `round` of `seq` if this replica is its sender.
+    /// Rounds past the rotation wrap around it (see [`wrapped_pair`]).
+    pub(crate) fn resend_dest(&self, seq: u64, round: usize) -> Option<u16> {
+        let (s, r) = wrapped_pair(self.out_sched.as_ref()?, seq, usize::from(resend_number(round)))?;
         (s == self.me).then_some(r)
     }
 
@@ -177,9 +178,10 @@ impl Plan {
         self.out_sched.as_ref()?.pair(seq, r)
     }
 
-    /// Picsou: the receiver of pair `r` of `seq`'s rotation.
-    pub(crate) fn pair_receiver(&self, seq: u64, r: usize) -> Option<u16> {
-        self.out_sched.as_ref()?.pair(seq, r).map(|(_, q)| q)
+    /// Picsou: the receiver of resend round `round` of `seq` (round 0: the first send).
+    pub(crate) fn pair_receiver(&self, seq: u64, round: usize) -> Option<u16> {
+        let number = if round == 0 { 0 } else { usize::from(resend_number(round)) };
+        wrapped_pair(self.out_sched.as_ref()?, seq, number).map(|(_, q)| q)
     }
 
     /// Picsou: number of pairs in the rotation of `seq` of the outgoing stream.
@@ -212,7 +214,7 @@ impl Plan {
                 self.in_sched.as_ref().and_then(|s| s.pair(seq, 0)) == Some((from, me))
             }
             (Strategy::Picsou, RecordKind::Resend { number }) => {
-                self.in_sched.as_ref().and_then(|s| s.pair(seq, usize::from(number))) == Some((from, me))
+                self.in_sched.as_ref().and_then(|s| wrapped_pair(s, seq, usize::from(number))) == Some((from, me))
             }
             (Strategy::Ost, RecordKind::First) => {
                 seq % u64::from(self.n_remote) == u64::from(from) && seq % u64::from(self.n_local) == u64::from(me)
@@ -226,4 +228,26 @@ impl Plan {
             (_, RecordKind::Resend { .. }) => false,
         }
     }
+}
+
+/// The resend number on the wire for resend round `round` (≥ 1): the round itself while it
+/// fits the wire's `u16`, then counting 1..=65535 again. Both sides map a number to a pair
+/// with [`wrapped_pair`], so the number alone tells a receiver who may send it.
+pub(crate) fn resend_number(round: usize) -> u16 {
+    debug_assert!(round >= 1);
+    ((round.saturating_sub(1) % usize::from(u16::MAX)) + 1) as u16
+}
+
+/// Pair `number mod len` of `seq`'s rotation of length `len`.
+///
+/// With reliable links between correct replicas a message needs at most `len − 1` resends
+/// (f_s + f_r with unit stakes), so numbers below `len` are the paper's rotation. Real
+/// links are not reliable: a transport drops what it cannot deliver to a peer that is down
+/// or not yet connected, and such a loss can hit every pair of a rotation (with f = 0 on both
+/// sides the rotation is a single pair). Resends therefore go on past the rotation, around
+/// it again, only ever among the replicas that keep the message for a sending duty; the
+/// sender backs off exponentially per lap (see `detect_losses`).
+pub(crate) fn wrapped_pair(sched: &Schedule, seq: u64, number: usize) -> Option<(u16, u16)> {
+    let rot = sched.rotation(seq);
+    rot.pair(number % rot.len().max(1))
 }

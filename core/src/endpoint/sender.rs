@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::plan::resend_number;
 use super::{Endpoint, Event, LossTrack, OutMsg, Pending, TransmitError};
 use crate::adversary::Behavior;
 use crate::config::Strategy;
@@ -219,7 +220,7 @@ impl Endpoint {
             return;
         }
         m.loss = Some(LossTrack { round, round_at: now, ahead: self.released_bytes, counts: Vec::new() });
-        let number = u16::try_from(round).unwrap_or(u16::MAX);
+        let number = resend_number(round);
         self.queues[usize::from(recv)].push_back(Pending { seq, kind: RecordKind::Resend { number } });
         self.stats.resends += 1;
         self.events.push_back(Event::Resent { seq, number });
@@ -323,8 +324,14 @@ impl Endpoint {
             // reports count after a full RTO.
             let gap = highest.is_some_and(|h| h > k);
             let round_receiver = self.plan.pair_receiver(k, round) == Some(j as u16);
-            let wait: Duration = if gap && round_receiver { srtt } else { rto } + self.delivery.drain(ahead, max_rto);
-            if now < base + wait || round + 1 >= self.plan.rotation_len(k) {
+            let mut wait: Duration = if gap && round_receiver { srtt } else { rto } + self.delivery.drain(ahead, max_rto);
+            // Past the rotation (every pair's copy was lost, which reliable links between
+            // correct replicas never do: a transport dropped them), back off per lap.
+            let lap = round / self.plan.rotation_len(k).max(1);
+            if lap > 0 {
+                wait = (wait * (1u32 << lap.min(6))).min(max_rto.max(wait));
+            }
+            if now < base + wait {
                 continue;
             }
             let loss =
@@ -375,7 +382,7 @@ impl Endpoint {
             return;
         }
         if let Some(r) = self.plan.resend_dest(k, round) {
-            let number = u16::try_from(round).unwrap_or(u16::MAX);
+            let number = resend_number(round);
             self.queues[usize::from(r)].push_back(Pending { seq: k, kind: RecordKind::Resend { number } });
             self.stats.resends += 1;
             self.events.push_back(Event::Resent { seq: k, number });
