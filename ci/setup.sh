@@ -19,6 +19,8 @@ if ! command -v iperf3 >/dev/null && command -v apt-get >/dev/null; then
     || echo "iperf3 not installed: the transport benchmark will record it as skipped"
 fi
 cd "$(dirname "$0")/.."
+# The RDMA transport's build needs cmake and libclang (sideway's verbs shim and bindgen).
+bash ci/setup-rdma.sh
 # Fetch every crate once, so later steps can run --locked/offline.
 cargo fetch --locked
 echo "setup done"

@@ -38,4 +38,11 @@ bash ci/python.sh
 echo "== C API (header check, C/C++ tests under valgrind and ASan, install, counter example)"
 bash ci/c-api.sh
 
+echo "== RDMA transport on soft-RoCE in a VM (device tests, picsou local and bench over rdma, vs perftest)"
+if [ "${PICSOU_SKIP_RDMA_VM:-0}" = 1 ]; then
+  echo "SKIPPED: PICSOU_SKIP_RDMA_VM=1 (the RDMA device tests, rdma local run and benchmark did not run)"
+else
+  bash ci/rdma-vm.sh
+fi
+
 echo "all tests passed"

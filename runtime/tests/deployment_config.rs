@@ -622,13 +622,14 @@ fn to_toml_string_keeps_every_setting() {
         .replace("strategy = \"picsou\"", "strategy = \"otu\"")
         .replace(
             "[transport.tcp]",
-            "[transport.rdma]\ndevice = \"mlx5_0\"\ngid_index = 3\npolling = \"event\"\n\n[transport.tcp]",
+            "[transport.rdma]\ndevice = \"mlx5_0\"\ngid_index = 3\npolling = \"event\"\nspin_us = 2500\n\n[transport.tcp]",
         );
     let cfg = DeploymentConfig::from_toml_str(&text, "deploy.toml").unwrap();
     assert_eq!(cfg.strategy, Strategy::Otu);
     assert_eq!(cfg.tuning.min_rto, std::time::Duration::from_micros(250));
     assert!(!cfg.transport.tcp.nodelay);
     assert_eq!(cfg.transport.rdma.gid_index, Some(3));
+    assert_eq!(cfg.transport.rdma.spin_us, 2500);
     assert_eq!(cfg.node.batch_linger, std::time::Duration::from_micros(250));
     assert_eq!(cfg.load.senders, Senders::Second);
     assert!(!cfg.load.senders.sends(RsmId(0)));

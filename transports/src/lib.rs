@@ -32,9 +32,6 @@ pub fn open(
         }
         TransportKind::Tcp => Ok(Box::new(TcpTransport::new(setup, &config.transport.tcp)?)),
         TransportKind::Uring => picsou_transport_uring::open(setup, &config.transport),
-        TransportKind::Rdma => Err(TransportError::Unavailable {
-            kind: "rdma",
-            reason: "the RDMA transport is not part of this build yet; use kind = \"tcp\" or \"uring\"".into(),
-        }),
+        TransportKind::Rdma => picsou_transport_rdma::open(setup, &config.transport),
     }
 }

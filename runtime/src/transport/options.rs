@@ -137,10 +137,21 @@ pub struct RdmaOptions {
     pub inline: u32,
     /// How receivers learn of new records.
     pub polling: RdmaPolling,
+    /// Busy polling: microseconds `poll` keeps spinning on ring memory after the last activity
+    /// before it sleeps in steps of at most a millisecond (looking at memory between steps), so
+    /// an idle replica does not hold a core. Larger values trade CPU for latency.
+    pub spin_us: u64,
 }
 
 impl Default for RdmaOptions {
     fn default() -> Self {
-        Self { device: String::new(), gid_index: None, ring_bytes: 4 << 20, inline: 256, polling: RdmaPolling::Busy }
+        Self {
+            device: String::new(),
+            gid_index: None,
+            ring_bytes: 4 << 20,
+            inline: 256,
+            polling: RdmaPolling::Busy,
+            spin_us: 100,
+        }
     }
 }

@@ -1,0 +1,758 @@
+//! [`RdmaTransport`]: the [`Transport`] over any [`Device`], driven from the node thread.
+//!
+//! Like the TCP transport it has no thread of its own: `send` queues, `flush` writes records
+//! into peers' rings, `poll` reaps completions, reads rings, and runs the bootstrap sockets and
+//! timers through one mio poller. What differs is waiting: frames arrive in memory, which no
+//! system call reports. In busy mode `poll` spins on ring memory for `spin_us` after the
+//! last activity, then sleeps in steps growing to [`BUSY_MAX_SLEEP`] (checking memory between
+//! steps) so an idle replica does not hold a core; in event mode every write carries an
+//! immediate and `poll` blocks on the completion channel, arming it and checking memory once
+//! more first.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use picsou_core::ReplicaId;
+use picsou_core::keys::LinkKeys;
+use picsou_runtime::transport::{
+    SendStatus, TcpOptions, Transport, TransportError, TransportEvent, TransportOptions, TransportSetup,
+    TransportStats, Wake, hello,
+};
+
+use crate::incoming::{InResources, Incoming};
+use crate::memory::Memory;
+use crate::outgoing::{OutResources, Outgoing};
+use crate::ring::{CREDIT_BYTES, Geometry};
+use crate::verbs::{Completion, Device, QpCaps};
+use crate::wire::{self, DIAL_LEN};
+
+/// Work requests a queue pair may have outstanding (posted, completion not yet seen).
+pub(crate) const SQ_DEPTH: u32 = 128;
+/// Send queue slots beyond [`SQ_DEPTH`]: a provider frees a slot when it completes the work
+/// request, which we learn later, but providers may also keep a slot back.
+const SQ_SLACK: u32 = 16;
+/// Receives kept posted per queue pair when writes carry immediates.
+pub(crate) const RECV_DEPTH: u32 = 128;
+/// Receive queue room beyond [`RECV_DEPTH`]: soft-RoCE frees a receive slot only after its
+/// completion is visible, so a queue kept exactly full refuses the repost.
+const RECV_SLACK: u32 = 32;
+/// Ring bytes read from one peer per poll before the others get their turn.
+pub(crate) const READ_BUDGET: u64 = 1 << 20;
+/// Busy mode: longest sleep between two looks at memory.
+pub const BUSY_MAX_SLEEP: Duration = Duration::from_millis(1);
+const BUSY_FIRST_SLEEP: Duration = Duration::from_micros(10);
+/// How long an accepted connection may take to send its dial.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Accepted connections allowed to wait for their dial at once.
+const MAX_UNAUTHENTICATED: usize = 256;
+const COMPLETIONS_PER_POLL: usize = 256;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const CHANNEL: Token = Token(2);
+const FIRST_PEER_TOKEN: usize = 3;
+
+/// Work request kinds (the top two bits of a work request id).
+pub(crate) const KIND_DATA: u64 = 0;
+pub(crate) const KIND_CREDIT: u64 = 1;
+pub(crate) const KIND_RECV_OUT: u64 = 2;
+pub(crate) const KIND_RECV_IN: u64 = 3;
+const MAX_PEERS: usize = 1 << 14;
+
+/// A work request id: kind (2 bits), peer (14), connection generation (16), counter (32).
+pub(crate) fn wr_id(kind: u64, peer: usize, epoch: u16, counter: u32) -> u64 {
+    (kind << 62) | ((peer as u64 & 0x3fff) << 48) | (u64::from(epoch) << 32) | u64::from(counter)
+}
+
+fn split_wr_id(id: u64) -> (u64, usize, u16, u32) {
+    (id >> 62, ((id >> 48) & 0x3fff) as usize, (id >> 32) as u16, id as u32)
+}
+
+/// Settings every link needs.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) local: ReplicaId,
+    pub(crate) geo: Geometry,
+    pub(crate) event: bool,
+    pub(crate) max_frame: usize,
+    pub(crate) max_queued: usize,
+    pub(crate) tcp: TcpOptions,
+    pub(crate) spin: Duration,
+}
+
+/// What the links share while handling one call.
+pub(crate) struct Ctx<'a> {
+    pub(crate) registry: &'a Registry,
+    pub(crate) events: &'a mut Vec<TransportEvent>,
+    pub(crate) stats: &'a mut TransportStats,
+    pub(crate) cfg: &'a Config,
+    pub(crate) now: Instant,
+}
+
+/// Reads into `buf[*got..]` until full or `WouldBlock`: `Ok(true)` when full.
+pub(crate) fn read_some(stream: &mut TcpStream, buf: &mut [u8], got: &mut usize) -> Result<bool, String> {
+    while *got < buf.len() {
+        match stream.read(&mut buf[*got..]) {
+            Ok(0) => {
+                return Err(if *got == 0 {
+                    "closed the connection".into()
+                } else {
+                    format!("closed after {} bytes", *got)
+                });
+            }
+            Ok(n) => *got += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("failed ({e})")),
+        }
+    }
+    Ok(true)
+}
+
+/// Posts the `*owed` receives one by one; a full receive queue (ENOMEM) leaves the rest owed
+/// for the next round. True if it posted any.
+pub(crate) fn repost<Q: crate::verbs::QueuePair>(
+    qp: &mut Q,
+    wr_id: u64,
+    owed: &mut u32,
+) -> Result<bool, crate::verbs::VerbsError> {
+    let mut did = false;
+    while *owed > 0 {
+        match qp.post_recvs(wr_id, 1) {
+            Ok(()) => {
+                *owed -= 1;
+                did = true;
+            }
+            Err(e) if e.errno == Some(libc::ENOMEM) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(did)
+}
+
+/// Reads what a socket that should stay silent has: `Err` with a reason if it closed.
+pub(crate) fn probe_closed(stream: &mut TcpStream) -> Result<(), String> {
+    if let Ok(Some(e)) | Err(e) = stream.take_error() {
+        return Err(format!("connection error: {e}"));
+    }
+    let mut scratch = [0u8; 256];
+    for _ in 0..64 {
+        match stream.read(&mut scratch) {
+            Ok(0) => return Err("connection closed by the peer".into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("connection error: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Wakes `poll`: a flag the spinning loop sees plus the poller's waker for when it sleeps.
+#[derive(Debug)]
+struct RdmaWaker {
+    flag: AtomicBool,
+    waker: Waker,
+}
+
+impl Wake for RdmaWaker {
+    fn wake(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            tracing::debug!("waking the rdma transport: {e}");
+        }
+    }
+}
+
+/// An accepted connection waiting for its dial.
+#[derive(Debug)]
+struct Pending {
+    stream: TcpStream,
+    source: SocketAddr,
+    buf: Box<[u8; DIAL_LEN]>,
+    got: usize,
+    deadline: Instant,
+}
+
+/// One peer: the link we write on and the link it writes on.
+struct Peer<Q> {
+    out: Outgoing<Q>,
+    inc: Incoming<Q>,
+}
+
+/// The RDMA transport over device `D`. See the crate documentation.
+pub struct RdmaTransport<D: Device> {
+    poll: Poll,
+    mio_events: Events,
+    listener: TcpListener,
+    waker: Arc<RdmaWaker>,
+    cfg: Config,
+    keys: LinkKeys,
+    peers: Vec<Peer<D::Qp>>,
+    peer_index: HashMap<ReplicaId, usize>,
+    pending_in: HashMap<Token, Pending>,
+    last_nonce: HashMap<ReplicaId, u64>,
+    next_token: usize,
+    receiving: bool,
+    pending: Vec<TransportEvent>,
+    stats: TransportStats,
+    completions: Vec<Completion>,
+    local_addr: SocketAddr,
+    describe: String,
+    // Registrations before the device: dropped after the queue pairs, before the device.
+    _regions: Vec<D::Region>,
+    dev: D,
+}
+
+impl<D: Device> std::fmt::Debug for RdmaTransport<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RdmaTransport").field("listen", &self.local_addr).field("device", &self.describe).finish()
+    }
+}
+
+/// Checks the options the transport uses, naming the field.
+pub(crate) fn validate(opts: &TransportOptions) -> Result<Geometry, TransportError> {
+    let geo = Geometry::new(opts.rdma.ring_bytes)
+        .map_err(|e| TransportError::Config(format!("transport.rdma.ring_bytes = {}: {e}", opts.rdma.ring_bytes)))?;
+    if opts.tcp.max_queued_bytes == 0 {
+        return Err(TransportError::Config("transport.tcp.max_queued_bytes must be positive".into()));
+    }
+    Ok(geo)
+}
+
+fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> TransportError {
+    move |source| TransportError::Io { context, source }
+}
+
+impl<D: Device> RdmaTransport<D> {
+    /// Starts the transport on `dev`: registers a ring and a staging region per peer, creates
+    /// two queue pairs per peer, listens for dials and dials every peer.
+    pub fn with_device(dev: D, setup: TransportSetup, opts: &TransportOptions) -> Result<Self, TransportError> {
+        let geo = validate(opts)?;
+        let TransportSetup { local, listen, peers: peer_list, keys, max_frame_bytes } = setup;
+        if peer_list.len() >= MAX_PEERS {
+            return Err(TransportError::Config(format!("{} peers: at most {}", peer_list.len(), MAX_PEERS - 1)));
+        }
+        let cfg = Config {
+            local,
+            geo,
+            event: opts.rdma.polling == picsou_runtime::transport::options::RdmaPolling::Event,
+            max_frame: max_frame_bytes,
+            max_queued: opts.tcp.max_queued_bytes,
+            tcp: opts.tcp.clone(),
+            spin: Duration::from_micros(opts.rdma.spin_us),
+        };
+        if cfg.event && dev.completion_fd().is_none() {
+            return Err(TransportError::Config("polling = \"event\" needs a device with a completion channel".into()));
+        }
+        let poll = Poll::new().map_err(io_err("create the poller"))?;
+        let mut listener = TcpListener::bind(listen)
+            .map_err(|source| TransportError::Listen { address: listen.to_string(), source })?;
+        let local_addr = listener.local_addr().unwrap_or(listen);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(io_err("register the listener"))?;
+        let waker = Waker::new(poll.registry(), WAKER).map_err(io_err("create the waker"))?;
+        if let Some(fd) = dev.completion_fd() {
+            poll.registry()
+                .register(&mut SourceFd(&fd), CHANNEL, Interest::READABLE)
+                .map_err(io_err("register the completion channel"))?;
+        }
+        let unavailable = |what: &str, e: crate::verbs::VerbsError| TransportError::Unavailable {
+            kind: "rdma",
+            reason: crate::hw::explain(what, &e, geo.size as usize, peer_list.len()),
+        };
+        // Receives are needed whenever either end of a connection is in event mode.
+        let caps =
+            QpCaps { send_depth: SQ_DEPTH + SQ_SLACK, recv_depth: RECV_DEPTH + RECV_SLACK, inline: opts.rdma.inline };
+        let now = Instant::now();
+        let mut regions = Vec::new();
+        let mut peers = Vec::with_capacity(peer_list.len());
+        let mut peer_index = HashMap::new();
+        for (i, &(peer, addr)) in peer_list.iter().enumerate() {
+            if peer == local {
+                return Err(TransportError::Config(format!("{local} is in its own peer list")));
+            }
+            if peer_index.insert(peer, i).is_some() {
+                return Err(TransportError::Config(format!("peer {peer} is listed twice")));
+            }
+            let key = keys.key_for(peer).ok_or_else(|| TransportError::Config(format!("no link key for {peer}")))?;
+            let mut register = |bytes: usize, remote: bool| {
+                let mem = Arc::new(Memory::new(bytes));
+                let (region, reg) = dev.register(&mem, remote).map_err(|e| unavailable("register memory", e))?;
+                regions.push(region);
+                Ok::<_, TransportError>((mem, reg))
+            };
+            let (staging, staging_reg) = register(geo.size as usize, false)?;
+            let (credit, credit_reg) = register(CREDIT_BYTES, true)?;
+            let (ring, ring_reg) = register(geo.size as usize, true)?;
+            let (source, source_reg) = register(CREDIT_BYTES, false)?;
+            let out_qp = dev.create_qp(caps).map_err(|e| unavailable("create a queue pair", e))?;
+            let in_qp = dev.create_qp(caps).map_err(|e| unavailable("create a queue pair", e))?;
+            let out = Outgoing::new(
+                peer,
+                i,
+                addr,
+                key,
+                Token(FIRST_PEER_TOKEN + 2 * i),
+                OutResources { qp: out_qp, staging, staging_reg, credit, credit_reg },
+                (opts.tcp.backoff_min, opts.tcp.backoff_max),
+                now,
+            );
+            let inc = Incoming::new(
+                peer,
+                i,
+                Token(FIRST_PEER_TOKEN + 2 * i + 1),
+                InResources { qp: in_qp, ring, ring_reg, source, source_reg },
+            );
+            peers.push(Peer { out, inc });
+        }
+        let describe = dev.describe();
+        let inline = peers.first().map_or(0, |p| p.out.max_inline());
+        let mut t = Self {
+            poll,
+            mio_events: Events::with_capacity(256),
+            listener,
+            waker: Arc::new(RdmaWaker { flag: AtomicBool::new(false), waker }),
+            next_token: FIRST_PEER_TOKEN + 2 * peers.len(),
+            cfg,
+            keys,
+            peers,
+            peer_index,
+            pending_in: HashMap::new(),
+            last_nonce: HashMap::new(),
+            receiving: true,
+            pending: Vec::new(),
+            stats: TransportStats::default(),
+            completions: Vec::with_capacity(COMPLETIONS_PER_POLL),
+            local_addr,
+            describe,
+            _regions: regions,
+            dev,
+        };
+        tracing::info!(
+            replica = %local,
+            %listen,
+            device = %t.describe,
+            ring = t.cfg.geo.size,
+            inline,
+            event = t.cfg.event,
+            "rdma transport started"
+        );
+        t.run_timers(now);
+        Ok(t)
+    }
+
+    /// The address actually listened on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The device in use, for logs.
+    pub fn device(&self) -> &str {
+        &self.describe
+    }
+
+    /// The inline limit the device granted (the same for every queue pair).
+    pub fn max_inline(&self) -> u32 {
+        self.peers.first().map_or(0, |p| p.out.max_inline())
+    }
+
+    /// Whether our link to `peer` is up and its link to us is established.
+    pub fn connected(&self, peer: ReplicaId) -> bool {
+        self.peer_index.get(&peer).is_some_and(|&i| self.peers[i].out.is_up() && self.peers[i].inc.is_up())
+    }
+
+    /// Every link's state, for diagnostics (test failure messages, debug logs).
+    #[doc(hidden)]
+    pub fn debug_state(&self) -> String {
+        self.peers
+            .iter()
+            .map(|p| format!("{}: out {}; in {}", p.out.peer, p.out.state(), p.inc.state()))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
+    /// Test hook: posts a write to `peer` that its adapter must refuse (past the end of its
+    /// ring), so the error completion takes the link down and it reconnects. False if the
+    /// link is not up.
+    #[doc(hidden)]
+    pub fn inject_bad_write(&mut self, peer: ReplicaId) -> bool {
+        let Some(&i) = self.peer_index.get(&peer) else { return false };
+        let now = Instant::now();
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            events: &mut self.pending,
+            stats: &mut self.stats,
+            cfg: &self.cfg,
+            now,
+        };
+        self.peers[i].out.inject_bad_write(&mut ctx)
+    }
+
+    /// Reaps completions, writes what the rings have room for, reads rings. True if anything
+    /// happened.
+    fn progress(&mut self) -> Result<bool, TransportError> {
+        let mut did = self.reap()?;
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            events: &mut self.pending,
+            stats: &mut self.stats,
+            cfg: &self.cfg,
+            now: Instant::now(),
+        };
+        for p in &mut self.peers {
+            did |= p.out.repost_receives(&mut ctx);
+            if !p.out.queue.is_empty() {
+                did |= p.out.pump(&mut ctx);
+            }
+        }
+        for p in &mut self.peers {
+            // Receives go back even while not receiving: writers would stall on RNR otherwise.
+            did |= p.inc.repost_receives(&mut ctx);
+            if self.receiving {
+                did |= p.inc.drain(&mut ctx);
+            }
+        }
+        Ok(did)
+    }
+
+    /// Handles the completions the device has.
+    fn reap(&mut self) -> Result<bool, TransportError> {
+        self.completions.clear();
+        self.dev.poll_cq(&mut self.completions, COMPLETIONS_PER_POLL).map_err(|e| TransportError::Io {
+            context: "poll the completion queue",
+            source: io::Error::other(e.to_string()),
+        })?;
+        if self.completions.is_empty() {
+            return Ok(false);
+        }
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            events: &mut self.pending,
+            stats: &mut self.stats,
+            cfg: &self.cfg,
+            now: Instant::now(),
+        };
+        for c in &self.completions {
+            let (kind, i, epoch, counter) = split_wr_id(c.wr_id);
+            tracing::trace!(kind, peer = i, epoch, counter, status = c.status, "completion");
+            let Some(p) = self.peers.get_mut(i) else { continue };
+            match kind {
+                KIND_DATA | KIND_RECV_OUT => p.out.on_completion(kind, epoch, counter, c.status, &mut ctx),
+                _ => p.inc.on_completion(kind, epoch, counter, c.status, &mut ctx),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Runs the poller once, waiting at most `wait`; true if the waker fired.
+    fn io(&mut self, wait: Option<Duration>) -> Result<bool, TransportError> {
+        match self.poll.poll(&mut self.mio_events, wait) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.mio_events.clear(),
+            Err(source) => return Err(TransportError::Io { context: "poll", source }),
+        }
+        let events = std::mem::replace(&mut self.mio_events, Events::with_capacity(0));
+        let mut woken = false;
+        let now = Instant::now();
+        for event in &events {
+            match event.token() {
+                LISTENER => self.accept_all(now),
+                WAKER => woken = true,
+                CHANNEL => self.dev.take_events().map_err(|e| TransportError::Io {
+                    context: "read the completion channel",
+                    source: io::Error::other(e.to_string()),
+                })?,
+                token => self.on_socket(token, now),
+            }
+        }
+        self.mio_events = events;
+        Ok(woken)
+    }
+
+    fn on_socket(&mut self, token: Token, now: Instant) {
+        let k = token.0 - FIRST_PEER_TOKEN;
+        if k < 2 * self.peers.len() {
+            let mut ctx = Ctx {
+                registry: self.poll.registry(),
+                events: &mut self.pending,
+                stats: &mut self.stats,
+                cfg: &self.cfg,
+                now,
+            };
+            let p = &mut self.peers[k / 2];
+            if k.is_multiple_of(2) {
+                p.out.on_ready(&mut ctx);
+            } else {
+                p.inc.on_ready(&mut ctx);
+            }
+        } else {
+            self.service_pending(token);
+        }
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, source)) => {
+                    if self.pending_in.len() >= MAX_UNAUTHENTICATED {
+                        self.reject(
+                            source.to_string(),
+                            None,
+                            format!("over {MAX_UNAUTHENTICATED} connections without a dial"),
+                        );
+                        continue;
+                    }
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
+                        tracing::warn!(%source, "cannot register an accepted connection: {e}");
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    self.pending_in.insert(
+                        token,
+                        Pending { stream, source, buf: Box::new([0; DIAL_LEN]), got: 0, deadline: now + DIAL_TIMEOUT },
+                    );
+                    self.service_pending(token);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e) => {
+                    tracing::warn!("accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads an accepted connection's dial; establishes the connection once it is complete
+    /// and authentic.
+    fn service_pending(&mut self, token: Token) {
+        let Some(p) = self.pending_in.get_mut(&token) else { return };
+        let progress = read_some(&mut p.stream, &mut p.buf[..], &mut p.got);
+        let plausible = hello::plausible_prefix(&p.buf[..p.got.min(hello::HELLO_LEN)]);
+        let source = p.source;
+        match progress {
+            Ok(false) if plausible => return,
+            Ok(false) => return self.drop_pending(token, Some((None, "not a picsou hello (bad magic)".into()))),
+            Err(why) => {
+                let partial = self.pending_in.get(&token).is_some_and(|p| p.got > 0);
+                let reject = partial.then(|| (None, format!("{why} in the middle of its dial")));
+                if !partial {
+                    tracing::debug!(%source, "connection {why} before its dial");
+                }
+                return self.drop_pending(token, reject);
+            }
+            Ok(true) => {}
+        }
+        let Some(mut p) = self.pending_in.remove(&token) else { return };
+        let _ = self.poll.registry().deregister(&mut p.stream);
+        let mut h = [0u8; hello::HELLO_LEN];
+        h.copy_from_slice(&p.buf[..hello::HELLO_LEN]);
+        let claimed = hello::parse(&h).ok().map(|c| c.from);
+        let last = claimed.and_then(|c| self.last_nonce.get(&c).copied()).unwrap_or(0);
+        let (index, keys) = (&self.peer_index, &self.keys);
+        let verified =
+            hello::verify(&h, self.cfg.local, |c| if index.contains_key(&c) { keys.key_for(c) } else { None }, last);
+        let c = match verified {
+            Ok(c) => c,
+            Err(e) => return self.reject(source.to_string(), claimed, e.to_string()),
+        };
+        let Some(&i) = self.peer_index.get(&c.from) else { return };
+        let Some(key) = self.keys.key_for(c.from) else { return };
+        let info = match wire::decode_dial(&p.buf, &key) {
+            Ok(info) => info,
+            Err(e) => return self.reject(source.to_string(), Some(c.from), e),
+        };
+        self.last_nonce.insert(c.from, c.nonce);
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            events: &mut self.pending,
+            stats: &mut self.stats,
+            cfg: &self.cfg,
+            now: Instant::now(),
+        };
+        if let Err(e) = self.peers[i].inc.establish(p.stream, source, &p.buf, &info, &key, &mut ctx) {
+            tracing::warn!(peer = %c.from, %source, "incoming rdma connection failed: {e}");
+            self.peers[i].inc.close(&mut ctx);
+        }
+    }
+
+    fn drop_pending(&mut self, token: Token, reject: Option<(Option<ReplicaId>, String)>) {
+        let Some(mut p) = self.pending_in.remove(&token) else { return };
+        let _ = self.poll.registry().deregister(&mut p.stream);
+        if let Some((claimed, reason)) = reject {
+            self.reject(p.source.to_string(), claimed, reason);
+        }
+    }
+
+    fn reject(&mut self, source: String, claimed: Option<ReplicaId>, reason: String) {
+        tracing::debug!(%source, ?claimed, "rejected: {reason}");
+        self.stats.rejected += 1;
+        self.pending.push(TransportEvent::Rejected { source, claimed, reason });
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            events: &mut self.pending,
+            stats: &mut self.stats,
+            cfg: &self.cfg,
+            now,
+        };
+        for p in &mut self.peers {
+            if p.out.deadline().is_some_and(|d| d <= now) {
+                p.out.on_timer(&mut ctx);
+            }
+        }
+        let expired: Vec<Token> = self.pending_in.iter().filter(|(_, p)| p.deadline <= now).map(|(&t, _)| t).collect();
+        for token in expired {
+            self.drop_pending(token, Some((None, format!("no dial within {DIAL_TIMEOUT:?}"))));
+        }
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        let outs = self.peers.iter().filter_map(|p| p.out.deadline());
+        outs.chain(self.pending_in.values().map(|p| p.deadline)).min()
+    }
+}
+
+impl<D: Device> Transport for RdmaTransport<D> {
+    fn kind(&self) -> &'static str {
+        "rdma"
+    }
+
+    fn send(&mut self, peer: ReplicaId, frame: Bytes) -> SendStatus {
+        let Some(&i) = self.peer_index.get(&peer) else {
+            self.stats.frames_dropped += 1;
+            return SendStatus::Room;
+        };
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            events: &mut self.pending,
+            stats: &mut self.stats,
+            cfg: &self.cfg,
+            now: Instant::now(),
+        };
+        self.peers[i].out.send(frame, &mut ctx)
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.reap() {
+            tracing::warn!("{e}");
+        }
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            events: &mut self.pending,
+            stats: &mut self.stats,
+            cfg: &self.cfg,
+            now: Instant::now(),
+        };
+        for p in &mut self.peers {
+            if !p.out.queue.is_empty() {
+                p.out.pump(&mut ctx);
+            }
+        }
+    }
+
+    fn poll(&mut self, timeout: Option<Duration>, events: &mut Vec<TransportEvent>) -> Result<(), TransportError> {
+        let start = events.len();
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut rounds: u32 = 0;
+        let mut idle_since: Option<Instant> = None;
+        let mut sleep = BUSY_FIRST_SLEEP;
+        loop {
+            // Sockets and timers every round while busy; every 16th while spinning.
+            let mut woken = false;
+            if idle_since.is_none() || rounds.is_multiple_of(16) {
+                woken |= self.io(Some(Duration::ZERO))?;
+                self.run_timers(Instant::now());
+            }
+            rounds = rounds.wrapping_add(1);
+            let did = self.progress()?;
+            events.append(&mut self.pending);
+            woken |= self.waker.flag.swap(false, Ordering::SeqCst);
+            if events.len() > start || woken {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(());
+            }
+            if did {
+                idle_since = None;
+                sleep = BUSY_FIRST_SLEEP;
+                continue;
+            }
+            let until = [deadline, self.next_timer()].into_iter().flatten().min();
+            let max_wait = until.map(|u| u.saturating_duration_since(now));
+            if self.cfg.event {
+                tracing::trace!(?max_wait, "arming and sleeping");
+                self.dev.arm().map_err(|e| TransportError::Io {
+                    context: "arm the completion channel",
+                    source: io::Error::other(e.to_string()),
+                })?;
+                // A completion may have landed before the arm: look once more.
+                if self.progress()? || !self.pending.is_empty() {
+                    continue;
+                }
+                if self.io(max_wait)? {
+                    self.waker.flag.store(false, Ordering::SeqCst);
+                    events.append(&mut self.pending);
+                    return Ok(());
+                }
+                self.run_timers(Instant::now());
+            } else {
+                let since = *idle_since.get_or_insert(now);
+                if now.duration_since(since) < self.cfg.spin {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let step = max_wait.map_or(sleep, |m| m.min(sleep));
+                if step < Duration::from_millis(1) {
+                    std::thread::sleep(step);
+                } else if self.io(Some(step))? {
+                    self.waker.flag.store(false, Ordering::SeqCst);
+                    events.append(&mut self.pending);
+                    return Ok(());
+                }
+                sleep = (sleep * 2).min(BUSY_MAX_SLEEP);
+                rounds = 0;
+            }
+        }
+    }
+
+    fn waker(&self) -> Arc<dyn Wake> {
+        self.waker.clone()
+    }
+
+    fn set_receiving(&mut self, receiving: bool) {
+        self.receiving = receiving;
+    }
+
+    fn stats(&self) -> TransportStats {
+        self.stats.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_request_ids_round_trip() {
+        for (kind, peer, epoch, counter) in [(0, 0, 0, 0), (3, 16383, 65535, u32::MAX), (1, 5, 7, 123_456)] {
+            assert_eq!(split_wr_id(wr_id(kind, peer, epoch, counter)), (kind, peer, epoch, counter));
+        }
+    }
+}
