@@ -324,7 +324,8 @@ impl Endpoint {
             // reports count after a full RTO.
             let gap = highest.is_some_and(|h| h > k);
             let round_receiver = self.plan.pair_receiver(k, round) == Some(j as u16);
-            let mut wait: Duration = if gap && round_receiver { srtt } else { rto } + self.delivery.drain(ahead, max_rto);
+            let mut wait: Duration =
+                if gap && round_receiver { srtt } else { rto } + self.delivery.drain(ahead, max_rto);
             // Past the rotation (every pair's copy was lost, which reliable links between
             // correct replicas never do: a transport dropped them), back off per lap.
             let lap = round / self.plan.rotation_len(k).max(1);
