@@ -26,8 +26,7 @@ const C: ReplicaId = ReplicaId::new(1, 1);
 
 /// A loopback address nobody listens on (bound, then released).
 fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local address")
+    picsou_runtime::transport::ports::free_loopback_addr().expect("a free loopback port")
 }
 
 fn test_opts() -> TcpOptions {

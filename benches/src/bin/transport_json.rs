@@ -76,7 +76,7 @@ impl Run {
 }
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port")
+    picsou_runtime::transport::ports::free_loopback_addr().expect("a free loopback port")
 }
 
 fn setup(local: ReplicaId, all: &[(ReplicaId, SocketAddr)]) -> TransportSetup {

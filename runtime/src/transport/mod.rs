@@ -34,6 +34,7 @@ pub mod hello;
 pub mod mem;
 pub mod options;
 pub mod outqueue;
+pub mod ports;
 pub mod tcp;
 
 pub use options::{TcpOptions, TransportKind, TransportOptions, UringOptions};

@@ -19,7 +19,7 @@
 //! reports medians (emulated runs are noisy; the JSON keeps every round). `--fake`
 //! runs on the in-memory fake device (no perftest): a smoke test of the harness anywhere.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,7 +105,7 @@ fn parse() -> Result<Args, String> {
 }
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port")
+    picsou_runtime::transport::ports::free_loopback_addr().expect("a free loopback port")
 }
 
 fn setup(local: ReplicaId, all: &[(ReplicaId, SocketAddr)]) -> TransportSetup {

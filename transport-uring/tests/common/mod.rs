@@ -41,8 +41,7 @@ macro_rules! require_uring {
 
 /// A loopback address with a port that was free a moment ago.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr")
+    picsou_runtime::transport::ports::free_loopback_addr().expect("a free loopback port")
 }
 
 /// A setup for `local` among `all` (id, address).
