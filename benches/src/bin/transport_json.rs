@@ -17,7 +17,7 @@
 //! `PICSOU_BENCH_ONLY=uring` (or `tcp`, `iperf3`, `uring:64`, `tcp:1048576`) restricts the
 //! runs, for profiling one of them.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
