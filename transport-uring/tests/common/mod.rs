@@ -4,7 +4,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
