@@ -285,6 +285,8 @@ pub struct ProtocolParams {
     /// A replica of this RSM that has sent nothing for this long is suspected to have crashed:
     /// first-hand messages are no longer forwarded to it (it is repaired once it speaks again).
     /// Forwarding to dead peers would otherwise waste a receiver's egress bandwidth.
+    /// A replica whose frames recently stopped for longer than this (a loaded machine) gets
+    /// up to twice that gap, at most ten times this, before it is suspected again.
     #[serde(with = "millis")]
     pub suspect_after: Duration,
     /// How many delivered messages a receiver keeps, at most, to repair lagging peers (it

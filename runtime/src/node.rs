@@ -297,12 +297,12 @@ impl Node {
 
     /// Like [`Node::submit`], but gives up after `timeout` with [`SubmitError::Full`].
     pub fn submit_timeout(&self, seq: u64, payload: Bytes, proof: Bytes, timeout: Duration) -> Result<(), SubmitError> {
-        self.submit_inner(seq, payload, proof, Some(Instant::now() + timeout))
+        self.submit_inner(seq, payload, proof, Some(timeout))
     }
 
     /// Like [`Node::submit`], but never blocks: [`SubmitError::Full`] when the queue is full.
     pub fn try_submit(&self, seq: u64, payload: Bytes, proof: Bytes) -> Result<(), SubmitError> {
-        self.submit_inner(seq, payload, proof, Some(Instant::now()))
+        self.submit_inner(seq, payload, proof, Some(Duration::ZERO))
     }
 
     fn submit_inner(
@@ -310,7 +310,7 @@ impl Node {
         seq: u64,
         payload: Bytes,
         proof: Bytes,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
     ) -> Result<(), SubmitError> {
         let mut next = self.next_seq.lock().unwrap_or_else(PoisonError::into_inner);
         if seq != *next {
@@ -319,7 +319,7 @@ impl Node {
         if payload.len() > self.max_payload {
             return Err(SubmitError::PayloadTooLarge { len: payload.len(), max: self.max_payload });
         }
-        self.push_command(Command::Submit { seq, payload, proof }, deadline)?;
+        self.push_command(Command::Submit { seq, payload, proof }, timeout)?;
         *next += 1;
         drop(next);
         self.wake_node();
@@ -334,9 +334,11 @@ impl Node {
         Ok(())
     }
 
-    /// Queues a command for the node thread, waiting for room until `deadline` (`None`: as
-    /// long as it takes); [`SubmitError::Full`] at the deadline.
-    fn push_command(&self, mut cmd: Command, deadline: Option<Instant>) -> Result<(), SubmitError> {
+    /// Queues a command for the node thread, waiting for room up to `timeout` (`None`: as
+    /// long as it takes); [`SubmitError::Full`] then. The clock is read only once the queue is
+    /// found full (submissions are per message: the fast path reads no clock).
+    fn push_command(&self, mut cmd: Command, timeout: Option<Duration>) -> Result<(), SubmitError> {
+        let mut deadline = None;
         loop {
             if self.shared.stopped.load(Ordering::SeqCst) {
                 return Err(SubmitError::Stopped);
@@ -346,6 +348,7 @@ impl Node {
                 Err(back) => cmd = back,
             }
             self.wake_node();
+            let deadline = *deadline.get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
             let shared = &self.shared;
             let room =
                 shared.app.wait_until(deadline, || !shared.commands.is_full() || shared.stopped.load(Ordering::SeqCst));
@@ -559,6 +562,9 @@ impl Driver {
     fn take_commands(&mut self) -> bool {
         let mut taken = 0usize;
         let budget = self.options.batch_messages.max(1);
+        // One clock read for the whole batch: the commands were queued over the last loop
+        // iteration anyway, and a read per message showed in profiles.
+        let mut now = self.now();
         let linger_until = (!self.options.batch_linger.is_zero()).then(|| Instant::now() + self.options.batch_linger);
         loop {
             while taken < budget {
@@ -569,7 +575,6 @@ impl Driver {
                             self.pending = Some(Command::Submit { seq, payload, proof });
                             break;
                         }
-                        let now = self.now();
                         match self.endpoint.transmit(now, seq, payload, proof) {
                             Ok(()) => self.stats.transmitted += 1,
                             // Order and size were checked on submit; anything else is a bug
@@ -578,7 +583,6 @@ impl Driver {
                         }
                     }
                     Command::LocalHas(seq) => {
-                        let now = self.now();
                         if let Err(e) = self.endpoint.local_has(now, seq) {
                             tracing::warn!(replica = %self.endpoint.local(), "local_has({seq}) refused: {e}");
                         }
@@ -591,6 +595,7 @@ impl Driver {
                 break;
             }
             std::thread::yield_now();
+            now = self.now();
         }
         if taken > 0 {
             self.shared.app.notify();

@@ -217,6 +217,7 @@ mod sender;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::ack::ReceiveWindow;
 use crate::adversary::Behavior;
@@ -336,11 +337,17 @@ pub struct Endpoint {
     peer_reports: Vec<Option<AckReport>>,
     /// When each destination last sent this replica a valid frame (failure suspicion).
     last_heard: Vec<Time>,
+    /// Per destination: the longest recent gap between two of its frames, decaying at a
+    /// sixteenth of the speed of time (see `silence_limit`); `None` before its first frame.
+    heard_gap: Vec<Option<Duration>>,
     /// Which destinations were suspected at the last check, and whether any was.
     suspected: Vec<bool>,
     any_suspected: bool,
-    /// Per sender replica of this RSM: decayed count of its failed first sends.
+    /// Per sender replica of this RSM: decayed count of its failed first sends (Byzantine-
+    /// tolerant RSMs only, see `sender_suspected`).
     first_send_failures: Vec<f64>,
+    /// This RSM tolerates Byzantine replicas.
+    local_bft: bool,
     failures_at: Time,
     peer_report_version: Vec<u64>,
     repaired_version: Vec<u64>,
@@ -448,9 +455,11 @@ impl Endpoint {
             deliver_next: start.receive,
             peer_reports: vec![None; n_local],
             last_heard: vec![now; n_dest],
+            heard_gap: vec![None; n_dest],
             suspected: vec![false; n_dest],
             any_suspected: false,
             first_send_failures: vec![0.0; n_local],
+            local_bft: local_spec.fault == FaultModel::Bft,
             failures_at: now,
             peer_report_version: vec![0; n_local],
             repaired_version: vec![0; n_local],
@@ -551,6 +560,10 @@ impl Endpoint {
             self.misbehaved(from, Misbehavior::WrongFrameKind);
             return;
         }
+        let gap = now.saturating_since(self.last_heard[d]);
+        // The wait for the first frame (start-up, connection set-up) says nothing about the
+        // peer's pace.
+        self.heard_gap[d] = Some(self.heard_gap[d].map_or(Duration::ZERO, |g| gap.max(g.saturating_sub(gap / 16))));
         self.last_heard[d] = now;
         self.on_timestamps(now, d, frame.ts, frame.echo);
         if cross {
@@ -618,6 +631,27 @@ impl Endpoint {
         if let Some(d) = self.dest_index(peer) {
             self.blocked[d] = blocked;
         }
+    }
+
+    /// How long destination `d` may stay silent before it counts as down (suspected, left out
+    /// of pacing and forwarding): `suspect_after`, or twice the longest recent gap between its
+    /// frames when that is longer, at most ten times `suspect_after`.
+    ///
+    /// On a loaded machine a live replica's frames can stop for longer than `suspect_after`
+    /// (its thread descheduled, its frames queued behind a backlog), and every false suspicion
+    /// makes the senders resend every message in flight that involved it. A replica that was
+    /// just that slow is given twice as long before it is suspected again; a crash after a
+    /// steady stretch is still detected after `suspect_after`. A Byzantine replica can thereby
+    /// delay only its own suspicion, by at most the cap (which is also when pacing stops
+    /// waiting for a stuck receiver).
+    fn silence_limit(&self, d: usize) -> Duration {
+        let s = self.params.suspect_after;
+        self.heard_gap[d].map_or(s, |g| (g * 2).clamp(s, s * 10))
+    }
+
+    /// Whether destination `d` has been silent for longer than its `silence_limit`.
+    fn silent(&self, now: Time, d: usize) -> bool {
+        now.saturating_since(self.last_heard[d]) > self.silence_limit(d)
     }
 
     /// Reports a misbehaving peer.

@@ -70,9 +70,7 @@ impl Endpoint {
                 if cross && self.plan.forwards() && self.behavior != Some(Behavior::NoRebroadcast) {
                     let resent = matches!(rec.kind, RecordKind::Resend { .. });
                     for p in 0..self.n_local {
-                        if p == usize::from(self.local.index)
-                            || now.saturating_since(self.last_heard[self.n_remote + p]) > self.params.suspect_after
-                        {
+                        if p == usize::from(self.local.index) || self.silent(now, self.n_remote + p) {
                             continue;
                         }
                         if resent && self.peer_reports[p].as_ref().is_some_and(|r| r.covers(seq)) {

@@ -165,25 +165,33 @@ impl Endpoint {
         let me = self.n_remote + usize::from(self.local.index);
         (0..self.last_heard.len())
             .filter(|&d| d != me && !self.suspected[d])
-            .map(|d| self.last_heard[d] + self.params.suspect_after + Duration::from_nanos(1))
+            .map(|d| self.last_heard[d] + self.silence_limit(d) + Duration::from_nanos(1))
             .min()
     }
 
-    /// Whether replica `r` of the other RSM is suspected: silent for `suspect_after`.
+    /// Whether replica `r` of the other RSM is suspected: silent for `suspect_after` (or
+    /// longer, see `silence_limit`).
     fn receiver_suspected(&self, now: Time, r: u16) -> bool {
-        now.saturating_since(self.last_heard[usize::from(r)]) > self.params.suspect_after
+        self.silent(now, usize::from(r))
     }
 
-    /// Whether sender replica `s` of this RSM is suspected: silent for `suspect_after`, or
-    /// failing its first sends far more often than the others (a Byzantine sender that stays
-    /// silent in its duties, or forges, while answering keep-alives).
+    /// Whether sender replica `s` of this RSM is suspected: silent for `suspect_after`, or,
+    /// in a Byzantine-tolerant RSM, failing its first sends far more often than the others (a
+    /// Byzantine sender that stays silent in its duties, or forges, while answering
+    /// keep-alives). In a crash-tolerant RSM a replica that answers follows the protocol, so
+    /// its failed first sends were merely slow (a loaded replica's queues) or lost, which
+    /// duplicate-QUACK detection recovers message by message; suspecting it would resend
+    /// every message in flight that it sent first.
     fn sender_suspected(&self, now: Time, s: u16) -> bool {
         if s == self.local.index {
             return false;
         }
         let i = usize::from(s);
-        if now.saturating_since(self.last_heard[self.n_remote + i]) > self.params.suspect_after {
+        if self.silent(now, self.n_remote + i) {
             return true;
+        }
+        if !self.local_bft {
+            return false;
         }
         let score = self.first_send_failures[i];
         let total: f64 = self.first_send_failures.iter().sum();
@@ -193,6 +201,9 @@ impl Endpoint {
     /// Counts a failed first send against its sender (scores halve every second), unless its
     /// receiver is suspected, which explains the failure instead.
     fn note_failed_first_send(&mut self, now: Time, k: u64) {
+        if !self.local_bft {
+            return;
+        }
         let Some((s, r)) = self.plan.pair(k, 0) else { return };
         if self.receiver_suspected(now, r) {
             return;
@@ -211,7 +222,16 @@ impl Endpoint {
 
     /// If every pair before one of this replica's turns in `seq`'s rotation involves a suspected
     /// replica, the first copies are surely lost: resend now rather than after detection.
+    ///
+    /// Not if an unsuspected receiver already reports holding `seq`: a copy got through and the
+    /// receiving RSM disseminates it (should that receiver fail too, its suspicion or
+    /// duplicate-QUACK detection brings the resend). A false suspicion of a slow replica thus
+    /// costs resends only of what nobody has acknowledged yet.
     fn resend_proactively(&mut self, now: Time, seq: u64) {
+        let held = (0..self.n_remote).any(|j| !self.suspected[j] && self.reports[j].covers(seq));
+        if held {
+            return;
+        }
         let (flags, n_remote) = (&self.suspected, self.n_remote);
         let suspected = |s: u16, r: u16| flags[n_remote + usize::from(s)] || flags[usize::from(r)];
         let Some((round, recv)) = self.plan.proactive_resend(seq, suspected) else { return };
@@ -241,10 +261,7 @@ impl Endpoint {
         let stuck_after = self.params.suspect_after * 10;
         let mut base = quack;
         for (j, &(ack, since)) in self.ack_progress.iter().enumerate() {
-            if ack < base
-                && now.saturating_since(self.last_heard[j]) <= self.params.suspect_after
-                && now.saturating_since(since) <= stuck_after
-            {
+            if ack < base && !self.silent(now, j) && now.saturating_since(since) <= stuck_after {
                 base = ack;
             }
         }
