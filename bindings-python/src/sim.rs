@@ -9,7 +9,6 @@
 //! `params`, a dict of engine tuning (`ProtocolParams`, e.g. `{"dup_threshold": 3}`), applied
 //! before `phi_bits` and `send_window`.
 
-use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,7 +16,7 @@ use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use picsou_core::adversary::Behavior;
-use picsou_core::sim::{Partition, Scenario, SimReport, run};
+use picsou_core::sim::{Partition, Scenario, ScenarioOverrides, SimReport, run};
 use picsou_core::{FaultModel, ProtocolParams, Strategy};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -71,28 +70,8 @@ pub const KEYWORDS: &[&str] = &[
 /// The keyword arguments, checked and typed; `None` = not given (keep the scenario's value).
 #[derive(Default)]
 struct Flags {
-    strategy: Option<Strategy>,
-    n: Option<usize>,
-    sender_n: Option<usize>,
-    receiver_n: Option<usize>,
-    f: Option<u64>,
-    sender_f: Option<u64>,
-    receiver_f: Option<u64>,
-    fault: Option<FaultModel>,
-    stake: Option<Vec<u64>>,
-    sender_stake: Option<Vec<u64>>,
-    receiver_stake: Option<Vec<u64>>,
-    size: Option<usize>,
-    messages: Option<u64>,
-    floats: Vec<(&'static str, f64)>,
-    cross_link_mbps: Option<f64>,
-    partition: Option<Vec<Partition>>,
-    crash: Option<Vec<String>>,
-    byzantine: Option<Vec<(String, Behavior)>>,
-    seed: Option<u64>,
-    phi_bits: Option<u32>,
-    send_window: Option<u64>,
-    real_signatures: Option<bool>,
+    overrides: ScenarioOverrides,
+    /// Engine tuning, applied before the flags (so `phi_bits` and `send_window` win).
     params: Option<toml::Table>,
 }
 
@@ -195,50 +174,47 @@ impl Flags {
                 continue;
             }
             let k = key.as_str();
+            let o = &mut f.overrides;
             match k {
                 "strategy" => {
-                    f.strategy = Some(Strategy::from_str(&string(&v, k)?).map_err(|e| core_config_error(&e))?)
+                    o.strategy = Some(Strategy::from_str(&string(&v, k)?).map_err(|e| core_config_error(&e))?)
                 }
-                "n" => f.n = Some(usize_arg(&v, k)?),
-                "sender_n" => f.sender_n = Some(usize_arg(&v, k)?),
-                "receiver_n" => f.receiver_n = Some(usize_arg(&v, k)?),
-                "f" => f.f = Some(uint(&v, k, u64::MAX)?),
-                "sender_f" => f.sender_f = Some(uint(&v, k, u64::MAX)?),
-                "receiver_f" => f.receiver_f = Some(uint(&v, k, u64::MAX)?),
+                "n" => o.n = Some(usize_arg(&v, k)?),
+                "sender_n" => o.sender_n = Some(usize_arg(&v, k)?),
+                "receiver_n" => o.receiver_n = Some(usize_arg(&v, k)?),
+                "f" => o.f = Some(uint(&v, k, u64::MAX)?),
+                "sender_f" => o.sender_f = Some(uint(&v, k, u64::MAX)?),
+                "receiver_f" => o.receiver_f = Some(uint(&v, k, u64::MAX)?),
                 "fault" => {
-                    f.fault = Some(match string(&v, k)?.as_str() {
+                    o.fault = Some(match string(&v, k)?.as_str() {
                         "cft" => FaultModel::Cft,
                         "bft" => FaultModel::Bft,
                         other => return Err(invalid("fault", format!("{other:?}: expected \"cft\" or \"bft\""))),
                     })
                 }
-                "stake" => f.stake = Some(stakes(&v, k)?),
-                "sender_stake" => f.sender_stake = Some(stakes(&v, k)?),
-                "receiver_stake" => f.receiver_stake = Some(stakes(&v, k)?),
-                "size" => f.size = Some(usize_arg(&v, k)?),
-                "messages" => f.messages = Some(uint(&v, k, u64::MAX)?),
-                "nic_mbps"
-                | "local_latency_ms"
-                | "cross_latency_ms"
-                | "loss"
-                | "local_loss"
-                | "jitter_ms"
-                | "cpu_us_per_frame"
-                | "cpu_ns_per_byte"
-                | "warmup_fraction"
-                | "max_virtual_seconds" => {
-                    // The `&'static str` spelling of the keyword, to match on in `apply`.
-                    let name = KEYWORDS.iter().copied().find(|w| *w == k).unwrap_or_default();
-                    f.floats.push((name, number(&v, k)?));
-                }
-                "cross_link_mbps" => f.cross_link_mbps = Some(number(&v, k)?),
-                "partition" => f.partition = Some(partitions(&v)?),
-                "crash" => f.crash = Some(list_or_csv(&v, k, string)?),
-                "byzantine" => f.byzantine = Some(byzantine(&v)?),
-                "seed" => f.seed = Some(uint(&v, k, u64::MAX)?),
-                "phi_bits" => f.phi_bits = Some(uint(&v, k, u64::from(u32::MAX))? as u32),
-                "send_window" => f.send_window = Some(uint(&v, k, u64::MAX)?),
-                "real_signatures" => f.real_signatures = Some(boolean(&v, k)?),
+                "stake" => o.stake = Some(stakes(&v, k)?),
+                "sender_stake" => o.sender_stake = Some(stakes(&v, k)?),
+                "receiver_stake" => o.receiver_stake = Some(stakes(&v, k)?),
+                "size" => o.size = Some(usize_arg(&v, k)?),
+                "messages" => o.messages = Some(uint(&v, k, u64::MAX)?),
+                "nic_mbps" => o.nic_mbps = Some(number(&v, k)?),
+                "local_latency_ms" => o.local_latency_ms = Some(number(&v, k)?),
+                "cross_latency_ms" => o.cross_latency_ms = Some(number(&v, k)?),
+                "loss" => o.loss = Some(number(&v, k)?),
+                "local_loss" => o.local_loss = Some(number(&v, k)?),
+                "jitter_ms" => o.jitter_ms = Some(number(&v, k)?),
+                "cpu_us_per_frame" => o.cpu_us_per_frame = Some(number(&v, k)?),
+                "cpu_ns_per_byte" => o.cpu_ns_per_byte = Some(number(&v, k)?),
+                "warmup_fraction" => o.warmup_fraction = Some(number(&v, k)?),
+                "max_virtual_seconds" => o.max_virtual_seconds = Some(number(&v, k)?),
+                "cross_link_mbps" => o.cross_link_mbps = Some(number(&v, k)?),
+                "partition" => o.partitions = Some(partitions(&v)?),
+                "crash" => o.crash = Some(list_or_csv(&v, k, string)?),
+                "byzantine" => o.byzantine = Some(byzantine(&v)?),
+                "seed" => o.seed = Some(uint(&v, k, u64::MAX)?),
+                "phi_bits" => o.phi_bits = Some(uint(&v, k, u64::from(u32::MAX))? as u32),
+                "send_window" => o.send_window = Some(uint(&v, k, u64::MAX)?),
+                "real_signatures" => o.real_signatures = Some(boolean(&v, k)?),
                 "params" => match py_to_toml(&v, "params")? {
                     toml::Value::Table(t) => f.params = Some(t),
                     _ => return Err(wrong_type("params", "a dict of engine tuning", &v)),
@@ -254,85 +230,9 @@ impl Flags {
         Ok(f)
     }
 
-    /// Applies the flags to `s` the way `picsou sim` applies its command line.
+    /// Applies the keywords to `s`: `params` first, then the overrides `picsou sim`'s flags
+    /// apply too (one shared definition in the core).
     fn apply(self, s: &mut Scenario) -> PyResult<()> {
-        if let Some(v) = self.strategy {
-            s.strategy = v;
-        }
-        if let Some(v) = self.fault {
-            s.fault = v;
-        }
-        for (side_n, side_stake, side_f, n, stake, f) in [
-            (
-                &mut s.sender_n,
-                &mut s.sender_stake,
-                &mut s.sender_f,
-                self.sender_n.or(self.n),
-                self.sender_stake.as_ref().or(self.stake.as_ref()),
-                self.sender_f.or(self.f),
-            ),
-            (
-                &mut s.receiver_n,
-                &mut s.receiver_stake,
-                &mut s.receiver_f,
-                self.receiver_n.or(self.n),
-                self.receiver_stake.as_ref().or(self.stake.as_ref()),
-                self.receiver_f.or(self.f),
-            ),
-        ] {
-            if let Some(stake) = stake {
-                *side_stake = Some(stake.clone());
-                *side_n = stake.len();
-            }
-            if let Some(n) = n {
-                *side_n = n;
-            }
-            if f.is_some() {
-                *side_f = f;
-            }
-        }
-        if let Some(v) = self.size {
-            s.size = v;
-        }
-        if let Some(v) = self.messages {
-            s.messages = v;
-        }
-        for (name, v) in self.floats {
-            let slot = match name {
-                "nic_mbps" => &mut s.nic_mbps,
-                "local_latency_ms" => &mut s.local_latency_ms,
-                "cross_latency_ms" => &mut s.cross_latency_ms,
-                "loss" => &mut s.loss,
-                "local_loss" => &mut s.local_loss,
-                "jitter_ms" => &mut s.jitter_ms,
-                "cpu_us_per_frame" => &mut s.cpu_us_per_frame,
-                "cpu_ns_per_byte" => &mut s.cpu_ns_per_byte,
-                "warmup_fraction" => &mut s.warmup_fraction,
-                "max_virtual_seconds" => &mut s.max_virtual_seconds,
-                other => return Err(internal(&format!("unhandled keyword {other}"))),
-            };
-            *slot = v;
-        }
-        if let Some(v) = self.seed {
-            s.seed = v;
-        }
-        if self.cross_link_mbps.is_some() {
-            s.cross_link_mbps = self.cross_link_mbps;
-        }
-        if let Some(v) = self.partition {
-            s.partitions = v;
-        }
-        if let Some(v) = self.crash {
-            s.crash = v;
-        }
-        if let Some(list) = self.byzantine {
-            s.byzantine = BTreeMap::new();
-            for (name, b) in list {
-                if s.byzantine.insert(name.clone(), b).is_some() {
-                    return Err(invalid("byzantine", format!("{name} is listed twice")));
-                }
-            }
-        }
         if let Some(over) = self.params {
             let mut table = toml::Table::try_from(&s.params).map_err(|e| internal(&e.to_string()))?;
             for (k, v) in over {
@@ -341,18 +241,7 @@ impl Flags {
             s.params = ProtocolParams::deserialize(toml::Value::Table(table))
                 .map_err(|e| invalid("params", e.to_string().trim_end()))?;
         }
-        if let Some(v) = self.phi_bits {
-            s.params.phi_bits = v;
-        }
-        if let Some(v) = self.send_window {
-            s.params.send_window = v;
-            s.params.max_buffered = s.params.max_buffered.max(v);
-            s.params.recv_window = s.params.recv_window.max(v);
-        }
-        if let Some(v) = self.real_signatures {
-            s.real_signatures = v;
-        }
-        Ok(())
+        self.overrides.apply(s).map_err(|e| core_config_error(&e))
     }
 }
 

@@ -6,14 +6,13 @@
 //! aligned summary, or one JSON object with `--json`); real elapsed time goes to stderr, so
 //! stdout is identical for identical scenarios.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use picsou_core::adversary::Behavior;
-use picsou_core::sim::{Partition, Scenario, SimReport, run};
+use picsou_core::sim::{Partition, Scenario, ScenarioOverrides, SimReport, run};
 use picsou_core::{ConfigError, FaultModel, Strategy};
 
 /// Fault model, as a command-line value.
@@ -163,95 +162,40 @@ impl SimArgs {
             }
             None => Scenario::default(),
         };
-        if let Some(v) = self.strategy {
-            s.strategy = v;
-        }
-        if let Some(v) = self.fault {
-            s.fault = v.into();
-        }
-        // Sizes: --n, then --stake (whose length sets n unless n was given), then per side.
-        for (side_n, side_stake, side_f, n, stake, f) in [
-            (
-                &mut s.sender_n,
-                &mut s.sender_stake,
-                &mut s.sender_f,
-                self.sender_n.or(self.n),
-                self.sender_stake.as_ref().or(self.stake.as_ref()),
-                self.sender_f.or(self.f),
-            ),
-            (
-                &mut s.receiver_n,
-                &mut s.receiver_stake,
-                &mut s.receiver_f,
-                self.receiver_n.or(self.n),
-                self.receiver_stake.as_ref().or(self.stake.as_ref()),
-                self.receiver_f.or(self.f),
-            ),
-        ] {
-            if let Some(stake) = stake {
-                *side_stake = Some(stake.clone());
-                *side_n = stake.len();
-            }
-            if let Some(n) = n {
-                *side_n = n;
-            }
-            if f.is_some() {
-                *side_f = f;
-            }
-        }
-        macro_rules! set {
-            ($($field:ident),*) => {$(
-                if let Some(v) = self.$field {
-                    s.$field = v;
-                }
-            )*};
-        }
-        set!(
-            size,
-            messages,
-            nic_mbps,
-            local_latency_ms,
-            cross_latency_ms,
-            loss,
-            local_loss,
-            jitter_ms,
-            seed,
-            cpu_us_per_frame,
-            cpu_ns_per_byte,
-            warmup_fraction,
-            max_virtual_seconds
-        );
-        if self.cross_link_mbps.is_some() {
-            s.cross_link_mbps = self.cross_link_mbps;
-        }
-        if !self.partition.is_empty() {
-            s.partitions = self.partition.clone();
-        }
-        if !self.crash.is_empty() {
-            s.crash = self.crash.clone();
-        }
-        if !self.byzantine.is_empty() {
-            s.byzantine = BTreeMap::new();
-            for (name, b) in &self.byzantine {
-                if s.byzantine.insert(name.clone(), *b).is_some() {
-                    return Err(ConfigError::Invalid {
-                        field: "byzantine".into(),
-                        reason: format!("{name} is listed twice"),
-                    });
-                }
-            }
-        }
-        if let Some(v) = self.phi_bits {
-            s.params.phi_bits = v;
-        }
-        if let Some(v) = self.send_window {
-            s.params.send_window = v;
-            s.params.max_buffered = s.params.max_buffered.max(v);
-            s.params.recv_window = s.params.recv_window.max(v);
-        }
-        if self.real_signatures {
-            s.real_signatures = true;
-        }
+        let overrides = ScenarioOverrides {
+            strategy: self.strategy,
+            fault: self.fault.map(Into::into),
+            n: self.n,
+            sender_n: self.sender_n,
+            receiver_n: self.receiver_n,
+            f: self.f,
+            sender_f: self.sender_f,
+            receiver_f: self.receiver_f,
+            stake: self.stake.clone(),
+            sender_stake: self.sender_stake.clone(),
+            receiver_stake: self.receiver_stake.clone(),
+            size: self.size,
+            messages: self.messages,
+            nic_mbps: self.nic_mbps,
+            local_latency_ms: self.local_latency_ms,
+            cross_latency_ms: self.cross_latency_ms,
+            cross_link_mbps: self.cross_link_mbps,
+            loss: self.loss,
+            local_loss: self.local_loss,
+            jitter_ms: self.jitter_ms,
+            partitions: (!self.partition.is_empty()).then(|| self.partition.clone()),
+            crash: (!self.crash.is_empty()).then(|| self.crash.clone()),
+            byzantine: (!self.byzantine.is_empty()).then(|| self.byzantine.clone()),
+            seed: self.seed,
+            phi_bits: self.phi_bits,
+            send_window: self.send_window,
+            cpu_us_per_frame: self.cpu_us_per_frame,
+            cpu_ns_per_byte: self.cpu_ns_per_byte,
+            warmup_fraction: self.warmup_fraction,
+            max_virtual_seconds: self.max_virtual_seconds,
+            real_signatures: self.real_signatures.then_some(true),
+        };
+        overrides.apply(&mut s)?;
         Ok(s)
     }
 }

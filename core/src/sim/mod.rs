@@ -33,6 +33,7 @@
 
 pub mod checker;
 pub mod network;
+pub mod overrides;
 pub mod payload;
 pub mod proofs;
 pub mod report;
@@ -60,6 +61,7 @@ use self::proofs::{ProofIssuer, mac_secret};
 use self::report::{NOT_DONE, quantile_ms, throughput};
 use self::rng::SimRng;
 
+pub use self::overrides::ScenarioOverrides;
 pub use self::report::{EngineTotals, SimReport};
 pub use self::scenario::{Partition, Resolved, Scenario};
 
