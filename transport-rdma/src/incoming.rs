@@ -18,12 +18,11 @@ use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use picsou_core::ReplicaId;
+use picsou_runtime::transport::tcp::probe_closed;
 
 use crate::memory::Memory;
 use crate::ring::{CREDIT_BYTES, RingReader, store_credit};
-use crate::transport::{
-    Ctx, KIND_CREDIT, KIND_RECV_IN, READ_BUDGET, RECV_DEPTH, SQ_DEPTH, probe_closed, repost, wr_id,
-};
+use crate::transport::{Ctx, KIND_CREDIT, KIND_RECV_IN, READ_BUDGET, RECV_DEPTH, SQ_DEPTH, repost, wr_id};
 use crate::verbs::{Payload, QueuePair, Registered, WriteRequest, status_name};
 use crate::wire::{Info, encode_accept};
 

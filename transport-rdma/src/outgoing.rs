@@ -31,11 +31,12 @@ use mio::{Interest, Token};
 use picsou_core::ReplicaId;
 use picsou_core::keys::MacKey;
 use picsou_runtime::transport::backoff::Backoff;
+use picsou_runtime::transport::tcp::{connect_status, probe_closed};
 use picsou_runtime::transport::{SendStatus, TransportEvent, hello};
 
 use crate::memory::Memory;
 use crate::ring::{FrameQueue, Geometry, RingWriter, Span, load_credit};
-use crate::transport::{Ctx, KIND_DATA, KIND_RECV_OUT, RECV_DEPTH, SQ_DEPTH, probe_closed, read_some, repost, wr_id};
+use crate::transport::{Ctx, KIND_DATA, KIND_RECV_OUT, RECV_DEPTH, SQ_DEPTH, read_some, repost, wr_id};
 use crate::verbs::{Payload, QueuePair, Registered, WriteRequest, status_name};
 use crate::wire::{self, ACCEPT_LEN, DIAL_LEN, Info};
 
@@ -629,17 +630,5 @@ impl<Q: QueuePair> Outgoing<Q> {
             self.announced_down = true;
             ctx.events.push(TransportEvent::PeerDown { peer: self.peer, reason });
         }
-    }
-}
-
-/// Whether a non-blocking connect finished: `Ok(true)` connected, `Ok(false)` in progress.
-fn connect_status(stream: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = stream.take_error()? {
-        return Err(e);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
     }
 }

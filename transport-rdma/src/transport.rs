@@ -138,24 +138,6 @@ pub(crate) fn repost<Q: crate::verbs::QueuePair>(
     Ok(did)
 }
 
-/// Reads what a socket that should stay silent has: `Err` with a reason if it closed.
-pub(crate) fn probe_closed(stream: &mut TcpStream) -> Result<(), String> {
-    if let Ok(Some(e)) | Err(e) = stream.take_error() {
-        return Err(format!("connection error: {e}"));
-    }
-    let mut scratch = [0u8; 256];
-    for _ in 0..64 {
-        match stream.read(&mut scratch) {
-            Ok(0) => return Err("connection closed by the peer".into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("connection error: {e}")),
-        }
-    }
-    Ok(())
-}
-
 /// Wakes `poll`: a flag the spinning loop sees plus the poller's waker for when it sleeps.
 #[derive(Debug)]
 struct RdmaWaker {

@@ -24,6 +24,8 @@ mod queue;
 mod socket;
 mod waker;
 
+pub use socket::{connect_status, probe_closed};
+
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;

@@ -21,7 +21,6 @@
 //! `peer_addr`, a read or a write returning `WouldBlock`). This keeps the machine correct when
 //! an event meant for a previous socket of the same peer (same token) arrives after a redial.
 
-use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -141,7 +140,7 @@ impl Outgoing {
     pub(super) fn on_ready(&mut self, ready: Readiness, ctx: &mut Ctx<'_>) {
         match &mut self.link {
             Link::Down { .. } => {}
-            Link::Connecting { stream, .. } => match connect_status(stream) {
+            Link::Connecting { stream, .. } => match socket::connect_status(stream) {
                 Ok(true) => self.connected(ctx),
                 Ok(false) => {}
                 Err(e) => self.fail(format!("connect to {}: {e}", self.addr), ctx),
@@ -153,7 +152,7 @@ impl Outgoing {
                 if ready.readable || ready.error {
                     // The peer never writes on this connection: readability means EOF or a
                     // reset (or a misbehaving peer, whose bytes are discarded).
-                    if let Err(reason) = probe_closed(stream) {
+                    if let Err(reason) = socket::probe_closed(stream) {
                         self.fail(reason, ctx);
                         return;
                     }
@@ -261,48 +260,6 @@ impl Outgoing {
             tracing::debug!(peer = %self.peer, "peer down: {reason}; redial in {delay:?}");
             self.announced_down = true;
             ctx.events.push(TransportEvent::PeerDown { peer: self.peer, reason });
-        }
-    }
-}
-
-/// Whether a non-blocking connect finished: `Ok(true)` connected, `Ok(false)` still in
-/// progress, `Err` failed (the pattern mio documents for `TcpStream::connect`).
-fn connect_status(stream: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = stream.take_error()? {
-        return Err(e);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Bytes a peer may make us discard per readiness event on an outgoing connection (it should
-/// send none; this bounds the work a misbehaving one causes, and a new arrival re-arms the
-/// edge-triggered readiness).
-const DISCARD_BUDGET: usize = 64 * 1024;
-
-/// Reads whatever an outgoing socket has to say: `Err` with a reason if the peer closed or
-/// reset it. Bytes (the peer should send none) are discarded.
-fn probe_closed(stream: &mut TcpStream) -> Result<(), String> {
-    if let Ok(Some(e)) | Err(e) = stream.take_error() {
-        return Err(format!("connection error: {e}"));
-    }
-    let mut scratch = [0u8; 1024];
-    let mut discarded = 0;
-    loop {
-        match stream.read(&mut scratch) {
-            Ok(0) => return Err("connection closed by the peer".into()),
-            Ok(n) => {
-                discarded += n;
-                if discarded >= DISCARD_BUDGET {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("connection error: {e}")),
         }
     }
 }

@@ -9,7 +9,7 @@
 //! Failing to apply an option is logged, not fatal: the kernel clamps sizes anyway, and a
 //! replica with default buffers still works.
 
-use std::io;
+use std::io::{self, Read};
 use std::net::SocketAddr;
 
 use mio::net::{TcpListener, TcpStream};
@@ -45,5 +45,49 @@ pub(super) fn configure_outgoing(stream: &TcpStream, opts: &TcpOptions) {
         && let Err(e) = SockRef::from(stream).set_send_buffer_size(opts.send_buffer)
     {
         tracing::debug!(size = opts.send_buffer, "cannot set the send buffer: {e}");
+    }
+}
+
+/// Whether a non-blocking connect finished: `Ok(true)` connected, `Ok(false)` still in
+/// progress, `Err` failed (the pattern mio documents for `TcpStream::connect`). Shared with the
+/// transports that dial over TCP too (the RDMA transport's bootstrap).
+pub fn connect_status(stream: &TcpStream) -> io::Result<bool> {
+    if let Some(e) = stream.take_error()? {
+        return Err(e);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Bytes a peer may make us discard per readiness event on an outgoing connection (it should
+/// send none; this bounds the work a misbehaving one causes, and a new arrival re-arms the
+/// edge-triggered readiness).
+const DISCARD_BUDGET: usize = 64 * 1024;
+
+/// Reads whatever an outgoing socket has to say: `Err` with a reason if the peer closed or
+/// reset it. Bytes (the peer should send none) are discarded. Shared with the RDMA
+/// transport, whose bootstrap sockets stay open and silent.
+pub fn probe_closed(stream: &mut TcpStream) -> Result<(), String> {
+    if let Ok(Some(e)) | Err(e) = stream.take_error() {
+        return Err(format!("connection error: {e}"));
+    }
+    let mut scratch = [0u8; 1024];
+    let mut discarded = 0;
+    loop {
+        match stream.read(&mut scratch) {
+            Ok(0) => return Err("connection closed by the peer".into()),
+            Ok(n) => {
+                discarded += n;
+                if discarded >= DISCARD_BUDGET {
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("connection error: {e}")),
+        }
     }
 }
