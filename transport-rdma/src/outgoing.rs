@@ -32,7 +32,7 @@ use picsou_core::ReplicaId;
 use picsou_core::keys::MacKey;
 use picsou_runtime::transport::backoff::Backoff;
 use picsou_runtime::transport::tcp::{connect_status, probe_closed};
-use picsou_runtime::transport::{SendStatus, TransportEvent, hello};
+use picsou_runtime::transport::{SendStatus, TransportEvent, TransportStats, hello};
 
 use crate::memory::Memory;
 use crate::ring::{FrameQueue, Geometry, RingWriter, Span, load_credit};
@@ -200,14 +200,15 @@ impl<Q: QueuePair> Outgoing<Q> {
     }
 
     /// Takes a frame (dropped while down).
-    pub(crate) fn send(&mut self, frame: Bytes, ctx: &mut Ctx<'_>) -> SendStatus {
+    /// Takes no [`Ctx`]: nothing here needs the clock, which would otherwise be read per frame.
+    pub(crate) fn send(&mut self, frame: Bytes, stats: &mut TransportStats, max_queued: usize) -> SendStatus {
         if matches!(self.link, Link::Down { .. }) || frame.is_empty() {
             tracing::trace!(peer = %self.peer, len = frame.len(), "frame dropped (link down or empty frame)");
-            ctx.stats.frames_dropped += 1;
+            stats.frames_dropped += 1;
             return SendStatus::Room;
         }
         self.queue.push(frame);
-        if self.queue.bytes() > ctx.cfg.max_queued {
+        if self.queue.bytes() > max_queued {
             self.reported_full = true;
             SendStatus::Full
         } else {

@@ -97,6 +97,14 @@ pub(crate) struct Ctx<'a> {
     pub(crate) now: Instant,
 }
 
+/// A [`Ctx`] over the transport's fields, borrowed one by one (so the peers stay borrowable
+/// next to it).
+macro_rules! ctx {
+    ($t:ident, $now:expr) => {
+        Ctx { registry: $t.poll.registry(), events: &mut $t.pending, stats: &mut $t.stats, cfg: &$t.cfg, now: $now }
+    };
+}
+
 /// Reads into `buf[*got..]` until full or `WouldBlock`: `Ok(true)` when full.
 pub(crate) fn read_some(stream: &mut TcpStream, buf: &mut [u8], got: &mut usize) -> Result<bool, String> {
     while *got < buf.len() {
@@ -370,13 +378,7 @@ impl<D: Device> RdmaTransport<D> {
     pub fn inject_bad_write(&mut self, peer: ReplicaId) -> bool {
         let Some(&i) = self.peer_index.get(&peer) else { return false };
         let now = Instant::now();
-        let mut ctx = Ctx {
-            registry: self.poll.registry(),
-            events: &mut self.pending,
-            stats: &mut self.stats,
-            cfg: &self.cfg,
-            now,
-        };
+        let mut ctx = ctx!(self, now);
         self.peers[i].out.inject_bad_write(&mut ctx)
     }
 
@@ -384,13 +386,7 @@ impl<D: Device> RdmaTransport<D> {
     /// happened.
     fn progress(&mut self) -> Result<bool, TransportError> {
         let mut did = self.reap()?;
-        let mut ctx = Ctx {
-            registry: self.poll.registry(),
-            events: &mut self.pending,
-            stats: &mut self.stats,
-            cfg: &self.cfg,
-            now: Instant::now(),
-        };
+        let mut ctx = ctx!(self, Instant::now());
         for p in &mut self.peers {
             did |= p.out.repost_receives(&mut ctx);
             if !p.out.queue.is_empty() {
@@ -417,13 +413,7 @@ impl<D: Device> RdmaTransport<D> {
         if self.completions.is_empty() {
             return Ok(false);
         }
-        let mut ctx = Ctx {
-            registry: self.poll.registry(),
-            events: &mut self.pending,
-            stats: &mut self.stats,
-            cfg: &self.cfg,
-            now: Instant::now(),
-        };
+        let mut ctx = ctx!(self, Instant::now());
         for c in &self.completions {
             let (kind, i, epoch, counter) = split_wr_id(c.wr_id);
             tracing::trace!(kind, peer = i, epoch, counter, status = c.status, "completion");
@@ -464,13 +454,7 @@ impl<D: Device> RdmaTransport<D> {
     fn on_socket(&mut self, token: Token, now: Instant) {
         let k = token.0 - FIRST_PEER_TOKEN;
         if k < 2 * self.peers.len() {
-            let mut ctx = Ctx {
-                registry: self.poll.registry(),
-                events: &mut self.pending,
-                stats: &mut self.stats,
-                cfg: &self.cfg,
-                now,
-            };
+            let mut ctx = ctx!(self, now);
             let p = &mut self.peers[k / 2];
             if k.is_multiple_of(2) {
                 p.out.on_ready(&mut ctx);
@@ -557,13 +541,7 @@ impl<D: Device> RdmaTransport<D> {
             Err(e) => return self.reject(source.to_string(), Some(c.from), e),
         };
         self.last_nonce.insert(c.from, c.nonce);
-        let mut ctx = Ctx {
-            registry: self.poll.registry(),
-            events: &mut self.pending,
-            stats: &mut self.stats,
-            cfg: &self.cfg,
-            now: Instant::now(),
-        };
+        let mut ctx = ctx!(self, Instant::now());
         if let Err(e) = self.peers[i].inc.establish(p.stream, source, &p.buf, &info, &key, &mut ctx) {
             tracing::warn!(peer = %c.from, %source, "incoming rdma connection failed: {e}");
             self.peers[i].inc.close(&mut ctx);
@@ -585,13 +563,7 @@ impl<D: Device> RdmaTransport<D> {
     }
 
     fn run_timers(&mut self, now: Instant) {
-        let mut ctx = Ctx {
-            registry: self.poll.registry(),
-            events: &mut self.pending,
-            stats: &mut self.stats,
-            cfg: &self.cfg,
-            now,
-        };
+        let mut ctx = ctx!(self, now);
         for p in &mut self.peers {
             if p.out.deadline().is_some_and(|d| d <= now) {
                 p.out.on_timer(&mut ctx);
@@ -619,27 +591,14 @@ impl<D: Device> Transport for RdmaTransport<D> {
             self.stats.frames_dropped += 1;
             return SendStatus::Room;
         };
-        let mut ctx = Ctx {
-            registry: self.poll.registry(),
-            events: &mut self.pending,
-            stats: &mut self.stats,
-            cfg: &self.cfg,
-            now: Instant::now(),
-        };
-        self.peers[i].out.send(frame, &mut ctx)
+        self.peers[i].out.send(frame, &mut self.stats, self.cfg.max_queued)
     }
 
     fn flush(&mut self) {
         if let Err(e) = self.reap() {
             tracing::warn!("{e}");
         }
-        let mut ctx = Ctx {
-            registry: self.poll.registry(),
-            events: &mut self.pending,
-            stats: &mut self.stats,
-            cfg: &self.cfg,
-            now: Instant::now(),
-        };
+        let mut ctx = ctx!(self, Instant::now());
         for p in &mut self.peers {
             if !p.out.queue.is_empty() {
                 p.out.pump(&mut ctx);

@@ -431,8 +431,7 @@ impl Transport for TcpTransport {
             self.stats.frames_dropped += 1;
             return SendStatus::Room;
         };
-        let (peers, mut ctx) = self.parts(Instant::now());
-        peers[i].send(frame, &mut ctx)
+        self.peers[i].send(frame, &mut self.stats, self.opts.max_queued_bytes)
     }
 
     fn flush(&mut self) {

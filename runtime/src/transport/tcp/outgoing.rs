@@ -33,7 +33,7 @@ use picsou_core::keys::MacKey;
 use super::queue::{Drain, SendQueue, Written, drain_into};
 use super::{Ctx, Readiness, socket};
 use crate::transport::backoff::Backoff;
-use crate::transport::{SendStatus, TcpOptions, TransportEvent, hello};
+use crate::transport::{SendStatus, TcpOptions, TransportEvent, TransportStats, hello};
 
 /// Shortest redial delay, whatever the options say.
 const MIN_BACKOFF: Duration = Duration::from_millis(1);
@@ -111,15 +111,16 @@ impl Outgoing {
     }
 
     /// Takes a frame for the peer (see the module documentation for what happens when down).
-    pub(super) fn send(&mut self, frame: Bytes, ctx: &mut Ctx<'_>) -> SendStatus {
+    /// Takes no [`Ctx`]: nothing here needs the clock, which would otherwise be read per frame.
+    pub(super) fn send(&mut self, frame: Bytes, stats: &mut TransportStats, max_queued: usize) -> SendStatus {
         if matches!(self.link, Link::Down { .. }) {
-            ctx.stats.frames_dropped += 1;
+            stats.frames_dropped += 1;
             return SendStatus::Room;
         }
         if !frame.is_empty() {
             self.queue.push(frame);
         }
-        if self.queue.bytes() > ctx.opts.max_queued_bytes {
+        if self.queue.bytes() > max_queued {
             self.reported_full = true;
             SendStatus::Full
         } else {
