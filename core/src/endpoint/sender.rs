@@ -340,12 +340,12 @@ impl Endpoint {
             // Other receivers get k only through forwarding, which may lag behind; their
             // reports count after a full RTO.
             let gap = highest.is_some_and(|h| h > k);
-            let round_receiver = self.plan.pair_receiver(k, round) == Some(j as u16);
-            let mut wait: Duration =
-                if gap && round_receiver { srtt } else { rto } + self.delivery.drain(ahead, max_rto);
+            let quick = gap && self.plan.pair_receiver(k, round) == Some(j as u16);
+            let mut wait: Duration = if quick { srtt } else { rto } + self.delivery.drain(ahead, max_rto);
             // Past the rotation (every pair's copy was lost, which reliable links between
             // correct replicas never do: a transport dropped them), back off per lap.
-            let lap = round / self.plan.rotation_len(k).max(1);
+            // (Round 0 is always in the first lap: no schedule lookup on the common path.)
+            let lap = if round == 0 { 0 } else { round / self.plan.rotation_len(k).max(1) };
             if lap > 0 {
                 wait = (wait * (1u32 << lap.min(6))).min(max_rto.max(wait));
             }
