@@ -306,9 +306,9 @@ impl Default for ProtocolParams {
         Self {
             phi_bits: 1024,
             send_window: 65_536,
-            send_window_bytes: 256 << 20,
+            send_window_bytes: 32 << 20,
             max_buffered: 262_144,
-            max_buffered_bytes: 512 << 20,
+            max_buffered_bytes: 64 << 20,
             recv_window: 262_144,
             max_frame_bytes: 256 * 1024,
             max_frame_bytes_accepted: 64 * 1024 * 1024,
@@ -322,7 +322,7 @@ impl Default for ProtocolParams {
             repair_delay: Duration::from_millis(20),
             suspect_after: Duration::from_millis(100),
             retention: 1 << 16,
-            retention_bytes: 256 << 20,
+            retention_bytes: 32 << 20,
             otu_timeout: Duration::from_millis(50),
             dissemination: Dissemination::Library,
         }

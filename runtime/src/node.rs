@@ -35,6 +35,10 @@ pub struct NodeOptions {
     pub batch_linger: Duration,
     /// Capacity of the command and delivery queues, in messages.
     pub queue_capacity: usize,
+    /// Capacity of the command and delivery queues, in payload and proof bytes (each always
+    /// takes at least one message): bounds a node's memory with large messages, where the
+    /// message count would not.
+    pub queue_bytes: usize,
     /// How often the published statistics are refreshed.
     pub stats_interval: Duration,
     /// Where the streams continue, for a replica restarting from a checkpoint
@@ -49,6 +53,7 @@ impl NodeOptions {
             batch_messages: t.batch_messages,
             batch_linger: t.batch_linger,
             queue_capacity: t.queue_capacity,
+            queue_bytes: t.queue_bytes,
             stats_interval: t.stats_interval,
             resume: StreamStart::default(),
         }
@@ -147,6 +152,51 @@ enum Command {
     LocalHas(u64),
 }
 
+impl Command {
+    /// Bytes it holds, for the queue's byte budget.
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Submit { payload, proof, .. } => payload.len() + proof.len(),
+            Self::LocalHas(_) => 0,
+        }
+    }
+}
+
+impl Delivery {
+    /// Bytes it holds, for the queue's byte budget.
+    fn bytes(&self) -> usize {
+        self.payload.len() + self.proof.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// A byte budget shared by a queue's producer and consumer: the producer adds before pushing
+/// and the consumer subtracts after popping, so the count can only over-estimate what is
+/// queued. An empty queue always admits one item, however large.
+#[derive(Default)]
+struct ByteBudget {
+    used: AtomicUsize,
+}
+
+impl ByteBudget {
+    /// Whether `len` more bytes fit under `limit`.
+    fn admits(&self, len: usize, limit: usize) -> bool {
+        let used = self.used.load(Ordering::Acquire);
+        used == 0 || used.saturating_add(len) <= limit
+    }
+
+    fn add(&self, len: usize) {
+        self.used.fetch_add(len, Ordering::AcqRel);
+    }
+
+    fn sub(&self, len: usize) {
+        self.used.fetch_sub(len, Ordering::AcqRel);
+    }
+
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
 /// A condition variable for the application's blocking calls: the node notifies it only when
 /// somebody waits, so the fast path costs one atomic load.
 #[derive(Default)]
@@ -200,6 +250,10 @@ impl AppSignal {
 struct Shared {
     commands: ArrayQueue<Command>,
     deliveries: ArrayQueue<Delivery>,
+    command_bytes: ByteBudget,
+    delivery_bytes: ByteBudget,
+    /// Byte capacity of each queue.
+    queue_bytes: usize,
     stop: AtomicBool,
     stopped: AtomicBool,
     /// The node thread is (about to be) asleep in `poll`: submitters must wake it.
@@ -245,6 +299,9 @@ impl Node {
         let shared = Arc::new(Shared {
             commands: ArrayQueue::new(capacity),
             deliveries: ArrayQueue::new(capacity),
+            command_bytes: ByteBudget::default(),
+            delivery_bytes: ByteBudget::default(),
+            queue_bytes: options.queue_bytes.max(1),
             stop: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
@@ -262,6 +319,7 @@ impl Node {
             start,
             pending: None,
             overflow: VecDeque::new(),
+            overflow_bytes: 0,
             receiving: true,
             events: Vec::new(),
             stats: NodeStats { replica: local.to_string(), ..NodeStats::default() },
@@ -339,19 +397,30 @@ impl Node {
     /// found full (submissions are per message: the fast path reads no clock).
     fn push_command(&self, mut cmd: Command, timeout: Option<Duration>) -> Result<(), SubmitError> {
         let mut deadline = None;
+        let len = cmd.bytes();
+        let shared = &self.shared;
         loop {
-            if self.shared.stopped.load(Ordering::SeqCst) {
+            if shared.stopped.load(Ordering::SeqCst) {
                 return Err(SubmitError::Stopped);
             }
-            match self.shared.commands.push(cmd) {
-                Ok(()) => return Ok(()),
-                Err(back) => cmd = back,
+            if shared.command_bytes.admits(len, shared.queue_bytes) {
+                // Counted before the push so that the node, which subtracts after popping,
+                // never sees the count go below zero.
+                shared.command_bytes.add(len);
+                match shared.commands.push(cmd) {
+                    Ok(()) => return Ok(()),
+                    Err(back) => {
+                        shared.command_bytes.sub(len);
+                        cmd = back;
+                    }
+                }
             }
             self.wake_node();
             let deadline = *deadline.get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
-            let shared = &self.shared;
-            let room =
-                shared.app.wait_until(deadline, || !shared.commands.is_full() || shared.stopped.load(Ordering::SeqCst));
+            let room = shared.app.wait_until(deadline, || {
+                (!shared.commands.is_full() && shared.command_bytes.admits(len, shared.queue_bytes))
+                    || shared.stopped.load(Ordering::SeqCst)
+            });
             if !room {
                 return Err(SubmitError::Full);
             }
@@ -366,14 +435,14 @@ impl Node {
         let shared = &self.shared;
         let mut got = None;
         shared.app.wait_until(deadline, || {
-            got = shared.deliveries.pop();
+            got = self.pop_delivery();
             got.is_some() || shared.stopped.load(Ordering::SeqCst)
         });
         if got.is_some() {
             self.wake_node_if_overflowing();
             return Ok(got);
         }
-        match shared.deliveries.pop() {
+        match self.pop_delivery() {
             Some(d) => Ok(Some(d)),
             None if shared.stopped.load(Ordering::SeqCst) => Err(SubmitError::Stopped),
             None => Ok(None),
@@ -382,11 +451,17 @@ impl Node {
 
     /// The next message of the incoming stream if one is ready.
     pub fn try_next_delivery(&self) -> Option<Delivery> {
-        let d = self.shared.deliveries.pop();
+        let d = self.pop_delivery();
         if d.is_some() {
             self.wake_node_if_overflowing();
         }
         d
+    }
+
+    fn pop_delivery(&self) -> Option<Delivery> {
+        let d = self.shared.deliveries.pop()?;
+        self.shared.delivery_bytes.sub(d.bytes());
+        Some(d)
     }
 
     /// The QUACK of this RSM's outgoing stream: every seq below it is held by at least one
@@ -443,7 +518,10 @@ impl Node {
 
     fn wake_node_if_overflowing(&self) {
         // The node parks deliveries that did not fit; taking one makes room for them.
-        if self.shared.deliveries.len() < self.shared.deliveries.capacity() / 2 {
+        let shared = &self.shared;
+        if shared.deliveries.len() < shared.deliveries.capacity() / 2
+            && shared.delivery_bytes.used() < shared.queue_bytes / 2
+        {
             self.wake_node();
         }
     }
@@ -467,6 +545,8 @@ struct Driver {
     /// Deliveries that did not fit the delivery queue; while non-empty the transport stops
     /// reading, so a slow application pushes back on its peers instead of growing memory.
     overflow: VecDeque<Delivery>,
+    /// Bytes held in `overflow`.
+    overflow_bytes: usize,
     receiving: bool,
     events: Vec<TransportEvent>,
     stats: NodeStats,
@@ -568,7 +648,7 @@ impl Driver {
         let linger_until = (!self.options.batch_linger.is_zero()).then(|| Instant::now() + self.options.batch_linger);
         loop {
             while taken < budget {
-                let Some(cmd) = self.pending.take().or_else(|| self.shared.commands.pop()) else { break };
+                let Some(cmd) = self.pending.take().or_else(|| self.pop_command()) else { break };
                 match cmd {
                     Command::Submit { seq, payload, proof } => {
                         if self.endpoint.transmit_capacity() == 0 {
@@ -603,6 +683,12 @@ impl Driver {
         taken > 0
     }
 
+    fn pop_command(&self) -> Option<Command> {
+        let cmd = self.shared.commands.pop()?;
+        self.shared.command_bytes.sub(cmd.bytes());
+        Some(cmd)
+    }
+
     /// Moves the engine's frames to the transport; true if any.
     fn drain_transmits(&mut self, now: Time) -> bool {
         let mut any = false;
@@ -622,7 +708,10 @@ impl Driver {
     fn drain_events(&mut self) -> bool {
         let mut any = false;
         while let Some(d) = self.overflow.pop_front() {
-            if let Err(d) = self.shared.deliveries.push(d) {
+            let len = d.bytes();
+            self.overflow_bytes -= len;
+            if let Err(d) = self.publish(d) {
+                self.overflow_bytes += len;
                 self.overflow.push_front(d);
                 break;
             }
@@ -650,16 +739,33 @@ impl Driver {
 
     fn deliver(&mut self, d: Delivery) {
         self.stats.delivered += 1;
-        if !self.overflow.is_empty() {
-            self.overflow.push_back(d);
-        } else if let Err(d) = self.shared.deliveries.push(d) {
-            self.overflow.push_back(d);
-        }
+        let d = if self.overflow.is_empty() {
+            match self.publish(d) {
+                Ok(()) => return,
+                Err(d) => d,
+            }
+        } else {
+            d
+        };
+        self.overflow_bytes += d.bytes();
+        self.overflow.push_back(d);
     }
 
-    /// Pauses reading while deliveries overflow the queue.
+    /// Hands a delivery to the application's queue if it has room (messages and bytes).
+    fn publish(&self, d: Delivery) -> Result<(), Delivery> {
+        let shared = &self.shared;
+        let len = d.bytes();
+        if !shared.delivery_bytes.admits(len, shared.queue_bytes) {
+            return Err(d);
+        }
+        shared.delivery_bytes.add(len);
+        shared.deliveries.push(d).inspect_err(|_| shared.delivery_bytes.sub(len))
+    }
+
+    /// Pauses reading while deliveries overflow the queue (by count or bytes).
     fn update_receiving(&mut self) {
-        let want = self.overflow.len() < self.options.queue_capacity.max(1);
+        let want = self.overflow.len() < self.options.queue_capacity.max(1)
+            && self.overflow_bytes < self.options.queue_bytes.max(1);
         if want != self.receiving {
             self.receiving = want;
             self.transport.set_receiving(want);

@@ -601,6 +601,8 @@ fn bad_tuning_node_load_and_transport() {
     expect_error(&text, 35, "node.batch_messages", &["at least 1"]);
     let text = with("[node]", "[node]\nqueue_capacity = 0");
     expect_error(&text, 35, "node.queue_capacity", &["at least 1"]);
+    let text = with("[node]", "[node]\nqueue_mib = 0");
+    expect_error(&text, 35, "node.queue_mib", &["between 1 and 1048576"]);
     let text = with("size = 100", "size = 0");
     expect_error(&text, 41, "load.size", &["between 1 and tuning.max_payload_bytes (33554432)"]);
     let text = with("size = 100", "size = 40000000");

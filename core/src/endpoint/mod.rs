@@ -273,6 +273,20 @@ struct Held {
     at: Time,
     /// Forwards and repairs of it still queued: it is not trimmed while any are.
     pending: u32,
+    /// Peers of this RSM (indexes below 64) it was queued to, as a forward or a repair.
+    /// Links are FIFO and reliable while up, so such a peer gets it unless it restarted or
+    /// its connection broke; it is not repaired again before `resend_wait` has passed.
+    sent_to: u64,
+    /// When it was last queued to a peer.
+    sent_at: Time,
+    /// Repairs of it so far (each waits twice as long as the previous before another).
+    repairs: u8,
+}
+
+impl Held {
+    fn new(payload: Bytes, proof: Bytes, at: Time) -> Self {
+        Self { payload, proof, at, pending: 0, sent_to: 0, sent_at: at, repairs: 0 }
+    }
 }
 
 /// A record waiting in a destination's queue; payloads are looked up when the frame is built.
@@ -314,6 +328,9 @@ pub struct Endpoint {
     /// Per remote replica: RTT from timestamp echoes. Each receiver's reports are timed with
     /// its own estimate, so a Byzantine receiver lying about its RTT only skews its own reports.
     rtt: Vec<RttEstimator>,
+    /// Per peer of this RSM: RTT of the link to it, queueing included (a copy sent to it
+    /// arrives within about this long; repairs wait for it).
+    peer_rtt: Vec<RttEstimator>,
     delivery: DeliveryRate,
     /// How long forwards wait in this replica's queues (repairs wait longer than this).
     forward_delay: SendDelay,
@@ -350,6 +367,9 @@ pub struct Endpoint {
     local_bft: bool,
     failures_at: Time,
     peer_report_version: Vec<u64>,
+    /// Per peer of this RSM: when it last restarted or came back from silence, as far as this
+    /// replica can tell; what was sent to it before may never have arrived.
+    peer_reset_at: Vec<Time>,
     repaired_version: Vec<u64>,
     next_repair: Time,
     report: AckReport,
@@ -441,6 +461,8 @@ impl Endpoint {
             reports: vec![AckReport::default(); n_remote],
             ack_progress: vec![(start.transmit, now); n_remote],
             rtt: vec![RttEstimator::new(p.initial_rtt, p.min_rto, p.max_rto, p.ack_interval); n_remote],
+            // Peers report on change at a quarter of the cross-RSM pace (see `output`).
+            peer_rtt: vec![RttEstimator::new(p.repair_delay, p.min_rto, p.max_rto, p.ack_interval * 4); n_local],
             delivery: DeliveryRate::default(),
             forward_delay: SendDelay::default(),
             ts_sent: vec![(0, 0); n_dest],
@@ -462,6 +484,7 @@ impl Endpoint {
             local_bft: local_spec.fault == FaultModel::Bft,
             failures_at: now,
             peer_report_version: vec![0; n_local],
+            peer_reset_at: vec![now; n_local],
             repaired_version: vec![0; n_local],
             next_repair: now + p.repair_delay,
             report,
@@ -560,6 +583,7 @@ impl Endpoint {
             self.misbehaved(from, Misbehavior::WrongFrameKind);
             return;
         }
+        let was_silent = self.silent(now, d);
         let gap = now.saturating_since(self.last_heard[d]);
         // The wait for the first frame (start-up, connection set-up) says nothing about the
         // peer's pace.
@@ -569,7 +593,7 @@ impl Endpoint {
         if cross {
             self.on_remote_report(now, usize::from(from.index), frame.ack);
         } else {
-            self.on_peer_report(usize::from(from.index), frame.ack);
+            self.on_peer_report(now, usize::from(from.index), frame.ack, was_silent);
         }
         for rec in frame.records {
             self.on_record(now, from, cross, rec);
@@ -616,9 +640,13 @@ impl Endpoint {
         }
         let (first, _) = self.ts_sent[d];
         let plausible = echo != 0 && first != 0 && echo >= first && echo <= now.as_nanos();
-        if d < self.n_remote && plausible && echo > self.echo_seen[d] {
+        if plausible && echo > self.echo_seen[d] {
             self.echo_seen[d] = echo;
-            self.rtt[d].sample(now.saturating_since(Time::from_nanos(echo)));
+            let sample = now.saturating_since(Time::from_nanos(echo));
+            match d.checked_sub(self.n_remote) {
+                None => self.rtt[d].sample(sample),
+                Some(p) => self.peer_rtt[p].sample(sample),
+            }
         }
     }
 

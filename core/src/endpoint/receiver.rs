@@ -13,6 +13,8 @@
 //! what makes delivery reach every correct replica even when the first-hand receiver is
 //! Byzantine and forwards to nobody, or to only some.
 
+use std::time::Duration;
+
 use super::{Endpoint, Event, Held, Misbehavior, Pending};
 use crate::ack::Insert;
 use crate::adversary::Behavior;
@@ -66,7 +68,7 @@ impl Endpoint {
             }
             Dissemination::Library => {
                 self.held_bytes += rec.payload.len();
-                let _ = self.held.insert(seq, Held { payload: rec.payload, proof: rec.proof, at: now, pending: 0 });
+                let _ = self.held.insert(seq, Held::new(rec.payload, rec.proof, now));
                 if cross && self.plan.forwards() && self.behavior != Some(Behavior::NoRebroadcast) {
                     let resent = matches!(rec.kind, RecordKind::Resend { .. });
                     for p in 0..self.n_local {
@@ -76,7 +78,7 @@ impl Endpoint {
                         if resent && self.peer_reports[p].as_ref().is_some_and(|r| r.covers(seq)) {
                             continue;
                         }
-                        self.queue_internal(p, seq, RecordKind::Forward);
+                        self.queue_internal(now, p, seq, RecordKind::Forward);
                         self.stats.forwards += 1;
                     }
                 }
@@ -121,7 +123,7 @@ impl Endpoint {
 
     /// Queues a forward or repair of held message `seq` to peer `p`, bounding the queue: a
     /// peer blocked for that long loses its oldest queued records (repairs cover it later).
-    fn queue_internal(&mut self, p: usize, seq: u64, kind: RecordKind) {
+    fn queue_internal(&mut self, now: Time, p: usize, seq: u64, kind: RecordKind) {
         let d = self.n_remote + p;
         if self.queues[d].len() as u64 >= self.params.recv_window
             && let Some(old) = self.queues[d].pop_front()
@@ -130,6 +132,10 @@ impl Endpoint {
         }
         if let Some(h) = self.held.get_mut(seq) {
             h.pending += 1;
+            if p < 64 {
+                h.sent_to |= 1 << p;
+            }
+            h.sent_at = now;
         }
         self.queues[d].push_back(Pending { seq, kind });
     }
@@ -142,9 +148,23 @@ impl Endpoint {
     }
 
     /// Stores the report a peer of this RSM piggybacked (about the incoming stream).
-    pub(super) fn on_peer_report(&mut self, p: usize, report: AckReport) {
+    /// `was_silent`: the peer had been silent long enough to be suspected until this frame.
+    /// Either that or a report going backwards (a restart from an older checkpoint) means what
+    /// was sent to it before may be lost: it becomes repairable at once.
+    pub(super) fn on_peer_report(&mut self, now: Time, p: usize, report: AckReport, was_silent: bool) {
+        let regressed = self.peer_reports[p].as_ref().is_some_and(|old| report.next < old.next);
+        if was_silent || regressed {
+            self.peer_reset_at[p] = now;
+        }
         self.peer_report_version[p] += 1;
         self.peer_reports[p] = Some(report);
+    }
+
+    /// How long after queuing message `h` to a peer this replica waits before repairing it to
+    /// that peer again: long enough for a copy to cross a loaded FIFO link, doubling per repair.
+    fn resend_wait(&self, h: &Held, delay: Duration) -> Duration {
+        let base = (self.params.suspect_after * 2).max(delay * 4);
+        base * (1u32 << h.repairs.min(4))
     }
 
     /// Library-managed dissemination: sends peers the messages their latest reports lack.
@@ -152,15 +172,20 @@ impl Endpoint {
     /// Repairs must not race the forwarding they back up, nor each other: a peer lacking k is
     /// repaired by the holders of k one at a time, in ring order after the peer (holders known
     /// from their reports), the r-th holder waiting (r+1) repair delays after getting k. The
-    /// delay is the configured `repair_delay` or twice the time forwards currently wait in this
-    /// replica's queues, whichever is longer. A peer is repaired at most once per report it
-    /// sends, so a crashed peer costs one batch, not a stream.
+    /// delay is the longest of the configured `repair_delay`, twice the time forwards currently
+    /// wait in this replica's queues, and the resend timeout of the link to the peer (its RTT
+    /// with queueing: with large messages a forward spends far longer in transport and kernel
+    /// buffers than in the engine). A peer is repaired at most once per report it sends, so a
+    /// crashed peer costs one batch, not a stream; and a message this replica already sent to
+    /// a peer is sent again only after [`Self::resend_wait`] (links are FIFO), unless the peer
+    /// restarted or fell silent meanwhile — without that, every report a peer sent while a
+    /// copy was in flight triggered another copy.
     pub(super) fn repair_peers(&mut self, now: Time) {
         if now < self.next_repair {
             return;
         }
-        let delay = self.params.repair_delay.max(self.forward_delay.get() * 2);
-        self.next_repair = now + delay / 2;
+        let base_delay = self.params.repair_delay.max(self.forward_delay.get() * 2);
+        self.next_repair = now + base_delay / 2;
         if self.params.dissemination != Dissemination::Library || self.behavior == Some(Behavior::NoRebroadcast) {
             return;
         }
@@ -171,13 +196,23 @@ impl Endpoint {
                 continue;
             }
             let Some(report) = self.peer_reports[p].as_ref() else { continue };
+            // A forward to p may still be crossing a loaded link: wait for it at least as
+            // long as a copy takes to get there.
+            let delay = base_delay.max(self.peer_rtt[p].rto());
             let lo = report.next.max(self.held.base());
             let hi = self.held.end().min(lo + REPAIR_BATCH);
             let mut deferred = false;
             let mut repairs = std::mem::take(&mut self.repair_scratch);
             for k in report.missing_in(lo, hi) {
                 let Some(h) = self.held.get(k) else { continue };
-                if now < h.at + delay {
+                let sent = p < 64 && h.sent_to & (1 << p) != 0 && h.sent_at >= self.peer_reset_at[p];
+                if sent {
+                    // Still on its way over a FIFO link, most likely.
+                    if now < h.sent_at + self.resend_wait(h, delay) {
+                        deferred = true;
+                        continue;
+                    }
+                } else if now < h.at + delay {
                     // Later seqs mostly arrived later still: look again next pass.
                     deferred = true;
                     break;
@@ -195,7 +230,10 @@ impl Endpoint {
                 repairs.push(k);
             }
             for &k in &repairs {
-                self.queue_internal(p, k, RecordKind::Repair);
+                self.queue_internal(now, p, k, RecordKind::Repair);
+                if let Some(h) = self.held.get_mut(k) {
+                    h.repairs = h.repairs.saturating_add(1);
+                }
                 self.stats.repairs += 1;
             }
             repairs.clear();

@@ -43,11 +43,27 @@ impl PayloadSpec {
 
     /// The contents of message `seq`.
     pub fn make(&self, seq: u64) -> Bytes {
-        let h = self.header_len();
         let mut b = BytesMut::with_capacity(self.size);
-        b.put_slice(&seq.to_le_bytes()[..h]);
-        b.put_slice(&self.filler[h..]);
+        self.write_into(seq, &mut b);
         b.freeze()
+    }
+
+    /// Appends the contents of message `seq` to `out`.
+    pub fn write_into(&self, seq: u64, out: &mut impl BufMut) {
+        let h = self.header_len();
+        out.put_slice(&seq.to_le_bytes()[..h]);
+        out.put_slice(&self.filler[h..]);
+    }
+
+    /// Turns `payload`, the contents of some message of this spec, into those of message
+    /// `seq` (only the leading sequence number differs between messages).
+    ///
+    /// # Panics
+    ///
+    /// If `payload` is shorter than the sequence number field.
+    pub fn write_seq(&self, seq: u64, payload: &mut [u8]) {
+        let h = self.header_len();
+        payload[..h].copy_from_slice(&seq.to_le_bytes()[..h]);
     }
 
     /// True if `payload` is exactly the contents of message `seq`.

@@ -20,7 +20,7 @@
 //!
 //! [transport]                         # kind = mem | tcp | uring | rdma, and per-kind tables
 //! [tuning]                            # picsou_core::ProtocolParams
-//! [node]                              # batch_messages, batch_linger_us, queue_capacity, stats_interval_ms
+//! [node]                              # batch_messages, batch_linger_us, queue_capacity, queue_mib, stats_interval_ms
 //! [keys]                              # secret or secret_file; signing_seed (required with bft)
 //! [load]                              # messages, size, senders, rate, timeout_s
 //! ```

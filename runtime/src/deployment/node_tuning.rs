@@ -12,6 +12,9 @@ pub struct NodeTuning {
     pub batch_linger: Duration,
     /// Capacity of the submit and delivery queues, in messages (`queue_capacity`).
     pub queue_capacity: usize,
+    /// Capacity of the submit and delivery queues, in payload bytes (`queue_mib`, MiB): with
+    /// large messages a message count alone would let them hold gigabytes.
+    pub queue_bytes: usize,
     /// How often statistics are published (`stats_interval_ms`, milliseconds).
     pub stats_interval: Duration,
 }
@@ -22,6 +25,7 @@ impl Default for NodeTuning {
             batch_messages: 4096,
             batch_linger: Duration::ZERO,
             queue_capacity: 65_536,
+            queue_bytes: 32 << 20,
             stats_interval: Duration::from_millis(100),
         }
     }

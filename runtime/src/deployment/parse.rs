@@ -306,6 +306,9 @@ impl Checker<'_, '_> {
         if n.queue_capacity == 0 {
             return Err(self.loc.at("node.queue_capacity", "must be at least 1"));
         }
+        if n.queue_mib == 0 || n.queue_mib > 1 << 20 {
+            return Err(self.loc.at("node.queue_mib", "must be between 1 and 1048576 (MiB)"));
+        }
         if n.stats_interval_ms == 0 {
             return Err(self.loc.at("node.stats_interval_ms", "must be at least 1 (milliseconds)"));
         }
@@ -313,6 +316,7 @@ impl Checker<'_, '_> {
             batch_messages: n.batch_messages,
             batch_linger: Duration::from_micros(n.batch_linger_us),
             queue_capacity: n.queue_capacity,
+            queue_bytes: n.queue_mib << 20,
             stats_interval: Duration::from_millis(n.stats_interval_ms),
         })
     }

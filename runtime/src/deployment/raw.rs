@@ -65,6 +65,7 @@ pub(super) struct RawNode {
     pub(super) batch_messages: usize,
     pub(super) batch_linger_us: u64,
     pub(super) queue_capacity: usize,
+    pub(super) queue_mib: usize,
     pub(super) stats_interval_ms: u64,
 }
 
@@ -74,6 +75,7 @@ impl From<&NodeTuning> for RawNode {
             batch_messages: n.batch_messages,
             batch_linger_us: u64::try_from(n.batch_linger.as_micros()).unwrap_or(u64::MAX),
             queue_capacity: n.queue_capacity,
+            queue_mib: n.queue_bytes >> 20,
             stats_interval_ms: u64::try_from(n.stats_interval.as_millis()).unwrap_or(u64::MAX),
         }
     }

@@ -27,7 +27,10 @@ use picsou_core::{FaultModel, ReplicaId, StreamStart};
 use serde::Serialize;
 
 use crate::deployment::DeploymentConfig;
+
+mod maker;
 use crate::node::{Node, NodeStats, SubmitError};
+pub use maker::PayloadMaker;
 
 /// Nanoseconds since the Unix epoch.
 pub fn unix_nanos() -> u64 {
@@ -63,7 +66,20 @@ impl StreamSource {
 
     /// Message `seq` and its proof.
     pub fn message(&self, seq: u64) -> (Bytes, Bytes) {
-        let payload = self.spec.make(seq);
+        self.message_with(seq, None)
+    }
+
+    /// A maker of this stream's payloads that allocates far less than [`StreamSource::message`].
+    pub fn maker(&self) -> PayloadMaker {
+        PayloadMaker::new(self.spec.clone())
+    }
+
+    /// Message `seq` and its proof, the payload built by `maker` if given.
+    pub fn message_with(&self, seq: u64, maker: Option<&mut PayloadMaker>) -> (Bytes, Bytes) {
+        let payload = match maker {
+            Some(m) => m.make(seq),
+            None => self.spec.make(seq),
+        };
         let proof = if self.signers.is_empty() {
             Bytes::new()
         } else {
@@ -259,6 +275,7 @@ fn submit_stream(
     start: Instant,
 ) {
     let first = seqs.start;
+    let mut maker = source.maker();
     for seq in seqs {
         if rate > 0 {
             let due = start + Duration::from_secs_f64((seq - first) as f64 / rate as f64);
@@ -267,7 +284,7 @@ fn submit_stream(
                 std::thread::sleep(due - now);
             }
         }
-        let (payload, proof) = source.message(seq);
+        let (payload, proof) = source.message_with(seq, Some(&mut maker));
         loop {
             if stop.load(Ordering::SeqCst) {
                 return;
