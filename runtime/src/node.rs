@@ -555,18 +555,25 @@ struct Driver {
 
 impl Driver {
     fn now(&self) -> Time {
-        Time::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        self.time_at(Instant::now())
     }
 
+    fn time_at(&self, instant: Instant) -> Time {
+        Time::from_nanos(u64::try_from(instant.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    /// The node loop. The clock is read once per iteration, after polling the transport
+    /// (with many small iterations, clock reads and deadline scans showed in profiles).
     fn run(&mut self) -> Result<(), NodeError> {
         let mut idle = false;
+        let mut instant = Instant::now();
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
                 return Ok(());
             }
             self.stats.loops += 1;
             // Sleep only when the previous iteration found nothing to do.
-            let timeout = if idle { self.sleep_timeout() } else { Some(Duration::ZERO) };
+            let timeout = if idle { self.sleep_timeout(instant) } else { Some(Duration::ZERO) };
             if timeout != Some(Duration::ZERO) {
                 self.shared.sleeping.store(true, Ordering::SeqCst);
                 // Re-check after announcing sleep: a submission that raced with the flag has
@@ -584,14 +591,15 @@ impl Driver {
                 self.events.clear();
                 self.transport.poll(Some(Duration::ZERO), &mut self.events)?;
             }
+            instant = Instant::now();
+            let now = self.time_at(instant);
             let mut work = !self.events.is_empty();
             let mut events = std::mem::take(&mut self.events);
             for ev in events.drain(..) {
-                self.on_transport_event(ev);
+                self.on_transport_event(now, ev);
             }
             self.events = events;
-            work |= self.take_commands();
-            let now = self.now();
+            work |= self.take_commands(now);
             if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                 self.endpoint.handle_timeout(now);
                 work = true;
@@ -599,27 +607,27 @@ impl Driver {
             work |= self.drain_transmits(now);
             work |= self.drain_events();
             self.update_receiving();
-            if self.last_stats.elapsed() >= self.options.stats_interval {
+            if instant.saturating_duration_since(self.last_stats) >= self.options.stats_interval {
                 self.publish_stats();
             }
             idle = !work;
         }
     }
 
-    /// How long the idle node may sleep: until the engine's next deadline.
-    fn sleep_timeout(&self) -> Option<Duration> {
-        let stats_due = self.options.stats_interval.saturating_sub(self.last_stats.elapsed());
+    /// How long the idle node may sleep: until the engine's next deadline (`instant`: the
+    /// time of the iteration that found nothing to do).
+    fn sleep_timeout(&self, instant: Instant) -> Option<Duration> {
+        let stats_due = self.options.stats_interval.saturating_sub(instant.saturating_duration_since(self.last_stats));
         let engine = self.endpoint.poll_timeout().map(|t| {
-            let now = self.now();
+            let now = self.time_at(instant);
             if t <= now { Duration::ZERO } else { Duration::from_nanos(t.as_nanos() - now.as_nanos()) }
         });
         Some(engine.map_or(stats_due, |e| e.min(stats_due)))
     }
 
-    fn on_transport_event(&mut self, ev: TransportEvent) {
+    fn on_transport_event(&mut self, now: Time, ev: TransportEvent) {
         match ev {
             TransportEvent::Frame { from, frame } => {
-                let now = self.now();
                 self.endpoint.handle_frame(now, from, frame);
             }
             TransportEvent::PeerUp(peer) => {
@@ -639,12 +647,9 @@ impl Driver {
     }
 
     /// Feeds application commands to the engine; true if any was taken.
-    fn take_commands(&mut self) -> bool {
+    fn take_commands(&mut self, mut now: Time) -> bool {
         let mut taken = 0usize;
         let budget = self.options.batch_messages.max(1);
-        // One clock read for the whole batch: the commands were queued over the last loop
-        // iteration anyway, and a read per message showed in profiles.
-        let mut now = self.now();
         let linger_until = (!self.options.batch_linger.is_zero()).then(|| Instant::now() + self.options.batch_linger);
         loop {
             while taken < budget {
