@@ -174,7 +174,15 @@ pub struct Schedule {
     /// `k(i, j)` at `i·n_r + j`.
     rotation_lens: Vec<u32>,
     max_rotation_len: u32,
+    /// The first pair of every seq of one period of the schedule (`A_s·A_r` seqs), when that
+    /// period is short (`cycle_len`, small RSMs): one table read instead of two binary searches
+    /// and half a dozen divisions per lookup, which the hot path makes several times per
+    /// message.
+    first_pairs: Option<Vec<(u16, u16)>>,
 }
+
+/// Longest schedule period whose first pairs are tabulated (16 KiB of table).
+const FIRST_PAIR_TABLE_MAX: u64 = 4096;
 
 impl fmt::Debug for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -204,22 +212,43 @@ impl Schedule {
         let receivers = Seating::new(receiver_stakes);
         let rotation_lens = RotationBuilder::new(sender_stakes, f_s, receiver_stakes, f_r).build();
         let max_rotation_len = rotation_lens.iter().copied().max().unwrap_or(1);
-        Ok(Self {
+        let mut this = Self {
             senders,
             receivers,
             lcm: lcm(sender_stakes.len() as u64, receiver_stakes.len() as u64),
             rotation_lens,
             max_rotation_len,
-        })
+            first_pairs: None,
+        };
+        let period = this.cycle_len();
+        if period <= FIRST_PAIR_TABLE_MAX {
+            this.first_pairs = Some((0..period).map(|seq| this.first_pair_computed(seq)).collect());
+        }
+        Ok(this)
+    }
+
+    /// The first (sender, receiver) pair of `seq`, computed from the seatings.
+    fn first_pair_computed(&self, seq: u64) -> (u16, u16) {
+        let (x, y) = self.slots(seq);
+        (self.senders.replica_at(x), self.receivers.replica_at(y))
+    }
+
+    /// The first (sender, receiver) pair of `seq`.
+    fn first_pair(&self, seq: u64) -> (u16, u16) {
+        match &self.first_pairs {
+            Some(table) => table[(seq % table.len() as u64) as usize],
+            None => self.first_pair_computed(seq),
+        }
     }
 
     /// The rotation of `seq`: its first sender and receiver and all its resends.
     ///
-    /// Costs two binary searches over the seat prefix sums; query the returned value when
-    /// several questions are asked about the same seq.
+    /// Costs a table read for short schedule periods, else two binary searches over the seat
+    /// prefix sums; query the returned value when several questions are asked about the same
+    /// seq.
     pub fn rotation(&self, seq: u64) -> Rotation {
-        let (x, y) = self.slots(seq);
-        self.rotation_from(self.senders.replica_at(x), self.receivers.replica_at(y))
+        let (i, j) = self.first_pair(seq);
+        self.rotation_from(i, j)
     }
 
     /// Number of pairs in the rotation of `seq` (1 + the most resends it can need).
@@ -247,12 +276,12 @@ impl Schedule {
 
     /// The replica of the sending RSM that sends `seq` first.
     pub fn first_sender(&self, seq: u64) -> u16 {
-        self.senders.replica_at(self.slots(seq).0)
+        self.first_pair(seq).0
     }
 
     /// The replica of the receiving RSM that `seq` is first sent to.
     pub fn first_receiver(&self, seq: u64) -> u16 {
-        self.receivers.replica_at(self.slots(seq).1)
+        self.first_pair(seq).1
     }
 
     /// Longest rotation over all seqs (≥ 1): the most pairs any message can need, e.g. to size
@@ -748,6 +777,25 @@ mod tests {
 
     fn rot(s: &Schedule, i: usize, j: usize) -> Rotation {
         s.rotation_from(i as u16, j as u16)
+    }
+
+    #[test]
+    fn tabulated_first_pairs_equal_computed_ones() {
+        for (ss, f_s, rs, f_r) in [
+            (&[1u64, 1, 1, 1][..], 1, &[1u64, 1, 1, 1][..], 1),
+            (&[4, 1, 1, 1][..], 2, &[1, 1, 1][..], 1),
+            (&[5, 3, 2][..], 4, &[7, 1, 1, 1, 1][..], 3),
+        ] {
+            let s = sched(ss, f_s, rs, f_r);
+            assert!(s.first_pairs.is_some(), "a short period is tabulated");
+            for seq in (0..3 * s.cycle_len()).chain([u64::MAX - 5, u64::MAX - 1, 1 << 40]) {
+                let (i, j) = s.first_pair_computed(seq);
+                assert_eq!(s.rotation(seq), rot(&s, usize::from(i), usize::from(j)), "seq {seq}");
+                assert_eq!((s.first_sender(seq), s.first_receiver(seq)), (i, j));
+            }
+        }
+        // Large stakes give a long period: computed on the fly.
+        assert!(sched(&[1000, 999, 998, 997], 1000, &[1, 1, 1, 1], 1).first_pairs.is_none());
     }
 
     /// Exhaustive adversary for sides of at most 20 replicas.

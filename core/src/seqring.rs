@@ -105,7 +105,13 @@ impl<T> SeqRing<T> {
         let Ok(off) = usize::try_from(seq - self.base) else {
             return Err(item);
         };
-        if off >= self.slots.len() {
+        if off == self.slots.len() {
+            // Appending, the common case: one write instead of an empty slot then a swap.
+            self.slots.push_back(Some(item));
+            self.occupied += 1;
+            return Ok(None);
+        }
+        if off > self.slots.len() {
             self.slots.resize_with(off + 1, || None);
         }
         let prev = self.slots[off].replace(item);

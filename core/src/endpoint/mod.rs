@@ -239,8 +239,9 @@ struct OutMsg {
     proof: Bytes,
     /// When the message entered the send window (None: still held back by flow control).
     released_at: Option<Time>,
-    /// Loss-detection state, once a receiver reported the message missing or it was resent.
-    loss: Option<LossTrack>,
+    /// Loss-detection state, once a receiver reported the message missing or it was resent
+    /// (boxed: rare, and inline it would make every slot of the send window half again larger).
+    loss: Option<Box<LossTrack>>,
     /// OTU: takeover attempts already made.
     otu_attempts: u64,
     /// Payload bytes in flight ahead of this message when it was released (see

@@ -239,7 +239,7 @@ impl Endpoint {
         if m.loss.as_ref().is_some_and(|l| l.round >= round) {
             return;
         }
-        m.loss = Some(LossTrack { round, round_at: now, ahead: self.released_bytes, counts: Vec::new() });
+        m.loss = Some(Box::new(LossTrack { round, round_at: now, ahead: self.released_bytes, counts: Vec::new() }));
         let number = resend_number(round);
         self.queues[usize::from(recv)].push_back(Pending { seq, kind: RecordKind::Resend { number } });
         self.stats.resends += 1;
@@ -353,7 +353,7 @@ impl Endpoint {
                 continue;
             }
             let loss =
-                m.loss.get_or_insert(LossTrack { round: 0, round_at: released_at, ahead: m.ahead, counts: Vec::new() });
+                m.loss.get_or_insert_with(|| Box::new(LossTrack { round: 0, round_at: released_at, ahead: m.ahead, counts: Vec::new() }));
             if loss.counts.is_empty() {
                 loss.counts.resize(n_remote, 0);
             }
