@@ -324,6 +324,7 @@ impl Node {
             events: Vec::new(),
             stats: NodeStats { replica: local.to_string(), ..NodeStats::default() },
             last_stats: start,
+            next_timeout_check: start,
         };
         let thread = std::thread::Builder::new()
             .name(format!("picsou-{local}"))
@@ -551,7 +552,12 @@ struct Driver {
     events: Vec<TransportEvent>,
     stats: NodeStats,
     last_stats: Instant,
+    /// When a busy loop next asks the engine for its deadline.
+    next_timeout_check: Instant,
 }
+
+/// How often a busy node loop checks the engine's deadline.
+const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_micros(50);
 
 impl Driver {
     fn now(&self) -> Time {
@@ -600,9 +606,15 @@ impl Driver {
             }
             self.events = events;
             work |= self.take_commands(now);
-            if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
-                self.endpoint.handle_timeout(now);
-                work = true;
+            // The engine's deadline is a scan over its peers: look at most every
+            // TIMEOUT_CHECK_INTERVAL while busy (its timers are milliseconds), and always
+            // after sleeping (which is how a due deadline ends a sleep).
+            if idle || instant >= self.next_timeout_check {
+                self.next_timeout_check = instant + TIMEOUT_CHECK_INTERVAL;
+                if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                    self.endpoint.handle_timeout(now);
+                    work = true;
+                }
             }
             work |= self.drain_transmits(now);
             work |= self.drain_events();

@@ -608,6 +608,10 @@ impl Endpoint {
         self.repair_peers(now);
         self.otu_check(now);
         self.check_suspicions(now);
+        // A receiver that fell silent or stuck since stops holding the window back.
+        if self.released < self.next_transmit {
+            self.release(now);
+        }
     }
 
     /// When [`Endpoint::handle_timeout`] should next be called.

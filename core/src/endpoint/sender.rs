@@ -63,7 +63,12 @@ impl Endpoint {
             // The ring's base is the QUACK, which never passes next_transmit.
             let _ = self.out.insert(seq, msg);
         }
-        self.release(now);
+        // If an earlier message still waits for the window, so does this one: the window
+        // opens only on reports (which release) or with time (`handle_timeout` releases), so
+        // the per-message cost of recomputing it is skipped.
+        if self.released == seq {
+            self.release(now);
+        }
         Ok(())
     }
 
