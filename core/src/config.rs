@@ -289,10 +289,12 @@ pub struct ProtocolParams {
     /// up to twice that gap, at most ten times this, before it is suspected again.
     #[serde(with = "millis")]
     pub suspect_after: Duration,
-    /// How many delivered messages a receiver keeps, at most, to repair lagging peers (it
-    /// drops them earlier once every peer reports holding them).
+    /// How many delivered messages a receiver keeps to repair lagging or restarted peers.
+    /// Senders pace to the slowest active receiver, so an active peer is never more than a
+    /// send window behind; the default of 4 send windows also covers a peer that was left
+    /// out of pacing for a while (stuck or silent on a loaded host) and then catches up.
     pub retention: u64,
-    /// Bytes of delivered payloads a receiver keeps, at most, for repairs.
+    /// Bytes of delivered payloads a receiver keeps for repairs (default: 4 byte windows).
     pub retention_bytes: usize,
     /// OTU baseline: time after which the next sender replica resends an un-QUACKed message.
     #[serde(with = "millis")]
@@ -321,8 +323,8 @@ impl Default for ProtocolParams {
             max_rto: Duration::from_secs(2),
             repair_delay: Duration::from_millis(20),
             suspect_after: Duration::from_millis(100),
-            retention: 1 << 16,
-            retention_bytes: 32 << 20,
+            retention: 1 << 18,
+            retention_bytes: 128 << 20,
             otu_timeout: Duration::from_millis(50),
             dissemination: Dissemination::Library,
         }

@@ -295,6 +295,15 @@ impl Held {
 struct Pending {
     seq: u64,
     kind: RecordKind,
+    /// Its encoded size, so that sizing a frame needs no payload lookups.
+    len: u32,
+}
+
+impl Pending {
+    fn new(seq: u64, kind: RecordKind, payload: &Bytes, proof: &Bytes) -> Self {
+        let len = u32::try_from(crate::wire::FrameBuilder::record_len(payload.len(), proof.len())).unwrap_or(u32::MAX);
+        Self { seq, kind, len }
+    }
 }
 
 /// The engine of one replica on one link.

@@ -106,19 +106,12 @@ impl Endpoint {
 
     /// Bytes of the records that the next frame to `d` will carry (at most `max`, but at least
     /// the first record).
+    /// (Records freed since they were queued still count: the frame may have a little spare
+    /// room, never too little.)
     fn queued_bytes(&self, d: usize, max: usize) -> usize {
         let mut total = 0;
         for p in &self.queues[d] {
-            let len = match p.kind {
-                RecordKind::First | RecordKind::Resend { .. } => {
-                    self.out.get(p.seq).map(|m| (m.payload.len(), m.proof.len()))
-                }
-                RecordKind::Forward | RecordKind::Repair => {
-                    self.held.get(p.seq).map(|h| (h.payload.len(), h.proof.len()))
-                }
-            };
-            let Some((a, b)) = len else { continue };
-            let len = FrameBuilder::record_len(a, b);
+            let len = p.len as usize;
             if total > 0 && total + len > max {
                 break;
             }

@@ -130,14 +130,13 @@ impl Endpoint {
         {
             self.internal_sent(old.seq);
         }
-        if let Some(h) = self.held.get_mut(seq) {
-            h.pending += 1;
-            if p < 64 {
-                h.sent_to |= 1 << p;
-            }
-            h.sent_at = now;
+        let Some(h) = self.held.get_mut(seq) else { return };
+        h.pending += 1;
+        if p < 64 {
+            h.sent_to |= 1 << p;
         }
-        self.queues[d].push_back(Pending { seq, kind });
+        h.sent_at = now;
+        self.queues[d].push_back(Pending::new(seq, kind, &h.payload, &h.proof));
     }
 
     /// A queued forward or repair of `seq` left its queue (sent or dropped).

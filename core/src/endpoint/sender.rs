@@ -109,12 +109,13 @@ impl Endpoint {
             }
             if self.plan.strategy() == Strategy::Picsou {
                 if let Some(r) = m.first {
-                    self.queues[usize::from(r)].push_back(Pending { seq, kind: RecordKind::First });
+                    self.queues[usize::from(r)].push_back(Pending::new(seq, RecordKind::First, &m.payload, &m.proof));
                     self.stats.first_sends += 1;
                 }
             } else {
+                let p = Pending::new(seq, RecordKind::First, &m.payload, &m.proof);
                 for r in self.plan.first_dests(seq) {
-                    self.queues[usize::from(r)].push_back(Pending { seq, kind: RecordKind::First });
+                    self.queues[usize::from(r)].push_back(p);
                     self.stats.first_sends += 1;
                 }
             }
@@ -246,7 +247,8 @@ impl Endpoint {
         }
         m.loss = Some(Box::new(LossTrack { round, round_at: now, ahead: self.released_bytes, counts: Vec::new() }));
         let number = resend_number(round);
-        self.queues[usize::from(recv)].push_back(Pending { seq, kind: RecordKind::Resend { number } });
+        let p = Pending::new(seq, RecordKind::Resend { number }, &m.payload, &m.proof);
+        self.queues[usize::from(recv)].push_back(p);
         self.stats.resends += 1;
         self.events.push_back(Event::Resent { seq, number });
     }
@@ -357,8 +359,9 @@ impl Endpoint {
             if now < base + wait {
                 continue;
             }
-            let loss =
-                m.loss.get_or_insert_with(|| Box::new(LossTrack { round: 0, round_at: released_at, ahead: m.ahead, counts: Vec::new() }));
+            let loss = m.loss.get_or_insert_with(|| {
+                Box::new(LossTrack { round: 0, round_at: released_at, ahead: m.ahead, counts: Vec::new() })
+            });
             if loss.counts.is_empty() {
                 loss.counts.resize(n_remote, 0);
             }
@@ -395,7 +398,9 @@ impl Endpoint {
         if self.out.get(k).and_then(|m| m.loss.as_ref()).is_some_and(|l| l.round == 0) {
             self.note_failed_first_send(now, k);
         }
-        let Some(loss) = self.out.get_mut(k).and_then(|m| m.loss.as_mut()) else { return };
+        let Some(m) = self.out.get_mut(k) else { return };
+        let (payload, proof) = (m.payload.clone(), m.proof.clone());
+        let Some(loss) = m.loss.as_mut() else { return };
         loss.round += 1;
         loss.round_at = now;
         loss.ahead = self.released_bytes;
@@ -406,7 +411,7 @@ impl Endpoint {
         }
         if let Some(r) = self.plan.resend_dest(k, round) {
             let number = resend_number(round);
-            self.queues[usize::from(r)].push_back(Pending { seq: k, kind: RecordKind::Resend { number } });
+            self.queues[usize::from(r)].push_back(Pending::new(k, RecordKind::Resend { number }, &payload, &proof));
             self.stats.resends += 1;
             self.events.push_back(Event::Resent { seq: k, number });
         }
@@ -436,8 +441,9 @@ impl Endpoint {
                 continue;
             }
             let number = u16::try_from(attempt).unwrap_or(u16::MAX);
+            let p = Pending::new(k, RecordKind::Resend { number }, &m.payload, &m.proof);
             for &r in self.plan.otu_out_set() {
-                self.queues[usize::from(r)].push_back(Pending { seq: k, kind: RecordKind::Resend { number } });
+                self.queues[usize::from(r)].push_back(p);
                 self.stats.resends += 1;
             }
             self.events.push_back(Event::Resent { seq: k, number });
