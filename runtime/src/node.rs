@@ -512,7 +512,12 @@ impl Node {
     }
 
     fn wake_node(&self) {
-        if self.shared.sleeping.swap(false, Ordering::SeqCst) {
+        // The fence orders the caller's push before the load (the node stores `sleeping` and
+        // then re-checks the queues: one of the two sides sees the other). Loading first keeps
+        // the flag's cache line shared while the node is awake: a swap per submission moved
+        // it between cores on every message.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.shared.sleeping.load(Ordering::SeqCst) && self.shared.sleeping.swap(false, Ordering::SeqCst) {
             self.waker.wake();
         }
     }
