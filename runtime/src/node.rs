@@ -584,7 +584,16 @@ impl Driver {
             }
             self.stats.loops += 1;
             // Sleep only when the previous iteration found nothing to do.
-            let timeout = if idle { self.sleep_timeout(instant) } else { Some(Duration::ZERO) };
+            // The engine's deadline is a scan over its peers, so it is computed once per sleep
+            // (and reused when the sleep ends) and at most every TIMEOUT_CHECK_INTERVAL while
+            // busy (its timers are milliseconds).
+            let mut deadline = None;
+            let timeout = if idle {
+                deadline = self.endpoint.poll_timeout();
+                self.sleep_timeout(instant, deadline)
+            } else {
+                Some(Duration::ZERO)
+            };
             if timeout != Some(Duration::ZERO) {
                 self.shared.sleeping.store(true, Ordering::SeqCst);
                 // Re-check after announcing sleep: a submission that raced with the flag has
@@ -611,15 +620,13 @@ impl Driver {
             }
             self.events = events;
             work |= self.take_commands(now);
-            // The engine's deadline is a scan over its peers: look at most every
-            // TIMEOUT_CHECK_INTERVAL while busy (its timers are milliseconds), and always
-            // after sleeping (which is how a due deadline ends a sleep).
-            if idle || instant >= self.next_timeout_check {
+            if !idle && instant >= self.next_timeout_check {
                 self.next_timeout_check = instant + TIMEOUT_CHECK_INTERVAL;
-                if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
-                    self.endpoint.handle_timeout(now);
-                    work = true;
-                }
+                deadline = self.endpoint.poll_timeout();
+            }
+            if deadline.is_some_and(|t| t <= now) {
+                self.endpoint.handle_timeout(now);
+                work = true;
             }
             work |= self.drain_transmits(now);
             work |= self.drain_events();
@@ -633,9 +640,9 @@ impl Driver {
 
     /// How long the idle node may sleep: until the engine's next deadline (`instant`: the
     /// time of the iteration that found nothing to do).
-    fn sleep_timeout(&self, instant: Instant) -> Option<Duration> {
+    fn sleep_timeout(&self, instant: Instant, deadline: Option<Time>) -> Option<Duration> {
         let stats_due = self.options.stats_interval.saturating_sub(instant.saturating_duration_since(self.last_stats));
-        let engine = self.endpoint.poll_timeout().map(|t| {
+        let engine = deadline.map(|t| {
             let now = self.time_at(instant);
             if t <= now { Duration::ZERO } else { Duration::from_nanos(t.as_nanos() - now.as_nanos()) }
         });
