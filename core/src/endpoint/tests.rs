@@ -27,6 +27,8 @@ struct Net {
     /// frames to a peer that is down or not yet connected).
     drop_cross_until: Time,
     latency: Duration,
+    /// Latency of the links inside the receiving RSM, if different (slow forwarding).
+    internal_latency: Option<Duration>,
     delivered: Vec<Vec<u64>>,
     quacks: Vec<u64>,
     resends: u64,
@@ -65,6 +67,7 @@ impl Net {
             crashed: HashSet::new(),
             drop_cross_until: Time::ZERO,
             latency: Duration::from_micros(100),
+            internal_latency: None,
             delivered: vec![Vec::new(); n0 + n1],
             quacks: vec![0; n0 + n1],
             resends: 0,
@@ -83,7 +86,11 @@ impl Net {
                 continue;
             }
             self.seq += 1;
-            self.queue.push(Reverse((self.now + self.latency, self.seq, i, to, t.frame)));
+            let latency = match self.internal_latency {
+                Some(l) if i >= self.n0 && to >= self.n0 => l,
+                _ => self.latency,
+            };
+            self.queue.push(Reverse((self.now + latency, self.seq, i, to, t.frame)));
         }
         let mut spread = Vec::new();
         while let Some(e) = self.eps[i].poll_event() {
@@ -230,6 +237,30 @@ fn resends_go_around_the_rotation_when_a_transport_lost_every_copy() {
         assert!(net.resends > 0, "n={n}");
         assert!(net.misbehaviors.is_empty(), "n={n}: {:?}", net.misbehaviors);
     }
+}
+
+#[test]
+fn slow_forwarding_does_not_set_off_a_repair_storm() {
+    // Forwards inside the receiving RSM take 100 ms (large messages behind a loaded link),
+    // far longer than `repair_delay`, while peers keep reporting what they lack. A copy that
+    // is on its way must not be repaired on every report: that used to send each message
+    // many times over the slow links (13 repairs per forward here).
+    let mut net = Net::new(Strategy::Picsou, uniform(4, 1), ProtocolParams::default());
+    net.internal_latency = Some(Duration::from_millis(100));
+    let counts =
+        |net: &Net| (4..8).map(|i| net.eps[i].stats()).fold((0, 0), |(f, r), s| (f + s.forwards, r + s.repairs));
+    // Warm up: the links' round-trip times are learnt (before that, reports sent while the
+    // first forwards crossed look like losses, at most one repair per message and peer).
+    net.run_for(200, Duration::from_secs(2));
+    net.assert_all_delivered(200);
+    let (f0, r0) = counts(&net);
+    // Past the last delivery: reports sent while the forwards crossed arrive later still.
+    net.run_for(1200, Duration::from_secs(4));
+    net.assert_all_delivered(1200);
+    let (f1, r1) = counts(&net);
+    let (forwards, repairs) = (f1 - f0, r1 - r0);
+    assert!(forwards >= 1000 * 3, "each first-hand receiver forwards to its 3 peers: {forwards}");
+    assert!(repairs <= 100, "{repairs} repairs for 1000 messages forwarded over slow links");
 }
 
 #[test]
