@@ -218,3 +218,13 @@ fn the_submit_queue_is_bounded_in_bytes_as_well_as_messages() {
     // the window, and the queue holds what fits in 1 MiB (3), far fewer than its 1,000 slots.
     assert_eq!(seq, 4 + 1 + 3);
 }
+
+#[test]
+fn tiny_queues_still_deliver_everything_in_order() {
+    // Four messages or 1 KiB per queue: deliveries are handed over in batches that must
+    // respect both bounds, and the node must keep publishing as the application drains them.
+    let mut c = config(3000, 300);
+    c.node.queue_capacity = 4;
+    c.node.queue_bytes = 1024;
+    run_all(&c, &[]);
+}
