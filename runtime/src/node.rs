@@ -148,7 +148,17 @@ pub struct NodeStats {
 
 /// One application command.
 enum Command {
-    Submit { seq: u64, payload: Bytes, proof: Bytes },
+    Submit {
+        seq: u64,
+        payload: Bytes,
+        proof: Bytes,
+    },
+    /// Consecutive messages from `seq` on ([`Node::submit_batch`]).
+    SubmitBatch {
+        seq: u64,
+        items: std::vec::IntoIter<(Bytes, Bytes)>,
+        bytes: usize,
+    },
     LocalHas(u64),
 }
 
@@ -157,6 +167,7 @@ impl Command {
     fn bytes(&self) -> usize {
         match self {
             Self::Submit { payload, proof, .. } => payload.len() + proof.len(),
+            Self::SubmitBatch { bytes, .. } => *bytes,
             Self::LocalHas(_) => 0,
         }
     }
@@ -407,8 +418,47 @@ impl Node {
         if payload.len() > self.max_payload {
             return Err(SubmitError::PayloadTooLarge { len: payload.len(), max: self.max_payload });
         }
-        self.push_command(Command::Submit { seq, payload, proof }, timeout)?;
+        self.push_command(Command::Submit { seq, payload, proof }, timeout).map_err(|(e, _)| e)?;
         *next += 1;
+        drop(next);
+        self.wake_node();
+        Ok(())
+    }
+
+    /// Submits `messages` (payload and proof pairs) as seqs `first, first + 1, …` with one
+    /// queue operation: for an RSM that commits messages in batches, far cheaper per message
+    /// than [`Node::submit`]. Waits for room up to `timeout` (`None`: as long as it takes);
+    /// a batch larger than the queue's byte capacity is taken once the queue is empty.
+    ///
+    /// On success `messages` is left empty. On any error nothing was submitted and
+    /// `messages` is left as it was: a wrong `first`, a payload over the limit, a full queue
+    /// at the timeout, or a stopped node.
+    pub fn submit_batch(
+        &self,
+        first: u64,
+        messages: &mut Vec<(Bytes, Bytes)>,
+        timeout: Option<Duration>,
+    ) -> Result<(), SubmitError> {
+        let mut next = self.next_seq.lock().unwrap_or_else(PoisonError::into_inner);
+        if first != *next {
+            return Err(SubmitError::OutOfOrder { expected: *next, got: first });
+        }
+        if let Some((p, _)) = messages.iter().find(|(p, _)| p.len() > self.max_payload) {
+            return Err(SubmitError::PayloadTooLarge { len: p.len(), max: self.max_payload });
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let count = messages.len() as u64;
+        let bytes = messages.iter().map(|(p, q)| p.len() + q.len()).sum();
+        let items = std::mem::take(messages).into_iter();
+        if let Err((e, cmd)) = self.push_command(Command::SubmitBatch { seq: first, items, bytes }, timeout) {
+            if let Command::SubmitBatch { items, .. } = cmd {
+                *messages = items.collect();
+            }
+            return Err(e);
+        }
+        *next += count;
         drop(next);
         self.wake_node();
         Ok(())
@@ -417,21 +467,21 @@ impl Node {
     /// Application-managed dissemination: the local RSM now holds `seq` of the incoming stream
     /// (it arrived through the application's own channels), so this replica acks it.
     pub fn local_has(&self, seq: u64) -> Result<(), SubmitError> {
-        self.push_command(Command::LocalHas(seq), None)?;
+        self.push_command(Command::LocalHas(seq), None).map_err(|(e, _)| e)?;
         self.wake_node();
         Ok(())
     }
 
     /// Queues a command for the node thread, waiting for room up to `timeout` (`None`: as
-    /// long as it takes); [`SubmitError::Full`] then. The clock is read only once the queue is
-    /// found full (submissions are per message: the fast path reads no clock).
-    fn push_command(&self, mut cmd: Command, timeout: Option<Duration>) -> Result<(), SubmitError> {
+    /// long as it takes); [`SubmitError::Full`] then, with the command given back. The clock
+    /// is read only once the queue is found full (the fast path reads no clock).
+    fn push_command(&self, mut cmd: Command, timeout: Option<Duration>) -> Result<(), (SubmitError, Command)> {
         let mut deadline = None;
         let len = cmd.bytes();
         let shared = &self.shared;
         loop {
             if shared.stopped.load(Ordering::SeqCst) {
-                return Err(SubmitError::Stopped);
+                return Err((SubmitError::Stopped, cmd));
             }
             if shared.command_bytes.admits(len, shared.queue_bytes) {
                 // Counted before the push so that the node, which subtracts after popping,
@@ -452,7 +502,7 @@ impl Node {
                     || shared.stopped.load(Ordering::SeqCst)
             });
             if !room {
-                return Err(SubmitError::Full);
+                return Err((SubmitError::Full, cmd));
             }
         }
     }
@@ -726,6 +776,28 @@ impl Driver {
                             // in the checks: report it rather than lose the message silently.
                             Err(e) => tracing::error!(replica = %self.endpoint.local(), "transmit refused: {e}"),
                         }
+                    }
+                    Command::SubmitBatch { mut seq, mut items, bytes } => {
+                        while taken < budget {
+                            if self.endpoint.transmit_capacity() == 0 {
+                                break;
+                            }
+                            let Some((payload, proof)) = items.next() else { break };
+                            match self.endpoint.transmit(now, seq, payload, proof) {
+                                Ok(()) => self.stats.transmitted += 1,
+                                Err(e) => {
+                                    tracing::error!(replica = %self.endpoint.local(), "transmit refused: {e}");
+                                }
+                            }
+                            seq += 1;
+                            taken += 1;
+                        }
+                        if items.len() > 0 {
+                            // The rest waits for the engine's window or the next iteration.
+                            self.pending = Some(Command::SubmitBatch { seq, items, bytes });
+                            break;
+                        }
+                        continue;
                     }
                     Command::LocalHas(seq) => {
                         if let Err(e) = self.endpoint.local_has(now, seq) {

@@ -228,3 +228,47 @@ fn tiny_queues_still_deliver_everything_in_order() {
     c.node.queue_bytes = 1024;
     run_all(&c, &[]);
 }
+
+#[test]
+fn submit_batch_takes_all_or_nothing() {
+    let mut c = config(10, 10);
+    c.node.queue_capacity = 2;
+    // A lone sender: nobody acks, so the engine stops taking messages at max_buffered.
+    c.tuning.send_window = 16;
+    c.tuning.max_buffered = 16;
+    c.tuning.recv_window = 16;
+    let net = MemNetwork::new();
+    let n = start(&net, &c, ReplicaId::new(0, 0));
+    let msg = |s: u64| (Bytes::from(format!("m{s}")), Bytes::new());
+    let mut batch: Vec<_> = (1..4).map(msg).collect();
+    assert_eq!(n.submit_batch(1, &mut batch, None), Err(SubmitError::OutOfOrder { expected: 0, got: 1 }));
+    assert_eq!(batch.len(), 3, "nothing taken");
+    let mut batch = vec![msg(0), (Bytes::from(vec![0; c.tuning.max_payload_bytes + 1]), Bytes::new())];
+    assert!(matches!(n.submit_batch(0, &mut batch, None), Err(SubmitError::PayloadTooLarge { .. })));
+    assert_eq!(batch.len(), 2, "nothing taken");
+    // Batches fill the engine's window (16), one batch waits for it, two fill the queue.
+    let mut next = 0;
+    let mut full_at = None;
+    for _ in 0..20 {
+        let mut batch: Vec<_> = (next..next + 5).map(msg).collect();
+        match n.submit_batch(next, &mut batch, Some(Duration::from_millis(100))) {
+            Ok(()) => {
+                assert!(batch.is_empty());
+                next += 5;
+            }
+            Err(SubmitError::Full) => {
+                assert_eq!(batch.len(), 5, "a refused batch is given back whole");
+                full_at = Some(next);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // 16 taken by the engine (3 batches and 1 message of the 4th), the rest of the 4th
+    // pending in the node, then two batches in the queue.
+    assert_eq!(full_at, Some(30));
+    assert_eq!(
+        n.submit_timeout(30, Bytes::from_static(b"x"), Bytes::new(), Duration::from_millis(10)),
+        Err(SubmitError::Full)
+    );
+}

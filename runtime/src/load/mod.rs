@@ -264,7 +264,8 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
     report
 }
 
-/// Submits `messages` messages, at most `rate` per second (0: as fast as the node takes them).
+/// Submits `messages` messages, at most `rate` per second (0: as fast as the node takes them,
+/// in batches through [`Node::submit_batch`], as an RSM committing batches would).
 fn submit_stream(
     node: &Node,
     source: &StreamSource,
@@ -276,7 +277,11 @@ fn submit_stream(
 ) {
     let first = seqs.start;
     let mut maker = source.maker();
-    for seq in seqs {
+    // Batches of at most 256 messages or about 256 KiB.
+    let per_batch = if rate > 0 { 1 } else { (256 * 1024 / source.spec.size().max(1)).clamp(1, 256) as u64 };
+    let mut batch = Vec::with_capacity(per_batch as usize);
+    let mut seq = seqs.start;
+    while seq < seqs.end {
         if rate > 0 {
             let due = start + Duration::from_secs_f64((seq - first) as f64 / rate as f64);
             let now = Instant::now();
@@ -284,21 +289,23 @@ fn submit_stream(
                 std::thread::sleep(due - now);
             }
         }
-        let (payload, proof) = source.message_with(seq, Some(&mut maker));
+        let n = per_batch.min(seqs.end - seq);
+        batch.extend((seq..seq + n).map(|s| source.message_with(s, Some(&mut maker))));
         loop {
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            match node.submit_timeout(seq, payload.clone(), proof.clone(), Duration::from_millis(50)) {
+            match node.submit_batch(seq, &mut batch, Some(Duration::from_millis(50))) {
                 Ok(()) => break,
                 Err(SubmitError::Full) => {}
                 Err(e) => {
-                    tracing::error!("submitting seq {seq}: {e}");
+                    tracing::error!("submitting seqs {seq}..{}: {e}", seq + n);
                     return;
                 }
             }
         }
-        submitted.store(seq + 1, Ordering::SeqCst);
+        seq += n;
+        submitted.store(seq, Ordering::SeqCst);
     }
 }
 
