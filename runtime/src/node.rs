@@ -33,7 +33,8 @@ pub struct NodeOptions {
     /// After taking fewer than `batch_messages`, wait up to this long for more before building
     /// frames (fuller frames at a small latency cost). Zero: never wait.
     pub batch_linger: Duration,
-    /// Capacity of the command and delivery queues, in messages.
+    /// Capacity of the command and delivery queues, in messages (a [`Node::submit_batch`]
+    /// takes one place in the command queue; its bytes count in full).
     pub queue_capacity: usize,
     /// Capacity of the command and delivery queues, in payload and proof bytes (each always
     /// takes at least one message): bounds a node's memory with large messages, where the

@@ -10,7 +10,8 @@ pub struct NodeTuning {
     /// How long the node may wait for more submissions before building frames
     /// (`batch_linger_us`, microseconds); zero never waits.
     pub batch_linger: Duration,
-    /// Capacity of the submit and delivery queues, in messages (`queue_capacity`).
+    /// Capacity of the submit and delivery queues, in messages (`queue_capacity`; a
+    /// `submit_batch` takes one place).
     pub queue_capacity: usize,
     /// Capacity of the submit and delivery queues, in payload bytes (`queue_mib`, MiB): with
     /// large messages a message count alone would let them hold gigabytes.
