@@ -11,6 +11,7 @@
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -28,6 +29,9 @@ pub(super) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub(super) struct Incoming {
     stream: TcpStream,
+    /// The same socket as a std stream (a duplicated descriptor), which reads into
+    /// uninitialised memory (see `FrameReader::read_from`); `None` if duplicating failed.
+    reader_stream: Option<std::net::TcpStream>,
     source: SocketAddr,
     phase: Phase,
     /// The connection is on the transport's ready list (it may have unread bytes).
@@ -92,8 +96,10 @@ pub(super) enum FramesProgress {
 impl Incoming {
     /// A connection just accepted from `source`.
     pub(super) fn new(stream: TcpStream, source: SocketAddr, now: Instant) -> Self {
+        let reader_stream = stream.as_fd().try_clone_to_owned().ok().map(std::net::TcpStream::from);
         Self {
             stream,
+            reader_stream,
             source,
             phase: Phase::Hello { buf: [0; HELLO_LEN], got: 0, deadline: now + HELLO_TIMEOUT },
             listed: false,
@@ -163,20 +169,18 @@ impl Incoming {
         let Phase::Frames { peer, reader } = &mut self.phase else { return FramesProgress::Drained };
         let mut left = budget;
         loop {
-            let start = reader.buffered();
-            let read = self.stream.read(reader.spare());
+            let read = match &mut self.reader_stream {
+                Some(s) => reader.read_from(s),
+                None => reader.read_from(&mut self.stream),
+            };
             let n = match read {
                 Ok(n) => n,
-                Err(e) => {
-                    reader.filled(start, 0);
-                    match e.kind() {
-                        io::ErrorKind::WouldBlock => return FramesProgress::Drained,
-                        io::ErrorKind::Interrupted => continue,
-                        _ => return FramesProgress::Failed(e),
-                    }
-                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return FramesProgress::Drained,
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return FramesProgress::Failed(e),
+                },
             };
-            reader.filled(start, n);
             if n == 0 {
                 return FramesProgress::Closed;
             }
