@@ -351,8 +351,8 @@ impl Node {
             options,
             start,
             pending: None,
-            overflow: VecDeque::new(),
-            overflow_bytes: 0,
+            outbox: VecDeque::new(),
+            outbox_bytes: 0,
             receiving: true,
             events: Vec::new(),
             stats: NodeStats { replica: local.to_string(), ..NodeStats::default() },
@@ -609,7 +609,8 @@ impl Node {
     }
 
     fn wake_node_if_overflowing(&self) {
-        // The node parks deliveries that did not fit; taking one makes room for them.
+        // The node keeps deliveries in its outbox while the queue is full; taking some makes
+        // room for them.
         let shared = &self.shared;
         if shared.delivery_msgs.used() < shared.queue_capacity / 2
             && shared.delivery_bytes.used() < shared.queue_bytes / 2
@@ -637,9 +638,9 @@ struct Driver {
     /// Deliveries not handed to the application yet (they are published in batches each
     /// loop iteration); while a queue's worth waits here the transport stops reading, so a
     /// slow application pushes back on its peers instead of growing memory.
-    overflow: VecDeque<Delivery>,
-    /// Bytes held in `overflow`.
-    overflow_bytes: usize,
+    outbox: VecDeque<Delivery>,
+    /// Bytes held in `outbox`.
+    outbox_bytes: usize,
     receiving: bool,
     events: Vec<TransportEvent>,
     stats: NodeStats,
@@ -771,25 +772,12 @@ impl Driver {
                             self.pending = Some(Command::Submit { seq, payload, proof });
                             break;
                         }
-                        match self.endpoint.transmit(now, seq, payload, proof) {
-                            Ok(()) => self.stats.transmitted += 1,
-                            // Order and size were checked on submit; anything else is a bug
-                            // in the checks: report it rather than lose the message silently.
-                            Err(e) => tracing::error!(replica = %self.endpoint.local(), "transmit refused: {e}"),
-                        }
+                        self.transmit(now, seq, payload, proof);
                     }
                     Command::SubmitBatch { mut seq, mut items, bytes } => {
-                        while taken < budget {
-                            if self.endpoint.transmit_capacity() == 0 {
-                                break;
-                            }
+                        while taken < budget && self.endpoint.transmit_capacity() > 0 {
                             let Some((payload, proof)) = items.next() else { break };
-                            match self.endpoint.transmit(now, seq, payload, proof) {
-                                Ok(()) => self.stats.transmitted += 1,
-                                Err(e) => {
-                                    tracing::error!(replica = %self.endpoint.local(), "transmit refused: {e}");
-                                }
-                            }
+                            self.transmit(now, seq, payload, proof);
                             seq += 1;
                             taken += 1;
                         }
@@ -819,6 +807,16 @@ impl Driver {
             self.shared.app.notify();
         }
         taken > 0
+    }
+
+    /// Hands one submitted message to the engine, which has room for it.
+    fn transmit(&mut self, now: Time, seq: u64, payload: Bytes, proof: Bytes) {
+        match self.endpoint.transmit(now, seq, payload, proof) {
+            Ok(()) => self.stats.transmitted += 1,
+            // Order and size were checked on submit; anything else is a bug in the checks:
+            // report it rather than lose the message silently.
+            Err(e) => tracing::error!(replica = %self.endpoint.local(), "transmit refused: {e}"),
+        }
     }
 
     fn pop_command(&self) -> Option<Command> {
@@ -868,8 +866,8 @@ impl Driver {
 
     fn deliver(&mut self, d: Delivery) {
         self.stats.delivered += 1;
-        self.overflow_bytes += d.bytes();
-        self.overflow.push_back(d);
+        self.outbox_bytes += d.bytes();
+        self.outbox.push_back(d);
     }
 
     /// Hands the waiting deliveries to the application's queue in batches, as far as it has
@@ -877,17 +875,18 @@ impl Driver {
     fn publish(&mut self) -> bool {
         let shared = &self.shared;
         let mut any = false;
-        while !self.overflow.is_empty() {
+        while !self.outbox.is_empty() {
             let used_msgs = shared.delivery_msgs.used();
             let used_bytes = shared.delivery_bytes.used();
             let room_msgs = shared.queue_capacity.saturating_sub(used_msgs).min(MAX_DELIVERY_BATCH);
             let room_bytes = shared.queue_bytes.saturating_sub(used_bytes);
             let mut take = 0;
             let mut bytes = 0;
-            for d in &self.overflow {
+            for d in &self.outbox {
                 let len = d.bytes();
-                let first_ever = take == 0 && used_msgs == 0;
-                if take >= room_msgs.max(usize::from(first_ever)) || (bytes + len > room_bytes && !first_ever) {
+                // An empty queue takes one delivery, however large.
+                let fits = bytes + len <= room_bytes || (take == 0 && used_msgs == 0);
+                if take == room_msgs || !fits {
                     break;
                 }
                 take += 1;
@@ -896,27 +895,28 @@ impl Driver {
             if take == 0 {
                 break;
             }
-            let items: Vec<Delivery> = self.overflow.drain(..take).collect();
+            let items: Vec<Delivery> = self.outbox.drain(..take).collect();
             shared.delivery_msgs.add(take);
             shared.delivery_bytes.add(bytes);
             if let Err(batch) = shared.deliveries.push(DeliveryBatch { items, bytes }) {
                 shared.delivery_msgs.sub(take);
                 shared.delivery_bytes.sub(bytes);
                 for d in batch.items.into_iter().rev() {
-                    self.overflow.push_front(d);
+                    self.outbox.push_front(d);
                 }
                 break;
             }
-            self.overflow_bytes -= bytes;
+            self.outbox_bytes -= bytes;
             any = true;
         }
         any
     }
 
-    /// Pauses reading while deliveries overflow the queue (by count or bytes).
+    /// Pauses reading while a queue's worth of deliveries waits in the outbox (by count or
+    /// bytes).
     fn update_receiving(&mut self) {
-        let want = self.overflow.len() < self.options.queue_capacity.max(1)
-            && self.overflow_bytes < self.options.queue_bytes.max(1);
+        let want = self.outbox.len() < self.options.queue_capacity.max(1)
+            && self.outbox_bytes < self.options.queue_bytes.max(1);
         if want != self.receiving {
             self.receiving = want;
             self.transport.set_receiving(want);

@@ -25,6 +25,14 @@ fn options(c: &DeploymentConfig) -> NodeOptions {
     NodeOptions::from_tuning(&c.node)
 }
 
+/// Limits the engine to `window` messages beyond the QUACK (send window, buffer and receive
+/// window alike): a replica started alone never gets acks, so it takes exactly that many.
+fn lone_sender_window(c: &mut DeploymentConfig, window: u64) {
+    c.tuning.send_window = window;
+    c.tuning.max_buffered = window;
+    c.tuning.recv_window = window;
+}
+
 fn start(net: &MemNetwork, c: &DeploymentConfig, r: ReplicaId) -> Node {
     let peers: Vec<_> = c.replicas().into_iter().filter(|&p| p != r).collect();
     let t = net.transport(r, &peers).expect("register");
@@ -159,13 +167,10 @@ fn submit_misuse_gets_typed_errors() {
 fn a_full_submit_queue_blocks_or_reports_full() {
     let mut c = config(10, 10);
     c.node.queue_capacity = 4;
-    c.tuning.max_buffered = 70_000;
-    let net = MemNetwork::new();
     // A lone sender: nobody acks, so the QUACK never moves and the engine stops taking
     // messages at max_buffered; the queue then fills.
-    c.tuning.send_window = 16;
-    c.tuning.max_buffered = 16;
-    c.tuning.recv_window = 16;
+    lone_sender_window(&mut c, 16);
+    let net = MemNetwork::new();
     let n = Arc::new(start(&net, &c, ReplicaId::new(0, 0)));
     let mut seq = 0;
     // Fill until the queue stays full after the node had time to drain what it could.
@@ -234,9 +239,7 @@ fn submit_batch_takes_all_or_nothing() {
     let mut c = config(10, 10);
     c.node.queue_capacity = 2;
     // A lone sender: nobody acks, so the engine stops taking messages at max_buffered.
-    c.tuning.send_window = 16;
-    c.tuning.max_buffered = 16;
-    c.tuning.recv_window = 16;
+    lone_sender_window(&mut c, 16);
     let net = MemNetwork::new();
     let n = start(&net, &c, ReplicaId::new(0, 0));
     let msg = |s: u64| (Bytes::from(format!("m{s}")), Bytes::new());

@@ -301,9 +301,13 @@ struct Pending {
 
 impl Pending {
     fn new(seq: u64, kind: RecordKind, payload: &Bytes, proof: &Bytes) -> Self {
-        let len = u32::try_from(crate::wire::FrameBuilder::record_len(payload.len(), proof.len())).unwrap_or(u32::MAX);
-        Self { seq, kind, len }
+        Self { seq, kind, len: record_len(payload, proof) }
     }
+}
+
+/// Encoded size of a record carrying `payload` and `proof`.
+fn record_len(payload: &Bytes, proof: &Bytes) -> u32 {
+    u32::try_from(crate::wire::FrameBuilder::record_len(payload.len(), proof.len())).unwrap_or(u32::MAX)
 }
 
 /// The engine of one replica on one link.
@@ -593,7 +597,7 @@ impl Endpoint {
             self.misbehaved(from, Misbehavior::WrongFrameKind);
             return;
         }
-        let was_silent = self.silent(now, d);
+        let was_silent = !cross && self.silent(now, d);
         let gap = now.saturating_since(self.last_heard[d]);
         // The wait for the first frame (start-up, connection set-up) says nothing about the
         // peer's pace.

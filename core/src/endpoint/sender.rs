@@ -31,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::plan::resend_number;
-use super::{Endpoint, Event, LossTrack, OutMsg, Pending, TransmitError};
+use super::{Endpoint, Event, LossTrack, OutMsg, Pending, TransmitError, record_len};
 use crate::adversary::Behavior;
 use crate::config::Strategy;
 use crate::time::Time;
@@ -399,7 +399,7 @@ impl Endpoint {
             self.note_failed_first_send(now, k);
         }
         let Some(m) = self.out.get_mut(k) else { return };
-        let (payload, proof) = (m.payload.clone(), m.proof.clone());
+        let len = record_len(&m.payload, &m.proof);
         let Some(loss) = m.loss.as_mut() else { return };
         loss.round += 1;
         loss.round_at = now;
@@ -411,7 +411,7 @@ impl Endpoint {
         }
         if let Some(r) = self.plan.resend_dest(k, round) {
             let number = resend_number(round);
-            self.queues[usize::from(r)].push_back(Pending::new(k, RecordKind::Resend { number }, &payload, &proof));
+            self.queues[usize::from(r)].push_back(Pending { seq: k, kind: RecordKind::Resend { number }, len });
             self.stats.resends += 1;
             self.events.push_back(Event::Resent { seq: k, number });
         }

@@ -27,9 +27,9 @@ use picsou_core::{FaultModel, ReplicaId, StreamStart};
 use serde::Serialize;
 
 use crate::deployment::DeploymentConfig;
+use crate::node::{Node, NodeStats, SubmitError};
 
 mod maker;
-use crate::node::{Node, NodeStats, SubmitError};
 pub use maker::PayloadMaker;
 
 /// Nanoseconds since the Unix epoch.
