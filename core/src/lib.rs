@@ -15,6 +15,7 @@
 //! - [`config`]: the two RSMs (replicas, stake, fault model, f), protocol tuning, validation.
 //! - [`wire`]: the versioned, length-prefixed, MAC-authenticated frame format (see `WIRE.md`).
 //! - [`keys`]: per-link MAC keys.
+//! - [`bufpool`]: recycled buffers for large frames (no page faults per megabyte moved).
 //! - [`proof`]: proofs that the sending RSM committed a message (ed25519 quorum certificates).
 //! - [`seqring`] and [`ack`]: receive windows, cumulative acks and φ-lists.
 //! - [`quack`]: stake-weighted quorum acknowledgements (QUACKs).
@@ -26,6 +27,7 @@
 
 pub mod ack;
 pub mod adversary;
+pub mod bufpool;
 pub mod config;
 pub mod endpoint;
 pub mod ids;

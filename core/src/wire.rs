@@ -26,7 +26,8 @@
 //!   structural and leak nothing about the key.
 //! - **Zero copy.** Decoded payloads and proofs are [`Bytes::slice`]s of the received frame:
 //!   one reference-counted buffer, no per-record allocation. Encoding appends into one
-//!   [`BytesMut`] with no per-record allocation either.
+//!   buffer (recycled through a [`BufPool`] for large frames) with no per-record allocation
+//!   either.
 //! - **Never panic on input.** [`decode`] validates every length before using it, with checked
 //!   arithmetic, and rejects anything it does not understand with a typed [`DecodeError`].
 //!
@@ -35,7 +36,9 @@
 //! (duplicate records are ignored; the engine must treat acks as monotone, since a replayed frame
 //! carries an old ack, and must not take RTT samples from stale echoes, see [`Frame::echo`]).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
+
+use crate::bufpool::BufPool;
 
 use crate::ids::{ReplicaId, RsmId};
 use crate::keys::MacKey;
@@ -315,7 +318,9 @@ pub enum DecodeError {
 /// [`FrameBuilder::finish`]. Nothing is allocated per record.
 #[derive(Debug)]
 pub struct FrameBuilder {
-    buf: BytesMut,
+    buf: Vec<u8>,
+    /// Where `buf` came from and returns to, for large frames.
+    pool: Option<BufPool>,
     /// Offset of the record count field, patched by `finish`.
     count_at: usize,
     records: u32,
@@ -347,9 +352,26 @@ impl FrameBuilder {
         ack: &AckReport,
         record_bytes: usize,
     ) -> Self {
+        Self::with_capacity_in(kind, src, dst, ack, record_bytes, None)
+    }
+
+    /// Like [`FrameBuilder::with_capacity`], taking the buffer from `pool` (if given): the
+    /// finished frame returns it there when its last view is dropped.
+    pub fn with_capacity_in(
+        kind: FrameKind,
+        src: ReplicaId,
+        dst: ReplicaId,
+        ack: &AckReport,
+        record_bytes: usize,
+        pool: Option<&BufPool>,
+    ) -> Self {
         let phi = significant_phi(&ack.phi);
         let overhead = frame_overhead(phi.len());
-        let mut buf = BytesMut::with_capacity(overhead.saturating_add(record_bytes));
+        let capacity = overhead.saturating_add(record_bytes);
+        let mut buf = match pool {
+            Some(pool) => pool.take(capacity),
+            None => Vec::with_capacity(capacity),
+        };
         buf.put_u32_le(0); // frame_len, patched by `finish`
         buf.put_slice(&MAGIC);
         buf.put_u8(VERSION);
@@ -371,7 +393,7 @@ impl FrameBuilder {
         let count_at = buf.len();
         buf.put_u32_le(0); // record count, patched by `finish`
         debug_assert_eq!(buf.len() + TAG_LEN, overhead);
-        Self { buf, count_at, records: 0 }
+        Self { buf, pool: pool.cloned(), count_at, records: 0 }
     }
 
     /// Sets the frame's timestamp (`ts`, the sender's clock in nanoseconds now) and the echo of
@@ -430,13 +452,16 @@ impl FrameBuilder {
     ///
     /// If the frame is 4 GiB or longer (the length field is a `u32`).
     pub fn finish(self, key: &MacKey) -> Bytes {
-        let Self { mut buf, count_at, records } = self;
+        let Self { mut buf, pool, count_at, records } = self;
         let total = u32::try_from(buf.len() + TAG_LEN).expect("frame too large for the wire");
         buf[..4].copy_from_slice(&total.to_le_bytes());
         buf[count_at..count_at + COUNT_LEN].copy_from_slice(&records.to_le_bytes());
         let tag = mac(key, &buf);
         buf.put_slice(&tag);
-        buf.freeze()
+        match pool {
+            Some(pool) => pool.freeze(buf),
+            None => Bytes::from(buf),
+        }
     }
 }
 

@@ -221,6 +221,7 @@ use std::time::Duration;
 
 use crate::ack::ReceiveWindow;
 use crate::adversary::Behavior;
+use crate::bufpool::BufPool;
 use crate::config::{Dissemination, FaultModel, ProtocolParams};
 use crate::keys::MacKey;
 use crate::proof::{ProofVerifier, StreamId};
@@ -231,6 +232,14 @@ use crate::wire::{AckReport, Limits};
 use self::offsets::StreamOffsets;
 use self::plan::Plan;
 use self::rtt::{DeliveryRate, RttEstimator, SendDelay};
+
+/// Outgoing frames of at least this many bytes are built in recycled buffers: below it the
+/// allocator's own free lists serve as well.
+const POOLED_FRAME_MIN: usize = 64 * 1024;
+/// Idle recycled frame buffers kept per endpoint: enough for a few large frames per peer.
+const FRAME_POOL_BUFFERS: usize = 32;
+/// ... and at most this much idle capacity.
+const FRAME_POOL_BYTES: usize = 32 << 20;
 
 /// A message of the outgoing stream that this replica keeps for a sending duty.
 #[derive(Debug)]
@@ -359,6 +368,8 @@ pub struct Endpoint {
     next_otu_check: Option<Time>,
     escalate_scratch: Vec<u64>,
     repair_scratch: Vec<u64>,
+    /// Buffers of large outgoing frames, recycled (see [`crate::bufpool`]).
+    frame_pool: BufPool,
 
     // Incoming stream (the other RSM → this one).
     window: ReceiveWindow,
@@ -485,6 +496,7 @@ impl Endpoint {
             next_otu_check: None,
             escalate_scratch: Vec::new(),
             repair_scratch: Vec::new(),
+            frame_pool: BufPool::new(FRAME_POOL_BUFFERS, FRAME_POOL_BYTES),
             window,
             held: SeqRing::new(start.receive),
             held_bytes: 0,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Endpoint, Transmit, dest_replica};
+use super::{Endpoint, POOLED_FRAME_MIN, Transmit, dest_replica};
 use crate::adversary::Behavior;
 use crate::config::Dissemination;
 use crate::time::Time;
@@ -52,8 +52,9 @@ impl Endpoint {
         // Size the buffer exactly: receivers keep payloads as slices of the frame, so spare
         // capacity would stay allocated for as long as any of its messages is retained.
         let room = self.queued_bytes(d, max);
+        let pool = (room >= POOLED_FRAME_MIN).then(|| self.frame_pool.clone());
         let report = self.outgoing_report();
-        let mut b = FrameBuilder::with_capacity(kind, local, to, report, room);
+        let mut b = FrameBuilder::with_capacity_in(kind, local, to, report, room, pool.as_ref());
         // Timestamps are never 0 (0 means "nothing to echo").
         let ts = now.as_nanos().max(1);
         let (peer_ts, at) = self.echo_for[d];

@@ -9,13 +9,11 @@
 //! - small payloads are consecutive slices of one shared block (one allocation per block of
 //!   many messages, freed when the last of them is dropped);
 //! - large payloads are recycled buffers: each is a [`Bytes`] owning a buffer that goes back to
-//!   a small pool when the last reference is dropped, with the filler already in place, so
+//!   a small [`BufPool`] when the last reference is dropped, with the filler already in place, so
 //!   only the sequence number is rewritten.
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
-use crossbeam_queue::ArrayQueue;
+use picsou_core::bufpool::BufPool;
 use picsou_core::sim::payload::PayloadSpec;
 
 /// Payloads up to this size are sliced out of shared blocks; larger ones use pooled buffers.
@@ -33,32 +31,13 @@ pub struct PayloadMaker {
     /// Small payloads: the unused rest of the current block.
     block: BytesMut,
     /// Large payloads: idle buffers, each already holding the filler.
-    pool: Option<Arc<ArrayQueue<Vec<u8>>>>,
-}
-
-/// A pooled buffer: derefs to the payload, goes back to its pool when the last [`Bytes`] of it
-/// is dropped (or is freed if the pool is full).
-struct Pooled {
-    buf: Vec<u8>,
-    pool: Arc<ArrayQueue<Vec<u8>>>,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        let _ = self.pool.push(std::mem::take(&mut self.buf));
-    }
+    pool: Option<BufPool>,
 }
 
 impl PayloadMaker {
     /// A maker of `spec`'s payloads.
     pub fn new(spec: PayloadSpec) -> Self {
-        let pool = (spec.size() > SLICE_MAX).then(|| Arc::new(ArrayQueue::new((POOL_BYTES / spec.size()).max(1))));
+        let pool = (spec.size() > SLICE_MAX).then(|| BufPool::new(POOL_BYTES / spec.size(), POOL_BYTES));
         Self { spec, block: BytesMut::new(), pool }
     }
 
@@ -74,7 +53,7 @@ impl PayloadMaker {
                 self.block.split_to(size).freeze()
             }
             Some(pool) => {
-                let buf = match pool.pop() {
+                let buf = match pool.take_as_left() {
                     Some(mut buf) => {
                         self.spec.write_seq(seq, &mut buf);
                         buf
@@ -85,7 +64,7 @@ impl PayloadMaker {
                         buf
                     }
                 };
-                Bytes::from_owner(Pooled { buf, pool: pool.clone() })
+                pool.freeze(buf)
             }
         }
     }

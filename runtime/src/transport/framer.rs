@@ -20,6 +20,7 @@
 use std::io::{self, Read};
 
 use bytes::{Bytes, BytesMut};
+use picsou_core::bufpool::BufPool;
 use picsou_core::wire::{MAGIC, MIN_FRAME_LEN};
 
 /// Why a stream was refused.
@@ -52,16 +53,24 @@ pub struct FrameReader {
     max_frame: usize,
     /// Read granularity when no frame length is known yet.
     chunk: usize,
-    /// A large frame being read into its own buffer (capacity: the frame's length).
-    direct: Option<Vec<u8>>,
+    /// A large frame being read into its own buffer, and the frame's length.
+    direct: Option<(Vec<u8>, usize)>,
     /// A large frame read in full, returned before anything else.
     done: Option<Bytes>,
+    /// Where large frames' buffers come from and return to, if anywhere.
+    pool: Option<BufPool>,
 }
 
 impl FrameReader {
     /// A reader accepting frames of at most `max_frame` bytes.
     pub fn new(max_frame: usize) -> Self {
-        Self { buf: BytesMut::new(), filled: 0, max_frame, chunk: 64 * 1024, direct: None, done: None }
+        Self { buf: BytesMut::new(), filled: 0, max_frame, chunk: 64 * 1024, direct: None, done: None, pool: None }
+    }
+
+    /// Like [`FrameReader::new`], reading large frames into buffers recycled through `pool`
+    /// (they return to it when the last payload viewing them is dropped).
+    pub fn with_pool(max_frame: usize, pool: BufPool) -> Self {
+        Self { pool: Some(pool), ..Self::new(max_frame) }
     }
 
     /// Reads once from `src` (a non-blocking stream): `Ok(0)` at its end, `Err` (such as
@@ -77,20 +86,28 @@ impl FrameReader {
             && self.filled < len
         {
             // Everything buffered belongs to this frame (it is incomplete).
-            let mut frame = Vec::with_capacity(len);
+            let mut frame = match &self.pool {
+                Some(pool) => pool.take(len),
+                None => Vec::with_capacity(len),
+            };
             frame.extend_from_slice(&self.buf[..self.filled]);
             self.buf.clear();
             self.filled = 0;
-            self.direct = Some(frame);
+            self.direct = Some((frame, len));
         }
-        if let Some(frame) = &mut self.direct {
+        if let Some((frame, len)) = &mut self.direct {
             let before = frame.len();
-            let want = (frame.capacity() - before) as u64;
+            let want = (*len - before) as u64;
             // On an error the bytes read so far stay appended (`read_to_end`'s contract).
             let result = src.by_ref().take(want).read_to_end(frame);
             let n = frame.len() - before;
-            if frame.len() == frame.capacity() {
-                self.done = self.direct.take().map(Bytes::from);
+            if frame.len() == *len
+                && let Some((frame, _)) = self.direct.take()
+            {
+                self.done = Some(match &self.pool {
+                    Some(pool) => pool.freeze(frame),
+                    None => Bytes::from(frame),
+                });
             }
             return match result {
                 Err(e) if n == 0 => Err(e),
@@ -288,16 +305,19 @@ mod tests {
 
         /// Reading through `read_from` from a non-blocking source that hands out arbitrary cuts
         /// and says `WouldBlock` in between yields exactly the frames sent, small ones through
-        /// the shared buffer and large ones (≥ `DIRECT_MIN`) directly, in order.
+        /// the shared buffer and large ones (≥ `DIRECT_MIN`) directly, in order — also when
+        /// large frames reuse pooled buffers left by earlier (possibly larger) frames.
         #[test]
         fn read_from_yields_the_frames(
             lens in proptest::collection::vec(prop_oneof![MIN_FRAME_LEN..2_000usize, DIRECT_MIN..200_000usize], 1..10),
             cuts in proptest::collection::vec(1usize..90_000, 1..20),
+            pooled in any::<bool>(),
         ) {
             let frames: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, &l)| frame(l, i as u8)).collect();
             let mut src = Cuts { data: frames.concat(), at: 0, cuts, turn: 0, blocked: false };
-            let mut r = FrameReader::new(250_000);
-            let mut out = Vec::new();
+            let pool = BufPool::new(2, 1 << 20);
+            let mut r = if pooled { FrameReader::with_pool(250_000, pool.clone()) } else { FrameReader::new(250_000) };
+            let mut got = 0;
             loop {
                 match r.read_from(&mut src) {
                     Ok(0) => break,
@@ -305,13 +325,16 @@ mod tests {
                     Err(e) => prop_assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
                 }
                 while let Some(f) = r.next_frame().unwrap() {
-                    out.push(f);
+                    prop_assert!(got < frames.len());
+                    prop_assert_eq!(&f[..], &frames[got][..]);
+                    got += 1;
+                    // Dropped here: a pooled buffer is free for the next large frame.
                 }
             }
             prop_assert_eq!(r.buffered(), 0);
-            prop_assert_eq!(out.len(), frames.len());
-            for (f, want) in out.iter().zip(&frames) {
-                prop_assert_eq!(&f[..], &want[..]);
+            prop_assert_eq!(got, frames.len());
+            if pooled && lens.iter().any(|&l| l >= DIRECT_MIN) {
+                prop_assert!(pool.idle() > 0, "large frames' buffers came back");
             }
         }
 

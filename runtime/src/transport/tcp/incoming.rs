@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use picsou_core::ReplicaId;
+use picsou_core::bufpool::BufPool;
 
 use crate::transport::framer::{FrameReader, FramingError};
 use crate::transport::hello::{self, HELLO_LEN, HelloError};
@@ -154,9 +155,10 @@ impl Incoming {
         }
     }
 
-    /// The hello was accepted: frames from `peer` follow, none larger than `max_frame`.
-    pub(super) fn authenticated(&mut self, peer: ReplicaId, max_frame: usize) {
-        self.phase = Phase::Frames { peer, reader: FrameReader::new(max_frame) };
+    /// The hello was accepted: frames from `peer` follow, none larger than `max_frame`; large
+    /// ones are read into buffers recycled through `pool`.
+    pub(super) fn authenticated(&mut self, peer: ReplicaId, max_frame: usize, pool: BufPool) {
+        self.phase = Phase::Frames { peer, reader: FrameReader::with_pool(max_frame, pool) };
     }
 
     /// Reads up to about `budget` bytes, appending every complete frame to `events`.

@@ -37,6 +37,7 @@ use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use picsou_core::ReplicaId;
+use picsou_core::bufpool::BufPool;
 use picsou_core::keys::LinkKeys;
 
 use self::incoming::{FramesProgress, HELLO_TIMEOUT, HelloProgress, Incoming};
@@ -63,6 +64,11 @@ const MAX_UNAUTHENTICATED: usize = 256;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Readiness events fetched per `epoll_wait`.
 const EVENTS_CAPACITY: usize = 1024;
+/// Idle buffers of large received frames kept for reuse (frames of
+/// [`DIRECT_MIN`](super::framer::DIRECT_MIN) bytes or more), shared by every connection...
+const RECEIVE_POOL_BUFFERS: usize = 32;
+/// ... and at most this much idle capacity.
+const RECEIVE_POOL_BYTES: usize = 32 << 20;
 
 /// What the parts of the transport share while handling one call: the poller's registry, the
 /// event buffer, the counters and the options.
@@ -106,6 +112,8 @@ pub struct TcpTransport {
     local: ReplicaId,
     keys: LinkKeys,
     max_frame: usize,
+    /// Buffers of large received frames, recycled (see [`picsou_core::bufpool`]).
+    frame_pool: BufPool,
     opts: TcpOptions,
     /// Our outgoing connections, one per peer.
     peers: Vec<Outgoing>,
@@ -161,6 +169,7 @@ impl TcpTransport {
             local,
             keys,
             max_frame: max_frame_bytes,
+            frame_pool: BufPool::new(RECEIVE_POOL_BUFFERS, RECEIVE_POOL_BYTES),
             opts: opts.clone(),
             peers: Vec::with_capacity(peer_keys.len()),
             peer_index,
@@ -348,7 +357,7 @@ impl TcpTransport {
         };
         self.last_nonce.insert(c.from, c.nonce);
         let Some(conn) = self.incoming.get_mut(&token) else { return false };
-        conn.authenticated(c.from, self.max_frame);
+        conn.authenticated(c.from, self.max_frame, self.frame_pool.clone());
         tracing::debug!(peer = %c.from, source = %conn.source(), "incoming connection authenticated");
         self.stats.connects += 1;
         if let Some(old) = self.incoming_by_peer.insert(c.from, token)
