@@ -197,6 +197,29 @@ typedef struct picsou_replica {
 } picsou_replica;
 
 /**
+ * One message of a batch given to `picsou_node_submit_batch`: `len` bytes at `data` and its
+ * commit proof, `proof_len` bytes at `proof` (NULL, 0 when this RSM is `cft`).
+ */
+typedef struct picsou_message {
+    /**
+     * The payload (NULL allowed when `len` is 0).
+     */
+    const uint8_t *data;
+    /**
+     * Its length in bytes.
+     */
+    size_t len;
+    /**
+     * The commit proof (NULL allowed when `proof_len` is 0).
+     */
+    const uint8_t *proof;
+    /**
+     * Its length in bytes.
+     */
+    size_t proof_len;
+} picsou_message;
+
+/**
  * Called once per delivered message, in stream order, on a thread that libpicsou owns:
  * `user_data` as given to `picsou_node_set_delivery_callback`, the message's position `seq`
  * in the incoming stream, and its `len` bytes at `data` (never NULL; valid only during the
@@ -538,6 +561,37 @@ picsou_result picsou_node_try_submit(const struct picsou_node *node, uint64_t se
  * As for `picsou_node_submit`.
  */
 picsou_result picsou_node_submit_timeout(const struct picsou_node *node, uint64_t seq, const uint8_t *data, size_t len, const uint8_t *proof, size_t proof_len, uint32_t timeout_ms);
+
+/**
+ * Submits `count` messages, `messages[0..count]`, as seqs `first, first + 1, …` of this RSM's
+ * committed stream (each copied), in one operation: for an RSM that commits in batches, far
+ * cheaper per message than `picsou_node_submit`. All or nothing: on any error no message was
+ * submitted. Blocks while the node is backlogged; a batch larger than the submit queue's
+ * byte capacity is taken once the queue is empty. `count` 0 does nothing.
+ *
+ * Errors: `PICSOU_ERR_OUT_OF_ORDER` (`first` is not the next seq),
+ * `PICSOU_ERR_PAYLOAD_TOO_LARGE` (the message is named in `picsou_last_error_message`),
+ * `PICSOU_ERR_STOPPED`, `PICSOU_ERR_NULL_ARGUMENT` (`messages` NULL with `count` > 0, or a
+ * message's `data` NULL with `len` > 0, ...).
+ *
+ * Thread safety: as `picsou_node_submit`.
+ *
+ * # Safety
+ * `node` must be NULL or a live handle; `messages` must point to `count` readable
+ * `picsou_message`s (NULL allowed when `count` is 0), each valid as for `picsou_node_submit`.
+ */
+picsou_result picsou_node_submit_batch(const struct picsou_node *node, uint64_t first, const struct picsou_message *messages, size_t count);
+
+/**
+ * Like `picsou_node_submit_batch`, but gives up after `timeout_ms` milliseconds (0: at once)
+ * with `PICSOU_ERR_FULL`, having submitted nothing (retry later with the same `first`).
+ *
+ * Thread safety: as `picsou_node_submit`.
+ *
+ * # Safety
+ * As for `picsou_node_submit_batch`.
+ */
+picsou_result picsou_node_submit_batch_timeout(const struct picsou_node *node, uint64_t first, const struct picsou_message *messages, size_t count, uint32_t timeout_ms);
 
 /**
  * Delivers the incoming stream by callback from now on: a libpicsou thread calls

@@ -131,6 +131,10 @@ public:
         check(rc);
         return true;
     }
+    /** Submits `messages` as seqs `first, first + 1, ...` in one operation (all or nothing). */
+    void submit_batch(uint64_t first, const std::vector<picsou_message> &messages) {
+        check(picsou_node_submit_batch(node_, first, messages.data(), messages.size()));
+    }
     /** The next delivery, or nullopt if none arrived within `timeout`. */
     std::optional<Delivery> next_delivery(std::chrono::milliseconds timeout) {
         auto ms = timeout.count() < 0 ? 0 : timeout.count() > UINT32_MAX ? UINT32_MAX : timeout.count();

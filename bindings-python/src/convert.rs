@@ -209,6 +209,14 @@ pub fn list_or_csv<T>(
     Err(wrong_type(field, "a list (or a comma-separated str)", obj))
 }
 
+/// The items of a list or tuple (a bytes-like object is refused: its items would be ints).
+pub fn sequence_arg<'py>(obj: &Bound<'py, PyAny>, field: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        return obj.try_iter()?.collect();
+    }
+    Err(wrong_type(field, "a list or tuple", obj))
+}
+
 /// Where configuration text comes from.
 pub enum Source {
     /// TOML text.

@@ -27,7 +27,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyInt};
 
 use crate::config::{certificate_verifier, certify, config_arg, replica_arg};
-use crate::convert::{bytes_arg, to_py, type_name};
+use crate::convert::{bytes_arg, sequence_arg, to_py, type_name};
 use crate::errors::{guard, invalid, misuse, node_error, proof_error};
 use crate::logs;
 use crate::wait::{Step, seconds, wait_for};
@@ -409,6 +409,67 @@ impl PyNode {
                 drop(n);
                 Err(self.submit_error(py, e))
             }
+        }
+    }
+
+    /// Submits `payloads` as messages `first, first + 1, …` in one queue operation: for an
+    /// RSM that commits in batches, far cheaper per message than `submit` (one crossing into
+    /// the node instead of one per message). `proofs`, if given, has one entry per payload
+    /// (`None` entries as in `submit`). All or nothing: on any error (`PicsouError` for a wrong
+    /// `first`, lengths that differ or a payload over the limit; `ProofError`; `TimeoutError`
+    /// when the queue stayed full for `timeout` seconds) no message was submitted.
+    #[pyo3(signature = (first, payloads, proofs=None, timeout=None))]
+    fn submit_many(
+        &self,
+        py: Python<'_>,
+        first: &Bound<'_, PyAny>,
+        payloads: &Bound<'_, PyAny>,
+        proofs: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let first = seq_arg(first, "first")?;
+        let timeout = seconds(timeout, "timeout")?;
+        if self.live().is_none() {
+            return Err(self.closed_error());
+        }
+        let payloads = sequence_arg(payloads, "payloads")?;
+        let proofs = match proofs.filter(|p| !p.is_none()) {
+            Some(p) => {
+                let p = sequence_arg(p, "proofs")?;
+                if p.len() != payloads.len() {
+                    return Err(misuse(format!(
+                        "proofs: {} given for {} payloads (one per payload, or None)",
+                        p.len(),
+                        payloads.len()
+                    )));
+                }
+                p.into_iter().map(Some).collect()
+            }
+            None => vec![None; payloads.len()],
+        };
+        let mut messages = Vec::with_capacity(payloads.len());
+        for (i, (payload, proof)) in payloads.iter().zip(&proofs).enumerate() {
+            let payload = Bytes::from(bytes_arg(payload, &format!("payloads[{i}]"))?);
+            let seq = first.checked_add(i as u64).ok_or_else(|| misuse("first: the batch runs past the last seq"))?;
+            let proof = self.proof(py, seq, &payload, proof.as_ref())?;
+            messages.push((payload, proof));
+        }
+        let count = messages.len() as u64;
+        let r = wait_for(py, timeout, |slice| {
+            let Some(n) = self.live() else { return Step::Ready(Err(SubmitError::Stopped)) };
+            // On `Full` the batch is given back whole, ready for the next slice.
+            match n.submit_batch(first, &mut messages, Some(slice)) {
+                Err(SubmitError::Full) => Step::Pending,
+                other => Step::Ready(other),
+            }
+        })?;
+        match r {
+            Some(Ok(())) => {
+                self.next_seq.store(first + count, Ordering::SeqCst);
+                Ok(())
+            }
+            Some(Err(e)) => Err(self.submit_error(py, e)),
+            None => Err(self.submit_error(py, SubmitError::Full)),
         }
     }
 

@@ -23,16 +23,23 @@ def payload_of(rsm: str, seq: int) -> bytes:
     return f"{rsm}:{seq}:".encode() + bytes([seq % 256]) * (seq % 300)
 
 
-def exchange(config: picsou.Config, messages: int, **node_kw: Any) -> None:
+def exchange(config: picsou.Config, messages: int, batch: int = 1, **node_kw: Any) -> None:
     """Both RSMs send `messages` messages to each other through one Node per replica; every
-    replica must deliver the other RSM's stream in order, exactly once, byte for byte."""
+    replica must deliver the other RSM's stream in order, exactly once, byte for byte. With
+    `batch` > 1 the senders submit that many at a time (`submit_many`)."""
     nodes = [picsou.Node(config, rsm, i, **node_kw) for rsm, i in config.replicas()]
     errors: list[BaseException] = []
 
     def sender(node: picsou.Node) -> None:
         try:
-            for seq in range(messages):
-                node.submit(seq, payload_of(node.rsm, seq), timeout=30)
+            if batch > 1:
+                for first in range(0, messages, batch):
+                    last = min(first + batch, messages)
+                    node.submit_many(first, [payload_of(node.rsm, s) for s in range(first, last)], timeout=30)
+                    assert node.next_seq == last
+            else:
+                for seq in range(messages):
+                    node.submit(seq, payload_of(node.rsm, seq), timeout=30)
         except BaseException as e:  # noqa: BLE001 - reported by the main thread
             errors.append(e)
 
@@ -78,6 +85,38 @@ def test_mem_nodes_deliver_in_order_exactly_once() -> None:
 def test_tcp_nodes_deliver_in_order_exactly_once() -> None:
     base = free_port_base(8)
     exchange(picsou.Config.loopback(4, transport="tcp", base_port=base), 3000)
+
+
+def test_batched_submissions_deliver_in_order_exactly_once() -> None:
+    base = free_port_base(8)
+    exchange(picsou.Config.loopback(4, transport="tcp", base_port=base), 3000, batch=97)
+
+
+def test_submit_many_is_all_or_nothing() -> None:
+    config = picsou.Config.loopback(4, fault="bft", transport="mem")
+    with picsou.Node(config, "alpha", 1) as node:
+        node.submit_many(0, [])
+        assert node.next_seq == 0
+        with pytest.raises(picsou.MisuseError, match="expected seq 0"):
+            node.submit_many(1, [b"a", b"b"])
+        with pytest.raises(TypeError, match="payloads"):
+            node.submit_many(0, b"ab")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"payloads\[1\]"):
+            node.submit_many(0, [b"a", "b"])  # type: ignore[list-item]
+        with pytest.raises(picsou.MisuseError, match="proofs"):
+            node.submit_many(0, [b"a", b"b"], proofs=[None])
+        # One bad certificate refuses the whole batch.
+        good = config.certify("alpha", 0, b"a")
+        with pytest.raises(picsou.ProofError):
+            node.submit_many(0, [b"a", b"b"], proofs=[good, good])
+        assert node.next_seq == 0
+        node.submit_many(0, [b"a", b"b"], proofs=[good, None])
+        assert node.next_seq == 2
+        node.submit(2, b"c")
+        node.submit_many(3, (b"d", bytearray(b"e"), memoryview(b"f")))
+        assert node.next_seq == 6
+    with pytest.raises(picsou.MisuseError, match="closed"):
+        node.submit_many(6, [b"g"])
 
 
 def test_bft_nodes_over_tcp_with_unequal_sizes() -> None:

@@ -11,6 +11,10 @@ each replica checks it received the other log in order, exactly once, byte for b
     python3 examples/python/two_rsms.py                       # 4 + 4 replicas, CFT
     python3 examples/python/two_rsms.py --fault bft --messages 2000
     python3 examples/python/two_rsms.py --config examples/local-4x4-tcp.toml
+    python3 examples/python/two_rsms.py --batch 1             # one submit call per entry
+
+Entries go in as the RSM commits them, in blocks (`Node.submit_many`: one crossing into the
+node per block), and come out in batches (`Node.take_deliveries`).
 
 Exit status 0 iff every replica got the other RSM's whole log.
 """
@@ -61,6 +65,7 @@ def main() -> int:
     parser.add_argument("--config", help="a deployment file (default: 4 + 4 replicas on free loopback ports)")
     parser.add_argument("--messages", type=int, default=10_000, help="log entries per RSM (default 10000)")
     parser.add_argument("--fault", choices=["cft", "bft"], default="cft")
+    parser.add_argument("--batch", type=int, default=100, help="entries per committed block (default 100)")
     parser.add_argument("-v", "--verbose", action="store_true", help="show the runtime's INFO logs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
@@ -78,17 +83,26 @@ def main() -> int:
 
     def produce(node: picsou.Node) -> None:
         # Under BFT each entry gets a commit certificate signed with the deployment's keys.
-        for seq in range(m):
-            node.submit(seq, committed_log(node.rsm, seq))
+        if args.batch <= 1:
+            for seq in range(m):
+                node.submit(seq, committed_log(node.rsm, seq))
+            return
+        for first in range(0, m, args.batch):
+            block = [committed_log(node.rsm, seq) for seq in range(first, min(first + args.batch, m))]
+            node.submit_many(first, block)
 
     def consume(node: picsou.Node) -> None:
         other = names[1] if node.rsm == names[0] else names[0]
         expected = 0
-        for seq, payload in node.deliveries(timeout=30):
-            if seq != expected or payload != committed_log(other, seq):
-                failures.append(f"{node.replica}: got seq {seq} ({payload[:40]!r}) where {expected} was next")
-                return
-            expected += 1
+        while expected < m:
+            batch = node.take_deliveries(max=max(args.batch, 1), timeout=30)
+            if not batch:
+                break
+            for seq, payload in batch:
+                if seq != expected or payload != committed_log(other, seq):
+                    failures.append(f"{node.replica}: got seq {seq} ({payload[:40]!r}) where {expected} was next")
+                    return
+                expected += 1
             if expected == m:
                 done_at[node.replica] = time.monotonic()
                 return

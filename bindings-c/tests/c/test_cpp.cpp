@@ -1,6 +1,7 @@
 // C++ tests of the RAII wrappers (picsou.hpp): errors become picsou::Error with the right code
 // and message, handles move and free themselves, and two endpoints (one replica per RSM) exchange
-// both streams through buffers the wrappers grow as needed. Built with -Wall -Wextra -Werror
+// both streams through buffers the wrappers grow as needed; a driven node takes single and
+// batched submissions. Built with -Wall -Wextra -Werror
 // and run under valgrind and AddressSanitizer by `make test`.
 #include <picsou.hpp>
 
@@ -91,6 +92,33 @@ int main() {
     CHECK(delivered[0] == n && delivered[1] == n && a.quack() == n && b.quack() == n);
     CHECK(frame.size() > 5000 && payload.size() >= 5000);
     CHECK(a.stats().delivered == n && b.received() == n);
+
+    // A driven node takes single and batched submissions in seq order; a refused batch
+    // submits nothing.
+    {
+        picsou::Node node(kConfig, "alpha", 0);
+        std::string m0 = message(0, 0);
+        node.submit(0, m0.data(), m0.size());
+        std::vector<std::string> texts{message(0, 1), message(0, 2), message(0, 9)};
+        std::vector<picsou_message> batch;
+        for (const auto &t : texts)
+            batch.push_back(picsou_message{reinterpret_cast<const uint8_t *>(t.data()), t.size(), nullptr, 0});
+        try {
+            node.submit_batch(2, batch);
+            CHECK(false);
+        } catch (const picsou::Error &e) {
+            CHECK(e.code() == PICSOU_ERR_OUT_OF_ORDER);
+        }
+        node.submit_batch(1, batch);
+        try {
+            node.submit_batch(1, batch);
+            CHECK(false);
+        } catch (const picsou::Error &e) {
+            CHECK(e.code() == PICSOU_ERR_OUT_OF_ORDER && std::strstr(e.what(), "expected seq 4") != nullptr);
+        }
+        std::string m4 = message(0, 4);
+        node.submit(4, m4.data(), m4.size());
+    }
     std::printf("test_cpp: all checks passed (libpicsou %s)\n", picsou::version().c_str());
     return 0;
 }

@@ -1,9 +1,10 @@
 /* C tests of libpicsou's driven nodes: two RSMs of three replicas each (CFT, f = 1), six nodes
  * in this process over TCP on loopback (ports 23700-23702 and 23800-23802). Once connected to
- * its peers, every replica submits its RSM's stream; five replicas poll their deliveries and one
- * takes them by callback. Also:
- * misuse of nodes (address in use, polling a callback node, freeing a node from its own
- * callback, out-of-order and oversize submissions, double frees) and clean shutdown. Built with
+ * its peers, every replica submits its RSM's stream (half of it one message at a time, half in
+ * batches); five replicas poll their deliveries and one takes them by callback. Also: misuse of
+ * nodes (address in use, polling a callback node, freeing a node from its own callback,
+ * out-of-order, oversize and NULL submissions, single and batched, double frees) and clean
+ * shutdown. Built with
  * -Wall -Wextra -Werror against the static and the shared library, and run under valgrind and
  * AddressSanitizer by `make test`. */
 #define _POSIX_C_SOURCE 200809L
@@ -39,6 +40,7 @@ static const char *CONFIG =
     "secret = \"6162636465666768696a6b6c6d6e6f707172737475767778797a303132333435\"\n";
 
 #define N_MESSAGES 200u
+#define BATCH 7u
 #define PER_RSM 3
 #define N_NODES (2 * PER_RSM)
 #define CB (N_NODES - 1) /* the node that delivers by callback: beta/2 */
@@ -142,8 +144,9 @@ int main(void) {
     double deadline = now_s() + TIMEOUT_S;
     for (int k = 0; k < N_NODES; k++) wait_connected(nodes[k], deadline);
 
-    /* Every replica submits its RSM's whole stream (the same at every replica, as its log). */
-    for (uint64_t seq = 0; seq < N_MESSAGES; seq++) {
+    /* Every replica submits its RSM's whole stream (the same at every replica, as its log):
+     * the first half one message at a time, the rest in batches. */
+    for (uint64_t seq = 0; seq < N_MESSAGES / 2; seq++) {
         for (int k = 0; k < N_NODES; k++) {
             size_t len = message((uint8_t)(k / PER_RSM), seq, msg);
             if (seq % 2 == 0)
@@ -151,6 +154,41 @@ int main(void) {
             else {
                 picsou_result rc;
                 while ((rc = picsou_node_try_submit(nodes[k], seq, msg, len, NULL, 0)) == PICSOU_ERR_FULL) {
+                }
+                CHECK_OK(rc);
+            }
+        }
+    }
+
+    for (uint64_t first = N_MESSAGES / 2; first < N_MESSAGES; first += BATCH) {
+        static uint8_t bufs[BATCH][64];
+        picsou_message batch[BATCH];
+        size_t count = N_MESSAGES - first < BATCH ? (size_t)(N_MESSAGES - first) : BATCH;
+        for (int k = 0; k < N_NODES; k++) {
+            for (size_t i = 0; i < count; i++) {
+                batch[i].data = bufs[i];
+                batch[i].len = message((uint8_t)(k / PER_RSM), first + i, bufs[i]);
+                batch[i].proof = NULL;
+                batch[i].proof_len = 0;
+            }
+            if (first == N_MESSAGES / 2) {
+                /* Misuse: a refused batch submits nothing (the right one then goes through). */
+                CHECK_RC(picsou_node_submit_batch(nodes[k], first + 1, batch, count), PICSOU_ERR_OUT_OF_ORDER);
+                CHECK_RC(picsou_node_submit_batch(nodes[k], first, NULL, count), PICSOU_ERR_NULL_ARGUMENT);
+                CHECK_OK(picsou_node_submit_batch(nodes[k], first, NULL, 0));
+                size_t keep = batch[count - 1].len;
+                batch[count - 1].len = 4097; /* over max_payload_bytes: refused before reading */
+                CHECK_RC(picsou_node_submit_batch(nodes[k], first, batch, count), PICSOU_ERR_PAYLOAD_TOO_LARGE);
+                batch[count - 1].len = keep;
+                batch[1].data = NULL;
+                CHECK_RC(picsou_node_submit_batch(nodes[k], first, batch, count), PICSOU_ERR_NULL_ARGUMENT);
+                batch[1].data = bufs[1];
+            }
+            if ((first / BATCH) % 2 == 0)
+                CHECK_OK(picsou_node_submit_batch(nodes[k], first, batch, count));
+            else {
+                picsou_result rc;
+                while ((rc = picsou_node_submit_batch_timeout(nodes[k], first, batch, count, 0)) == PICSOU_ERR_FULL) {
                 }
                 CHECK_OK(rc);
             }

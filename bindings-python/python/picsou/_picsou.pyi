@@ -371,6 +371,14 @@ class Node:
     def submit(self, seq: int, payload: _Bytes, proof: _Bytes | None = None, timeout: float | None = None) -> None:
         """Submits message `seq` of this RSM's stream; blocks while backlogged."""
     def try_submit(self, seq: int, payload: _Bytes, proof: _Bytes | None = None) -> bool: ...
+    def submit_many(
+        self,
+        first: int,
+        payloads: Sequence[_Bytes],
+        proofs: Sequence[_Bytes | None] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Submits `payloads` as messages `first, first + 1, ...` in one queue operation."""
     def next_delivery(self, timeout: float | None = None) -> tuple[int, bytes] | None: ...
     def take_deliveries(self, max: int = 1024, timeout: float | None = None) -> list[tuple[int, bytes]]: ...
     def deliveries(self, timeout: float | None = None, count: int | None = None) -> DeliveryIterator: ...
