@@ -685,8 +685,13 @@ impl Driver {
             if timeout != Some(Duration::ZERO) {
                 self.shared.sleeping.store(true, Ordering::SeqCst);
                 // Re-check after announcing sleep: a submission that raced with the flag has
-                // either been seen here or will wake the transport.
-                if !self.shared.commands.is_empty() || self.shared.stop.load(Ordering::SeqCst) {
+                // either been seen here or will wake the transport. Submissions waiting behind a
+                // held-back one (`pending`: the engine's window is full) are not such a race:
+                // only frames (acks) or the engine's timers can open the window, and both end
+                // the sleep — polling for them instead would spin.
+                if (!self.shared.commands.is_empty() && self.pending.is_none())
+                    || self.shared.stop.load(Ordering::SeqCst)
+                {
                     self.shared.sleeping.store(false, Ordering::SeqCst);
                     self.events.clear();
                     self.transport.poll(Some(Duration::ZERO), &mut self.events)?;
