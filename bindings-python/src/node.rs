@@ -515,12 +515,9 @@ impl PyNode {
             Got::Stopped => return Err(self.stopped_error(py)),
         }
         if let Some(n) = self.live() {
-            while out.len() < max {
-                match n.try_next_delivery() {
-                    Some(d) => out.push(Self::delivery_tuple(py, &d)),
-                    None => break,
-                }
-            }
+            let mut ready = Vec::new();
+            n.take_deliveries(max - out.len(), &mut ready);
+            out.extend(ready.iter().map(|d| Self::delivery_tuple(py, d)));
         }
         Ok(out)
     }

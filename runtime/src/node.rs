@@ -530,6 +530,31 @@ impl Node {
         }
     }
 
+    /// Appends up to `max` ready deliveries to `out`, in order, without waiting; returns how
+    /// many. Cheaper per message than [`Node::try_next_delivery`] in a loop (one lock for the
+    /// lot).
+    pub fn take_deliveries(&self, max: usize, out: &mut Vec<Delivery>) -> usize {
+        let mut taken = 0;
+        {
+            let mut inbox = self.inbox.lock().unwrap_or_else(PoisonError::into_inner);
+            while taken < max {
+                if let Some(d) = inbox.next() {
+                    out.push(d);
+                    taken += 1;
+                    continue;
+                }
+                let Some(batch) = self.shared.deliveries.pop() else { break };
+                self.shared.delivery_msgs.sub(batch.items.len());
+                self.shared.delivery_bytes.sub(batch.bytes);
+                *inbox = batch.items.into_iter();
+            }
+        }
+        if taken > 0 {
+            self.wake_node_if_overflowing();
+        }
+        taken
+    }
+
     /// The next message of the incoming stream if one is ready.
     pub fn try_next_delivery(&self) -> Option<Delivery> {
         let d = self.pop_delivery();

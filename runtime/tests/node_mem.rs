@@ -299,3 +299,36 @@ fn submit_batch_takes_all_or_nothing() {
         Err(SubmitError::Full)
     );
 }
+
+#[test]
+fn take_deliveries_hands_out_ready_deliveries_in_order_up_to_max() {
+    let c = config(500, 10);
+    let net = MemNetwork::new();
+    let nodes: Vec<_> = c.replicas().into_iter().map(|r| (r, start(&net, &c, r))).collect();
+    let msg = |s: u64| (Bytes::from(format!("message {s}")), Bytes::new());
+    for (r, n) in &nodes {
+        if r.rsm.0 == 0 {
+            let mut batch: Vec<_> = (0..500).map(msg).collect();
+            n.submit_batch(0, &mut batch, Some(Duration::from_secs(10))).expect("submitted");
+        }
+    }
+    let (_, receiver) = nodes.iter().find(|(r, _)| r.rsm.0 == 1).expect("a receiver");
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while got.len() < 500 {
+        assert!(std::time::Instant::now() < deadline, "only {} delivered", got.len());
+        let before = got.len();
+        let n = receiver.take_deliveries(7, &mut got);
+        assert_eq!(got.len(), before + n);
+        assert!(n <= 7, "took {n}");
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    for (i, d) in got.iter().enumerate() {
+        assert_eq!(d.seq, i as u64);
+        assert_eq!(d.payload, msg(i as u64).0);
+    }
+    assert_eq!(receiver.take_deliveries(7, &mut got), 0, "nothing more");
+    assert_eq!(receiver.take_deliveries(0, &mut got), 0);
+}

@@ -29,6 +29,9 @@ use serde::Serialize;
 use crate::deployment::DeploymentConfig;
 use crate::node::{Node, NodeStats, SubmitError};
 
+/// Deliveries taken from the node at a time (one lock for the lot).
+const DELIVERY_BATCH: usize = 1024;
+
 mod maker;
 pub use maker::PayloadMaker;
 
@@ -211,6 +214,7 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
         }
         let mut quacked_at = None;
         let mut last_checkpoint = Instant::now();
+        let mut ready = Vec::with_capacity(DELIVERY_BATCH);
         loop {
             let now = Instant::now();
             if let Some(path) = &options.checkpoint
@@ -233,20 +237,22 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
             let wait = (deadline - now).min(Duration::from_millis(20));
             match node.next_delivery(Some(wait)) {
                 Ok(Some(d)) => {
-                    let mut batch = Some(d);
-                    while let Some(d) = batch {
-                        if report.in_order_exact {
-                            if d.seq != report.delivered {
-                                report.in_order_exact = false;
-                                report.violation =
-                                    Some(format!("delivered seq {} where {} was next", d.seq, report.delivered));
-                            } else if !checker.matches(d.seq, &d.payload) {
-                                report.in_order_exact = false;
-                                report.violation = Some(format!("seq {} has wrong contents", d.seq));
+                    ready.push(d);
+                    while !ready.is_empty() {
+                        for d in ready.drain(..) {
+                            if report.in_order_exact {
+                                if d.seq != report.delivered {
+                                    report.in_order_exact = false;
+                                    report.violation =
+                                        Some(format!("delivered seq {} where {} was next", d.seq, report.delivered));
+                                } else if !checker.matches(d.seq, &d.payload) {
+                                    report.in_order_exact = false;
+                                    report.violation = Some(format!("seq {} has wrong contents", d.seq));
+                                }
                             }
+                            report.delivered += 1;
                         }
-                        report.delivered += 1;
-                        batch = node.try_next_delivery();
+                        node.take_deliveries(DELIVERY_BATCH, &mut ready);
                     }
                     // Once per drained batch: the time the last of it was checked.
                     report.last_delivery_unix_ns = unix_nanos();
