@@ -8,10 +8,9 @@
 //! [`BufPool::freeze`] returns to the pool instead, from whichever thread drops it last.
 //!
 //! The pool is bounded (a number of idle buffers and their total capacity; extras are freed),
-//! and hands out a
-//! buffer only if its capacity is at most twice the size asked for: receivers keep payloads as
-//! slices of the frame they came in, so an oversized buffer would pin memory for as long as any
-//! of its messages is retained.
+//! and hands out a buffer only if its capacity is at most twice the size asked for: receivers
+//! keep payloads as slices of the frame they came in, so an oversized buffer would pin memory
+//! for as long as any of its messages is retained.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
