@@ -693,7 +693,8 @@ picsou_result picsou_node_received(const struct picsou_node *node, uint64_t *out
 /**
  * Application-managed dissemination (`tuning.dissemination = "application"`): the local RSM
  * now holds `seq` of the incoming stream (it arrived through the application's own channels),
- * so this replica acknowledges it. Asynchronous: a refusal by the engine is only logged.
+ * so this replica acknowledges it. Asynchronous: a refusal by the engine is only logged. Never
+ * waits behind submissions or for the send window (acks travel in a queue of their own).
  *
  * Errors: `PICSOU_ERR_STOPPED`.
  *

@@ -712,7 +712,8 @@ pub unsafe extern "C" fn picsou_node_received(node: *const picsou_node, out: *mu
 
 /// Application-managed dissemination (`tuning.dissemination = "application"`): the local RSM
 /// now holds `seq` of the incoming stream (it arrived through the application's own channels),
-/// so this replica acknowledges it. Asynchronous: a refusal by the engine is only logged.
+/// so this replica acknowledges it. Asynchronous: a refusal by the engine is only logged. Never
+/// waits behind submissions or for the send window (acks travel in a queue of their own).
 ///
 /// Errors: `PICSOU_ERR_STOPPED`.
 ///

@@ -160,7 +160,6 @@ enum Command {
         items: std::vec::IntoIter<(Bytes, Bytes)>,
         bytes: usize,
     },
-    LocalHas(u64),
 }
 
 impl Command {
@@ -169,7 +168,6 @@ impl Command {
         match self {
             Self::Submit { payload, proof, .. } => payload.len() + proof.len(),
             Self::SubmitBatch { bytes, .. } => *bytes,
-            Self::LocalHas(_) => 0,
         }
     }
 }
@@ -270,6 +268,10 @@ impl AppSignal {
 /// State shared by the application handle and the node thread.
 struct Shared {
     commands: ArrayQueue<Command>,
+    /// `Node::local_has` seqs (application-managed dissemination). A queue of their own, taken
+    /// every iteration: behind submissions they would wait for the send window, which waits
+    /// for the other RSM's acks, which may wait the same way — two RSMs stuck on each other.
+    local_acks: ArrayQueue<u64>,
     /// Deliveries travel in batches (one per node loop iteration, at most
     /// `MAX_DELIVERY_BATCH`): a queue operation and two counter updates per message, and the
     /// payloads' reference counts bouncing between the two threads per message, cost a tenth
@@ -329,6 +331,7 @@ impl Node {
         let resume = options.resume;
         let shared = Arc::new(Shared {
             commands: ArrayQueue::new(capacity),
+            local_acks: ArrayQueue::new(capacity),
             deliveries: ArrayQueue::new(capacity),
             command_bytes: Budget::default(),
             delivery_bytes: Budget::default(),
@@ -467,10 +470,20 @@ impl Node {
 
     /// Application-managed dissemination: the local RSM now holds `seq` of the incoming stream
     /// (it arrived through the application's own channels), so this replica acks it.
+    /// Never waits for the send window (only, briefly, for the node to take earlier ones).
     pub fn local_has(&self, seq: u64) -> Result<(), SubmitError> {
-        self.push_command(Command::LocalHas(seq), None).map_err(|(e, _)| e)?;
-        self.wake_node();
-        Ok(())
+        let shared = &self.shared;
+        loop {
+            if shared.stopped.load(Ordering::SeqCst) {
+                return Err(SubmitError::Stopped);
+            }
+            if shared.local_acks.push(seq).is_ok() {
+                self.wake_node();
+                return Ok(());
+            }
+            self.wake_node();
+            shared.app.wait_until(None, || !shared.local_acks.is_full() || shared.stopped.load(Ordering::SeqCst));
+        }
     }
 
     /// Queues a command for the node thread, waiting for room up to `timeout` (`None`: as
@@ -715,6 +728,7 @@ impl Driver {
                 // only frames (acks) or the engine's timers can open the window, and both end
                 // the sleep — polling for them instead would spin.
                 if (!self.shared.commands.is_empty() && self.pending.is_none())
+                    || !self.shared.local_acks.is_empty()
                     || self.shared.stop.load(Ordering::SeqCst)
                 {
                     self.shared.sleeping.store(false, Ordering::SeqCst);
@@ -737,6 +751,7 @@ impl Driver {
                 self.on_transport_event(now, ev);
             }
             self.events = events;
+            work |= self.take_local_acks(now);
             work |= self.take_commands(now);
             if !idle && instant >= self.next_timeout_check {
                 self.next_timeout_check = instant + TIMEOUT_CHECK_INTERVAL;
@@ -788,6 +803,21 @@ impl Driver {
         }
     }
 
+    /// Feeds `Node::local_has` acks to the engine; true if any was taken.
+    fn take_local_acks(&mut self, now: Time) -> bool {
+        let mut any = false;
+        while let Some(seq) = self.shared.local_acks.pop() {
+            any = true;
+            if let Err(e) = self.endpoint.local_has(now, seq) {
+                tracing::warn!(replica = %self.endpoint.local(), "local_has({seq}) refused: {e}");
+            }
+        }
+        if any {
+            self.shared.app.notify();
+        }
+        any
+    }
+
     /// Feeds application commands to the engine; true if any was taken.
     fn take_commands(&mut self, mut now: Time) -> bool {
         let mut taken = 0usize;
@@ -817,11 +847,6 @@ impl Driver {
                             break;
                         }
                         continue;
-                    }
-                    Command::LocalHas(seq) => {
-                        if let Err(e) = self.endpoint.local_has(now, seq) {
-                            tracing::warn!(replica = %self.endpoint.local(), "local_has({seq}) refused: {e}");
-                        }
                     }
                 }
                 taken += 1;

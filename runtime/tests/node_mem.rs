@@ -332,3 +332,53 @@ fn take_deliveries_hands_out_ready_deliveries_in_order_up_to_max() {
     assert_eq!(receiver.take_deliveries(7, &mut got), 0, "nothing more");
     assert_eq!(receiver.take_deliveries(0, &mut got), 0);
 }
+
+/// Application-managed dissemination with both RSMs sending and their send windows full: each
+/// replica's acks (`local_has`) must still reach its engine, or every sender waits for acks
+/// that wait behind its own submissions (which is how this test failed: stuck, so it runs the
+/// deployment on a thread of its own and gives up on it after a minute).
+#[test]
+fn application_dissemination_acks_are_not_stuck_behind_submissions() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        application_dissemination_both_ways(400);
+        let _ = done.send(());
+    });
+    finished.recv_timeout(Duration::from_secs(60)).expect("both streams QUACKed within a minute");
+}
+
+fn application_dissemination_both_ways(messages: u64) {
+    let mut c = config(messages, 10);
+    c.tuning.dissemination = picsou_core::Dissemination::Application;
+    c.tuning.send_window = 16;
+    c.tuning.max_buffered = 16;
+    c.node.queue_capacity = 4;
+    let net = MemNetwork::new();
+    let nodes: Vec<(ReplicaId, Arc<Node>)> =
+        c.replicas().into_iter().map(|r| (r, Arc::new(start(&net, &c, r)))).collect();
+    let all_quacked = || nodes.iter().all(|(_, n)| n.quacked() >= messages);
+    std::thread::scope(|s| {
+        for (r, n) in &nodes {
+            let (r, submitter) = (*r, n.clone());
+            s.spawn(move || {
+                for seq in 0..messages {
+                    let payload = Bytes::from(format!("{} says {seq}", r.rsm.0));
+                    submitter.submit(seq, payload, Bytes::new()).expect("submitted");
+                }
+            });
+            // The application's own channels: whatever a replica receives, its RSM now holds.
+            let peers: Vec<Arc<Node>> = nodes.iter().filter(|(p, _)| p.rsm == r.rsm).map(|(_, n)| n.clone()).collect();
+            let n = n.clone();
+            s.spawn(move || {
+                while !all_quacked() {
+                    if let Ok(Some(d)) = n.next_delivery(Some(Duration::from_millis(10))) {
+                        assert!(d.proof.is_some(), "application-managed deliveries carry proofs");
+                        for p in &peers {
+                            p.local_has(d.seq).expect("local_has");
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
