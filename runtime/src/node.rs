@@ -556,10 +556,9 @@ impl Node {
                     taken += 1;
                     continue;
                 }
-                let Some(batch) = self.shared.deliveries.pop() else { break };
-                self.shared.delivery_msgs.sub(batch.items.len());
-                self.shared.delivery_bytes.sub(batch.bytes);
-                *inbox = batch.items.into_iter();
+                if !self.refill_inbox(&mut inbox) {
+                    break;
+                }
             }
         }
         if taken > 0 {
@@ -582,11 +581,20 @@ impl Node {
         if let Some(d) = inbox.next() {
             return Some(d);
         }
-        let batch = self.shared.deliveries.pop()?;
+        if !self.refill_inbox(&mut inbox) {
+            return None;
+        }
+        inbox.next()
+    }
+
+    /// Moves the next delivery batch from the queue into the (empty) `inbox`; false if the
+    /// queue is empty.
+    fn refill_inbox(&self, inbox: &mut std::vec::IntoIter<Delivery>) -> bool {
+        let Some(batch) = self.shared.deliveries.pop() else { return false };
         self.shared.delivery_msgs.sub(batch.items.len());
         self.shared.delivery_bytes.sub(batch.bytes);
         *inbox = batch.items.into_iter();
-        inbox.next()
+        true
     }
 
     /// The QUACK of this RSM's outgoing stream: every seq below it is held by at least one
