@@ -7,8 +7,16 @@ set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v cc >/dev/null || need+=(gcc)
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/*/libclang*.so* >/dev/null 2>&1 \
-   && ! { [ -n "${LIBCLANG_PATH:-}" ] && ls "$LIBCLANG_PATH"/libclang*.so* >/dev/null 2>&1; }; then
+# libclang itself (libclang.so or libclang-N.so), not libclang-cpp, which some images carry
+# alone and bindgen cannot use.
+has_libclang() {
+  local d
+  for d in "$@"; do
+    ls "$d"/libclang.so* "$d"/libclang-[0-9]*.so* >/dev/null 2>&1 && return 0
+  done
+  return 1
+}
+if ! has_libclang /usr/lib/llvm-*/lib /usr/lib/*-linux-gnu ${LIBCLANG_PATH:+"$LIBCLANG_PATH"}; then
   need+=(libclang-dev)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
