@@ -4,8 +4,16 @@
 //! delivery, resend bookkeeping) for a sliding range of a 64-bit stream. A [`SeqRing`] stores it
 //! in a `VecDeque` of slots so that access is O(1), sliding the base forward costs O(slots
 //! removed), and, once the deque has grown to the working span, nothing allocates.
+//!
+//! The deque grows by a quarter at a time, not by doubling: a sliding window cycles through
+//! its whole allocation, so every slot of capacity is memory the process touches. Windows
+//! settle just above a configured size (retention, a send window), where doubling would make
+//! the engine's largest rings, and the replica's resident memory, nearly twice what they hold.
 
 use std::collections::VecDeque;
+
+/// Fewest slots a growing window adds at once.
+const MIN_GROWTH: usize = 64;
 
 /// Slots for sequence numbers `base .. base + len`, each empty or holding a `T`. Sliding the
 /// base forward frees the slots below it. O(1) access; no allocation once grown.
@@ -105,6 +113,7 @@ impl<T> SeqRing<T> {
         let Ok(off) = usize::try_from(seq - self.base) else {
             return Err(item);
         };
+        self.reserve_span(off.saturating_add(1));
         if off == self.slots.len() {
             // Appending, the common case: one write instead of an empty slot then a swap.
             self.slots.push_back(Some(item));
@@ -119,6 +128,14 @@ impl<T> SeqRing<T> {
             self.occupied += 1;
         }
         Ok(prev)
+    }
+
+    /// Makes room for a span of `span` slots, growing the allocation by at least a quarter.
+    fn reserve_span(&mut self, span: usize) {
+        let len = self.slots.len();
+        if span > self.slots.capacity() {
+            self.slots.reserve_exact((span - len).max(len / 4).max(MIN_GROWTH));
+        }
     }
 
     /// Like [`insert`](Self::insert), but also refuses (`Err(item)`) any `seq ≥ base + max_span`,
@@ -228,6 +245,21 @@ mod tests {
         assert_eq!(r.take(12), None);
         assert!(r.is_empty());
         assert_eq!(r.front_seq(), None);
+    }
+
+    #[test]
+    fn a_sliding_window_allocates_about_its_span_not_twice_it() {
+        // A window that settles just above a power of two (retention plus in-flight messages):
+        // doubling would allocate 2^17 slots for it.
+        let span = (1 << 16) + 1000;
+        let mut r = SeqRing::new(0);
+        for s in 0..(4 * span as u64) {
+            r.insert(s, s).unwrap();
+            r.advance_to((s + 1).saturating_sub(span as u64));
+        }
+        assert_eq!(r.len_span(), span as u64);
+        let cap = r.slots.capacity();
+        assert!(cap >= span && cap <= span + span / 4 + MIN_GROWTH, "capacity {cap} for a span of {span}");
     }
 
     #[test]

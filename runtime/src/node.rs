@@ -36,9 +36,11 @@ pub struct NodeOptions {
     /// Capacity of the command and delivery queues, in messages (a [`Node::submit_batch`]
     /// takes one place in the command queue; its bytes count in full).
     pub queue_capacity: usize,
-    /// Capacity of the command and delivery queues, in payload and proof bytes (each always
-    /// takes at least one message): bounds a node's memory with large messages, where the
-    /// message count would not.
+    /// Capacity of the command and delivery queues, in bytes: payloads and proofs plus each
+    /// message's own bookkeeping ([`QUEUED_MESSAGE_BYTES`]; each queue always takes at least
+    /// one message). Bounds a node's memory with large messages, where the message count
+    /// would not, and with small ones, where payload bytes alone would let a queue hold
+    /// hundreds of thousands of messages.
     pub queue_bytes: usize,
     /// How often the published statistics are refreshed.
     pub stats_interval: Duration,
@@ -162,11 +164,21 @@ enum Command {
     },
 }
 
+/// What a queued message costs besides its payload and proof bytes, for the queues' byte
+/// budgets: a payload and a proof handle (a submitted pair, or a delivery's payload and
+/// optional proof), plus a sequence number.
+pub const QUEUED_MESSAGE_BYTES: usize = std::mem::size_of::<Delivery>();
+
+/// Bytes a queued message of `payload` and `proof` bytes counts for in a queue's byte budget.
+fn queued_bytes(payload: usize, proof: usize) -> usize {
+    payload + proof + QUEUED_MESSAGE_BYTES
+}
+
 impl Command {
     /// Bytes it holds, for the queue's byte budget.
     fn bytes(&self) -> usize {
         match self {
-            Self::Submit { payload, proof, .. } => payload.len() + proof.len(),
+            Self::Submit { payload, proof, .. } => queued_bytes(payload.len(), proof.len()),
             Self::SubmitBatch { bytes, .. } => *bytes,
         }
     }
@@ -175,7 +187,7 @@ impl Command {
 impl Delivery {
     /// Bytes it holds, for the queue's byte budget.
     fn bytes(&self) -> usize {
-        self.payload.len() + self.proof.as_ref().map_or(0, Bytes::len)
+        queued_bytes(self.payload.len(), self.proof.as_ref().map_or(0, Bytes::len))
     }
 }
 
@@ -454,7 +466,7 @@ impl Node {
             return Ok(());
         }
         let count = messages.len() as u64;
-        let bytes = messages.iter().map(|(p, q)| p.len() + q.len()).sum();
+        let bytes = messages.iter().map(|(p, q)| queued_bytes(p.len(), q.len())).sum();
         let items = std::mem::take(messages).into_iter();
         if let Err((e, cmd)) = self.push_command(Command::SubmitBatch { seq: first, items, bytes }, timeout) {
             if let Command::SubmitBatch { items, .. } = cmd {

@@ -241,11 +241,29 @@ const FRAME_POOL_BUFFERS: usize = 32;
 /// ... and at most this much idle capacity.
 const FRAME_POOL_BYTES: usize = 32 << 20;
 
+/// A message's proof as the engine stores it. Most deployments' proofs are empty (CFT), and a
+/// `Bytes` handle would take 32 bytes in every slot of the send window and of retention —
+/// windows of hundreds of thousands of slots, all of which a replica touches. Boxed, an empty
+/// proof takes 8 bytes and a real one an allocation, which BFT's signature checks dwarf.
+#[derive(Debug, Default)]
+struct StoredProof(Option<Box<Bytes>>);
+
+impl StoredProof {
+    fn new(proof: Bytes) -> Self {
+        Self((!proof.is_empty()).then(|| Box::new(proof)))
+    }
+
+    fn get(&self) -> &Bytes {
+        static EMPTY: Bytes = Bytes::new();
+        self.0.as_deref().unwrap_or(&EMPTY)
+    }
+}
+
 /// A message of the outgoing stream that this replica keeps for a sending duty.
 #[derive(Debug)]
 struct OutMsg {
     payload: Bytes,
-    proof: Bytes,
+    proof: StoredProof,
     /// When the message entered the send window (None: still held back by flow control).
     released_at: Option<Time>,
     /// Loss-detection state, once a receiver reported the message missing or it was resent
@@ -278,7 +296,7 @@ struct LossTrack {
 #[derive(Debug)]
 struct Held {
     payload: Bytes,
-    proof: Bytes,
+    proof: StoredProof,
     /// When this replica got it (repairs wait `repair_delay` after this).
     at: Time,
     /// Forwards and repairs of it still queued: it is not trimmed while any are.
@@ -295,7 +313,7 @@ struct Held {
 
 impl Held {
     fn new(payload: Bytes, proof: Bytes, at: Time) -> Self {
-        Self { payload, proof, at, pending: 0, sent_to: 0, sent_at: at, repairs: 0 }
+        Self { payload, proof: StoredProof::new(proof), at, pending: 0, sent_to: 0, sent_at: at, repairs: 0 }
     }
 }
 

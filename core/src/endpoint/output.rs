@@ -70,8 +70,10 @@ impl Endpoint {
                 self.forward_delay.sample(now.saturating_since(h.at));
             }
             let item = match p.kind {
-                RecordKind::First | RecordKind::Resend { .. } => self.out.get(p.seq).map(|m| (&m.payload, &m.proof)),
-                RecordKind::Forward | RecordKind::Repair => self.held.get(p.seq).map(|h| (&h.payload, &h.proof)),
+                RecordKind::First | RecordKind::Resend { .. } => {
+                    self.out.get(p.seq).map(|m| (&m.payload, m.proof.get()))
+                }
+                RecordKind::Forward | RecordKind::Repair => self.held.get(p.seq).map(|h| (&h.payload, h.proof.get())),
             };
             let Some((payload, proof)) = item else {
                 // Freed meanwhile (QUACKed): nobody needs it any more.

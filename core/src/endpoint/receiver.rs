@@ -136,7 +136,7 @@ impl Endpoint {
             h.sent_to |= 1 << p;
         }
         h.sent_at = now;
-        self.queues[d].push_back(Pending::new(seq, kind, &h.payload, &h.proof));
+        self.queues[d].push_back(Pending::new(seq, kind, &h.payload, h.proof.get()));
     }
 
     /// A queued forward or repair of `seq` left its queue (sent or dropped).

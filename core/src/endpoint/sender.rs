@@ -31,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::plan::resend_number;
-use super::{Endpoint, Event, LossTrack, OutMsg, Pending, TransmitError, record_len};
+use super::{Endpoint, Event, LossTrack, OutMsg, Pending, StoredProof, TransmitError, record_len};
 use crate::adversary::Behavior;
 use crate::config::Strategy;
 use crate::time::Time;
@@ -59,7 +59,15 @@ impl Endpoint {
         self.tx_offsets.push(payload.len() as u64);
         let (stores, first) = self.plan.duty(seq);
         if stores {
-            let msg = OutMsg { payload, proof, released_at: None, loss: None, otu_attempts: 0, ahead: 0, first };
+            let msg = OutMsg {
+                payload,
+                proof: StoredProof::new(proof),
+                released_at: None,
+                loss: None,
+                otu_attempts: 0,
+                ahead: 0,
+                first,
+            };
             // The ring's base is the QUACK, which never passes next_transmit.
             let _ = self.out.insert(seq, msg);
         }
@@ -109,11 +117,16 @@ impl Endpoint {
             }
             if self.plan.strategy() == Strategy::Picsou {
                 if let Some(r) = m.first {
-                    self.queues[usize::from(r)].push_back(Pending::new(seq, RecordKind::First, &m.payload, &m.proof));
+                    self.queues[usize::from(r)].push_back(Pending::new(
+                        seq,
+                        RecordKind::First,
+                        &m.payload,
+                        m.proof.get(),
+                    ));
                     self.stats.first_sends += 1;
                 }
             } else {
-                let p = Pending::new(seq, RecordKind::First, &m.payload, &m.proof);
+                let p = Pending::new(seq, RecordKind::First, &m.payload, m.proof.get());
                 for r in self.plan.first_dests(seq) {
                     self.queues[usize::from(r)].push_back(p);
                     self.stats.first_sends += 1;
@@ -247,7 +260,7 @@ impl Endpoint {
         }
         m.loss = Some(Box::new(LossTrack { round, round_at: now, ahead: self.released_bytes, counts: Vec::new() }));
         let number = resend_number(round);
-        let p = Pending::new(seq, RecordKind::Resend { number }, &m.payload, &m.proof);
+        let p = Pending::new(seq, RecordKind::Resend { number }, &m.payload, m.proof.get());
         self.queues[usize::from(recv)].push_back(p);
         self.stats.resends += 1;
         self.events.push_back(Event::Resent { seq, number });
@@ -399,7 +412,7 @@ impl Endpoint {
             self.note_failed_first_send(now, k);
         }
         let Some(m) = self.out.get_mut(k) else { return };
-        let len = record_len(&m.payload, &m.proof);
+        let len = record_len(&m.payload, m.proof.get());
         let Some(loss) = m.loss.as_mut() else { return };
         loss.round += 1;
         loss.round_at = now;
@@ -441,7 +454,7 @@ impl Endpoint {
                 continue;
             }
             let number = u16::try_from(attempt).unwrap_or(u16::MAX);
-            let p = Pending::new(k, RecordKind::Resend { number }, &m.payload, &m.proof);
+            let p = Pending::new(k, RecordKind::Resend { number }, &m.payload, m.proof.get());
             for &r in self.plan.otu_out_set() {
                 self.queues[usize::from(r)].push_back(p);
                 self.stats.resends += 1;

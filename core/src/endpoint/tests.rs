@@ -455,3 +455,13 @@ mod fuzz {
         }
     }
 }
+
+/// Every slot of the send window and of retention is memory a replica touches (hundreds of
+/// thousands of them by default): keep the per-message records small.
+#[test]
+fn per_message_records_stay_small() {
+    let held = size_of::<Option<Held>>();
+    let out = size_of::<Option<OutMsg>>();
+    assert!(held <= 72, "a retention slot takes {held} bytes");
+    assert!(out <= 88, "a send window slot takes {out} bytes");
+}

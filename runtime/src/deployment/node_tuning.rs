@@ -13,8 +13,10 @@ pub struct NodeTuning {
     /// Capacity of the submit and delivery queues, in messages (`queue_capacity`; a
     /// `submit_batch` takes one place).
     pub queue_capacity: usize,
-    /// Capacity of the submit and delivery queues, in payload bytes (`queue_mib`, MiB): with
-    /// large messages a message count alone would let them hold gigabytes.
+    /// Capacity of the submit and delivery queues, in bytes (`queue_mib`, MiB): payloads and
+    /// proofs plus each message's bookkeeping. With large messages a message count alone would
+    /// let them hold gigabytes; a hand-off between the application and the node thread needs
+    /// milliseconds of traffic, not seconds (the engine buffers its windows itself).
     pub queue_bytes: usize,
     /// How often statistics are published (`stats_interval_ms`, milliseconds).
     pub stats_interval: Duration,
@@ -26,7 +28,7 @@ impl Default for NodeTuning {
             batch_messages: 4096,
             batch_linger: Duration::ZERO,
             queue_capacity: 65_536,
-            queue_bytes: 32 << 20,
+            queue_bytes: 8 << 20,
             stats_interval: Duration::from_millis(100),
         }
     }
