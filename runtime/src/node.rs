@@ -167,7 +167,7 @@ enum Command {
 /// What a queued message costs besides its payload and proof bytes, for the queues' byte
 /// budgets: a payload and a proof handle (a submitted pair, or a delivery's payload and
 /// optional proof), plus a sequence number.
-pub const QUEUED_MESSAGE_BYTES: usize = std::mem::size_of::<Delivery>();
+pub const QUEUED_MESSAGE_BYTES: usize = size_of::<Delivery>();
 
 /// Bytes a queued message of `payload` and `proof` bytes counts for in a queue's byte budget.
 fn queued_bytes(payload: usize, proof: usize) -> usize {
