@@ -149,9 +149,11 @@ pub struct RunOptions {
     pub checkpoint: Option<PathBuf>,
 }
 
-/// Reads a checkpoint written by [`run_replica`]; a missing file is a fresh start.
+/// Reads a checkpoint written by [`run_replica`]; a missing or empty file (a replica killed
+/// before its first checkpoint) is a fresh start.
 pub fn read_checkpoint(path: &Path) -> std::io::Result<StreamStart> {
     match std::fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Ok(StreamStart::default()),
         Ok(text) => {
             let mut it = text.split_whitespace().map(str::parse::<u64>);
             match (it.next(), it.next()) {
@@ -167,13 +169,47 @@ pub fn read_checkpoint(path: &Path) -> std::io::Result<StreamStart> {
     }
 }
 
-/// Writes a checkpoint atomically (temporary file, then rename).
-fn write_checkpoint(path: &Path, start: StreamStart) {
-    let tmp = path.with_extension("tmp");
-    let ok = std::fs::write(&tmp, format!("{} {}\n", start.transmit, start.receive))
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = ok {
-        tracing::warn!("cannot write checkpoint {}: {e}", path.display());
+/// Writes a replica's checkpoint: two fixed-width numbers overwritten in place by one
+/// positioned write (one system call; a temporary file and a rename cost four, and filesystem
+/// metadata work, 20 times a second per replica). A write of 42 bytes at offset 0 lands whole
+/// or not at all when the process is killed, which is what a restart reads after.
+pub struct Checkpointer {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+/// Length of a checkpoint record: "{transmit:020} {receive:020}\n".
+const CHECKPOINT_LEN: u64 = 42;
+
+impl Checkpointer {
+    /// Opens (or creates) the checkpoint at `path`, keeping what it holds until the first
+    /// [`write`](Self::write). Errors are logged: a replica runs on without checkpoints.
+    pub fn new(path: &Path) -> Self {
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path);
+        let file = match file {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!("cannot open checkpoint {}: {e}", path.display());
+                None
+            }
+        };
+        Self { path: path.to_path_buf(), file }
+    }
+
+    /// Records `start` (what [`read_checkpoint`] returns after a restart).
+    pub fn write(&self, start: StreamStart) {
+        use std::os::unix::fs::FileExt;
+        let Some(file) = &self.file else { return };
+        let record = format!("{:020} {:020}\n", start.transmit, start.receive);
+        debug_assert_eq!(record.len() as u64, CHECKPOINT_LEN);
+        // Written before the file is cut to length, so that it never holds less than a record
+        // once it held one (a longer file is one written by another version).
+        let ok = file
+            .write_all_at(record.as_bytes(), 0)
+            .and_then(|()| if file.metadata()?.len() > CHECKPOINT_LEN { file.set_len(CHECKPOINT_LEN) } else { Ok(()) });
+        if let Err(e) = ok {
+            tracing::warn!("cannot write checkpoint {}: {e}", self.path.display());
+        }
     }
 }
 
@@ -214,14 +250,15 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
         }
         let mut quacked_at = None;
         let mut last_checkpoint = Instant::now();
+        let checkpointer = options.checkpoint.as_deref().map(Checkpointer::new);
         let mut ready = Vec::with_capacity(DELIVERY_BATCH);
         loop {
             let now = Instant::now();
-            if let Some(path) = &options.checkpoint
+            if let Some(checkpointer) = &checkpointer
                 && now.duration_since(last_checkpoint) >= Duration::from_millis(50)
             {
                 last_checkpoint = now;
-                write_checkpoint(path, StreamStart { transmit: node.quacked(), receive: report.delivered });
+                checkpointer.write(StreamStart { transmit: node.quacked(), receive: report.delivered });
             }
             if now >= deadline {
                 break;
