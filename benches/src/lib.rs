@@ -94,7 +94,7 @@ impl Deployment {
                 }
                 while let Some(t) = self.eps[i].poll_transmit(self.now) {
                     let to = self.index(t.to);
-                    self.frames.push((i, to, t.frame));
+                    self.frames.push((i, to, t.frame.into_bytes()));
                 }
                 while let Some(e) = self.eps[i].poll_event() {
                     match e {

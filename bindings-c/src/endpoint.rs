@@ -516,7 +516,7 @@ pub unsafe extern "C" fn picsou_endpoint_poll_transmit(
                     len.set(needed);
                     return Err(Error::too_small("buf", needed, cap));
                 }
-                buf.write(&[&t.frame]);
+                buf.write(&[&t.frame.head, &t.frame.shared]);
                 to.set(t.to.into());
                 len.set(t.frame.len());
                 Ok(())

@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
-use bytes::Bytes;
 use picsou_core::ReplicaId;
 use picsou_runtime::deployment::DeploymentConfig;
 use picsou_runtime::local::{DeploymentReport, run_in_process};
 use picsou_runtime::node::NodeError;
 use picsou_runtime::transport::mem::MemNetwork;
-use picsou_runtime::transport::{SendStatus, Transport, TransportError, TransportEvent, TransportStats, Wake};
+use picsou_runtime::transport::{
+    EncodedFrame, SendStatus, Transport, TransportError, TransportEvent, TransportStats, Wake,
+};
 use pyo3::prelude::*;
 
 use crate::config::{apply_overrides, config_arg};
@@ -40,7 +41,7 @@ impl Transport for Interruptible {
         self.inner.kind()
     }
 
-    fn send(&mut self, peer: ReplicaId, frame: Bytes) -> SendStatus {
+    fn send(&mut self, peer: ReplicaId, frame: EncodedFrame) -> SendStatus {
         self.inner.send(peer, frame)
     }
 

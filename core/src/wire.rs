@@ -18,12 +18,18 @@
 //! - **Length prefix first.** The first four bytes are the total frame length, so stream
 //!   transports can split a byte stream into frames ([`frame_len`]) without understanding
 //!   anything else, across all versions.
-//! - **Authenticate, then parse.** The last [`TAG_LEN`] bytes are a truncated BLAKE3 keyed hash,
-//!   under the key of the (sender, receiver) link, of everything before them. [`decode`] checks
-//!   only the fixed header (cheap, bounded, needed to find the key) before verifying the MAC, so
-//!   record parsing — the only part whose cost depends on attacker-chosen counts — runs only on
-//!   bytes a holder of the link key produced. Header checks that precede the MAC are purely
-//!   structural and leak nothing about the key.
+//! - **Authenticate, then parse.** A frame is a *head* (fixed header, φ-list, tag) and a
+//!   *record section* (record count, records). The tag is a truncated BLAKE3 keyed hash, under
+//!   the key of the (sender, receiver) link, of the head before it and of the section's BLAKE3
+//!   digest. [`decode`] checks only the fixed header (cheap, bounded, needed to find the key)
+//!   before verifying the MAC, so record parsing — the only part whose cost depends on
+//!   attacker-chosen counts — runs only on bytes a holder of the link key produced. Header
+//!   checks that precede the MAC are purely structural and leak nothing about the key.
+//! - **Forward without copying or hashing again.** Because the tag covers the section through
+//!   its digest, a replica that forwards the records of a frame it received to its peers sends
+//!   the received section unchanged behind a head of its own ([`FrameBuilder::finish_sharing`]):
+//!   one digest (computed while verifying) serves every copy, and the section's bytes go to
+//!   the transport as they arrived ([`EncodedFrame`]).
 //! - **Zero copy.** Decoded payloads and proofs are [`Bytes::slice`]s of the received frame:
 //!   one reference-counted buffer, no per-record allocation. Encoding appends into one
 //!   buffer (recycled through a [`BufPool`] for large frames) with no per-record allocation
@@ -45,10 +51,12 @@ use crate::keys::MacKey;
 
 /// Version of the wire format this crate speaks. Bumped on any change of layout or meaning;
 /// receivers reject other versions (see `WIRE.md`, "Versioning").
-pub const VERSION: u8 = 1;
-/// Length of the MAC tag at the end of every frame: 128 bits of BLAKE3 output, which is ample
+pub const VERSION: u8 = 2;
+/// Length of the MAC tag that ends a frame's head: 128 bits of BLAKE3 output, which is ample
 /// for an online forgery bound while saving 16 bytes per frame over the full hash.
 pub const TAG_LEN: usize = 16;
+/// Length of a record section's digest (a BLAKE3 hash), which the tag covers.
+pub const DIGEST_LEN: usize = 32;
 /// The two magic bytes at offset 4, `"PQ"`: they catch a peer speaking some other protocol, or
 /// a stream transport that lost frame alignment, before any other interpretation.
 pub const MAGIC: [u8; 2] = *b"PQ";
@@ -59,12 +67,12 @@ pub const HEADER_LEN: usize = 40;
 const TS_AT: usize = 24;
 /// Offset of the timestamp echo in the header.
 const ECHO_AT: usize = 32;
-/// Length of the record count field that follows the φ-list.
+/// Length of the record count field that starts the record section.
 pub const COUNT_LEN: usize = 4;
 /// Length of a record's fixed header: kind, resend number, seq, payload length, proof length.
 pub const RECORD_HEADER_LEN: usize = 19;
-/// Smallest valid frame: header, empty φ-list, record count, tag.
-pub const MIN_FRAME_LEN: usize = HEADER_LEN + COUNT_LEN + TAG_LEN;
+/// Smallest valid frame: header, empty φ-list, tag, record count.
+pub const MIN_FRAME_LEN: usize = HEADER_LEN + TAG_LEN + COUNT_LEN;
 /// Largest φ-list the format can express, in 64-bit words (the count is a `u16`).
 pub const MAX_PHI_WORDS: usize = u16::MAX as usize;
 
@@ -72,7 +80,13 @@ pub const MAX_PHI_WORDS: usize = u16::MAX as usize;
 /// [`FrameBuilder::record_len`] per record for the total. Lets the engine budget frames before
 /// building them.
 pub const fn frame_overhead(phi_words: usize) -> usize {
-    HEADER_LEN + 8 * phi_words + COUNT_LEN + TAG_LEN
+    head_len(phi_words) + COUNT_LEN
+}
+
+/// Length of a frame's head: the fixed header, a φ-list of `phi_words` words and the tag. The
+/// record section starts there.
+pub const fn head_len(phi_words: usize) -> usize {
+    HEADER_LEN + 8 * phi_words + TAG_LEN
 }
 
 // Record kind codes.
@@ -207,6 +221,59 @@ pub struct Frame {
     pub records: Vec<Record>,
 }
 
+/// A received frame's record section (record count and records, as they arrived) and its
+/// digest: what a replica needs to forward those records to a peer unchanged
+/// ([`FrameBuilder::finish_sharing`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordSection {
+    /// The section's bytes, a slice of the received frame.
+    pub bytes: Bytes,
+    /// Its BLAKE3 digest, which the MAC of every frame carrying it covers.
+    pub digest: [u8; DIGEST_LEN],
+}
+
+/// A frame ready for a transport: the bytes of `head`, then those of `shared`. A frame the
+/// engine built is whole in `head` (`shared` empty); a frame forwarding a received record
+/// section has a head of its own and shares the section with the frame it arrived in and the
+/// other forwarded copies, so that nothing is copied or hashed per copy. Transports that write
+/// scattered buffers send both as they are; others join them ([`EncodedFrame::into_bytes`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EncodedFrame {
+    /// The frame's first bytes (all of them unless `shared` is non-empty).
+    pub head: Bytes,
+    /// The rest: a record section shared with other frames, or empty.
+    pub shared: Bytes,
+}
+
+impl EncodedFrame {
+    /// Length of the frame in bytes.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.shared.len()
+    }
+
+    /// Whether the frame has no bytes (never true of a frame the engine built).
+    pub fn is_empty(&self) -> bool {
+        self.head.is_empty() && self.shared.is_empty()
+    }
+
+    /// The frame's bytes in one buffer (a copy only if it has a shared part).
+    pub fn into_bytes(self) -> Bytes {
+        if self.shared.is_empty() {
+            return self.head;
+        }
+        let mut joined = Vec::with_capacity(self.len());
+        joined.extend_from_slice(&self.head);
+        joined.extend_from_slice(&self.shared);
+        Bytes::from(joined)
+    }
+}
+
+impl From<Bytes> for EncodedFrame {
+    fn from(head: Bytes) -> Self {
+        Self { head, shared: Bytes::new() }
+    }
+}
+
 /// Limits applied while decoding untrusted bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -315,13 +382,16 @@ pub enum DecodeError {
 ///
 /// The engine creates a builder per outgoing frame, pushes records while
 /// [`FrameBuilder::len`] plus the next [`FrameBuilder::record_len`] fits its budget, and calls
-/// [`FrameBuilder::finish`]. Nothing is allocated per record.
+/// [`FrameBuilder::finish`]; or, to forward a received record section, pushes nothing and
+/// calls [`FrameBuilder::finish_sharing`]. Nothing is allocated per record.
 #[derive(Debug)]
 pub struct FrameBuilder {
     buf: Vec<u8>,
     /// Where `buf` came from and returns to, for large frames.
     pool: Option<BufPool>,
-    /// Offset of the record count field, patched by `finish`.
+    /// Offset of the tag, written by `finish` (the end of the header and φ-list).
+    tag_at: usize,
+    /// Offset of the record count field (the start of the record section), patched by `finish`.
     count_at: usize,
     records: u32,
 }
@@ -390,10 +460,12 @@ impl FrameBuilder {
         for &word in phi {
             buf.put_u64_le(word);
         }
+        let tag_at = buf.len();
+        buf.put_bytes(0, TAG_LEN); // tag, written by `finish`
         let count_at = buf.len();
         buf.put_u32_le(0); // record count, patched by `finish`
-        debug_assert_eq!(buf.len() + TAG_LEN, overhead);
-        Self { buf, pool: pool.cloned(), count_at, records: 0 }
+        debug_assert_eq!(buf.len(), overhead);
+        Self { buf, pool: pool.cloned(), tag_at, count_at, records: 0 }
     }
 
     /// Sets the frame's timestamp (`ts`, the sender's clock in nanoseconds now) and the echo of
@@ -410,9 +482,9 @@ impl FrameBuilder {
         RECORD_HEADER_LEN + payload_len + proof_len
     }
 
-    /// Bytes the frame would have if finished now (including the tag).
+    /// Bytes the frame would have if finished now.
     pub fn len(&self) -> usize {
-        self.buf.len() + TAG_LEN
+        self.buf.len()
     }
 
     /// Whether no record has been pushed yet (a frame may still be sent for its ack alone).
@@ -446,22 +518,41 @@ impl FrameBuilder {
         self.records += 1;
     }
 
-    /// Writes the length and record count, appends the MAC, and returns the frame.
+    /// Writes the length and record count, then the MAC, and returns the frame.
     ///
     /// # Panics
     ///
     /// If the frame is 4 GiB or longer (the length field is a `u32`).
     pub fn finish(self, key: &MacKey) -> Bytes {
-        let Self { mut buf, pool, count_at, records } = self;
-        let total = u32::try_from(buf.len() + TAG_LEN).expect("frame too large for the wire");
+        let Self { mut buf, pool, tag_at, count_at, records } = self;
+        let total = u32::try_from(buf.len()).expect("frame too large for the wire");
         buf[..4].copy_from_slice(&total.to_le_bytes());
         buf[count_at..count_at + COUNT_LEN].copy_from_slice(&records.to_le_bytes());
-        let tag = mac(key, &buf);
-        buf.put_slice(&tag);
+        let digest = section_digest(&buf[count_at..]);
+        let tag = mac(key, &buf[..tag_at], &digest);
+        buf[tag_at..count_at].copy_from_slice(&tag);
         match pool {
             Some(pool) => pool.freeze(buf),
             None => Bytes::from(buf),
         }
+    }
+
+    /// Seals a frame that carries `section` (a record section received in another frame)
+    /// as its records, and returns it as this frame's head followed by the shared section:
+    /// the section is neither copied nor hashed again. Records pushed before are discarded.
+    ///
+    /// # Panics
+    ///
+    /// If the frame is 4 GiB or longer (the length field is a `u32`).
+    pub fn finish_sharing(self, key: &MacKey, section: &RecordSection) -> EncodedFrame {
+        let Self { mut buf, tag_at, count_at, records, .. } = self;
+        debug_assert!(records == 0, "records pushed into a frame that shares a section");
+        buf.truncate(count_at);
+        let total = u32::try_from(count_at + section.bytes.len()).expect("frame too large for the wire");
+        buf[..4].copy_from_slice(&total.to_le_bytes());
+        let tag = mac(key, &buf[..tag_at], &section.digest);
+        buf[tag_at..count_at].copy_from_slice(&tag);
+        EncodedFrame { head: Bytes::from(buf), shared: section.bytes.clone() }
     }
 }
 
@@ -474,11 +565,20 @@ fn significant_phi(phi: &[u64]) -> &[u64] {
     &phi[..len]
 }
 
-/// The tag of `data` under `key`: the first [`TAG_LEN`] bytes of its BLAKE3 keyed hash.
-fn mac(key: &MacKey, data: &[u8]) -> [u8; TAG_LEN] {
-    let hash = blake3::keyed_hash(key, data);
+/// The digest of a record section (count and records) that a frame's tag covers.
+fn section_digest(section: &[u8]) -> [u8; DIGEST_LEN] {
+    *blake3::hash(section).as_bytes()
+}
+
+/// The tag of a frame whose header and φ-list are `head` and whose record section has digest
+/// `digest`: the first [`TAG_LEN`] bytes of the BLAKE3 keyed hash under `key` of `head`
+/// followed by `digest`.
+fn mac(key: &MacKey, head: &[u8], digest: &[u8; DIGEST_LEN]) -> [u8; TAG_LEN] {
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    hasher.update(head);
+    hasher.update(digest);
     let mut tag = [0u8; TAG_LEN];
-    tag.copy_from_slice(&hash.as_bytes()[..TAG_LEN]);
+    tag.copy_from_slice(&hasher.finalize().as_bytes()[..TAG_LEN]);
     tag
 }
 
@@ -553,11 +653,21 @@ pub fn decode(
     limits: &Limits,
     key: impl FnOnce(ReplicaId) -> Option<MacKey>,
 ) -> Result<Frame, DecodeError> {
+    decode_with_section(frame, limits, key).map(|(frame, _)| frame)
+}
+
+/// Like [`decode`], also returning the frame's record section and its digest, for a replica
+/// that forwards the records unchanged.
+pub fn decode_with_section(
+    frame: Bytes,
+    limits: &Limits,
+    key: impl FnOnce(ReplicaId) -> Option<MacKey>,
+) -> Result<(Frame, RecordSection), DecodeError> {
     let actual = frame.len();
     if actual < MIN_FRAME_LEN {
         return Err(DecodeError::Truncated);
     }
-    let mut r = Reader { buf: &frame[..actual - TAG_LEN], pos: 0 };
+    let mut r = Reader { buf: &frame, pos: 0 };
 
     // Fixed header: structural checks only, before the MAC.
     let declared = r.u32()? as usize;
@@ -590,16 +700,18 @@ pub fn decode(
     if phi_words > limits.max_phi_words {
         return Err(DecodeError::PhiTooLong { words: phi_words, max: limits.max_phi_words });
     }
-    // The ack, φ-list and record count must fit before the tag.
+    // The ack, φ-list, tag and record count must fit.
     if actual < frame_overhead(phi_words) {
         return Err(DecodeError::Truncated);
     }
 
-    // Authenticate everything before the tag.
+    // Authenticate the head and, through its digest, the record section.
     let key = key(src).ok_or(DecodeError::UnknownKey(src))?;
-    let (body, tag) = frame.split_at(actual - TAG_LEN);
-    let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| DecodeError::Truncated)?;
-    if !tags_equal(&mac(&key, body), tag) {
+    let tag_at = head_len(phi_words) - TAG_LEN;
+    let section_at = head_len(phi_words);
+    let tag: &[u8; TAG_LEN] = frame[tag_at..section_at].try_into().map_err(|_| DecodeError::Truncated)?;
+    let digest = section_digest(&frame[section_at..]);
+    if !tags_equal(&mac(&key, &frame[..tag_at], &digest), tag) {
         return Err(DecodeError::BadMac);
     }
 
@@ -611,6 +723,7 @@ pub fn decode(
     for _ in 0..phi_words {
         phi.push(r.u64()?);
     }
+    r.take(TAG_LEN)?;
     let count = r.u32()? as usize;
     let max = r.remaining() / RECORD_HEADER_LEN;
     if count > max {
@@ -644,7 +757,8 @@ pub fn decode(
     if r.remaining() != 0 {
         return Err(DecodeError::TrailingBytes);
     }
-    Ok(Frame { kind, src, dst, ack: AckReport { next, phi }, ts, echo, records })
+    let section = RecordSection { bytes: frame.slice(section_at..), digest };
+    Ok((Frame { kind, src, dst, ack: AckReport { next, phi }, ts, echo, records }, section))
 }
 
 /// For stream transports: the total length of the frame that starts with `prefix`, once at
@@ -715,7 +829,8 @@ mod tests {
         }
     }
 
-    /// A raw header with zero timestamps (length and count left zero for `seal` / the caller).
+    /// A raw header and φ-list with zero timestamps (length left zero for `seal`, which also
+    /// inserts the tag after the φ-list).
     fn raw_header(kind: u8, src: (u8, u16), dst: (u8, u16), next: u64, phi: &[u64]) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(&0u32.to_le_bytes());
@@ -766,12 +881,16 @@ mod tests {
         v
     }
 
-    /// Patches the length field of `body` (everything but the tag) and appends a valid tag.
+    /// Patches the length field of `body` (the frame without its tag: header, φ-list, record
+    /// section) and inserts a valid tag after the φ-list (or at the end if the φ count points
+    /// beyond it).
     fn seal(mut body: Vec<u8>, key: &MacKey) -> Bytes {
         let total = (body.len() + TAG_LEN) as u32;
         body[..4].copy_from_slice(&total.to_le_bytes());
-        let tag = mac(key, &body);
-        body.extend_from_slice(&tag);
+        let words = u16::from_le_bytes([body[14], body[15]]) as usize;
+        let tag_at = (HEADER_LEN + 8 * words).min(body.len());
+        let tag = mac(key, &body[..tag_at], &section_digest(&body[tag_at..]));
+        body.splice(tag_at..tag_at, tag);
         Bytes::from(body)
     }
 
@@ -830,6 +949,45 @@ mod tests {
         for rec in f.records.iter().filter(|r| !r.payload.is_empty()) {
             assert!(range.contains(&rec.payload.as_ptr()));
         }
+    }
+
+    #[test]
+    fn a_received_section_is_forwarded_unchanged_under_a_new_head() {
+        let f = sample();
+        let bytes = build(&f, &KEY);
+        let (decoded, section) = decode_with_section(bytes.clone(), &limits(), |_| Some(KEY)).unwrap();
+        assert_eq!(decoded, f);
+        assert_eq!(section.bytes, bytes.slice(head_len(3)..));
+        // The receiver forwards the records to a peer of its RSM, under that link's key.
+        let (me, peer) = (f.dst, ReplicaId::new(1, 7));
+        let ack = AckReport { next: 9, phi: vec![1] };
+        let mut b = FrameBuilder::new(FrameKind::Internal, me, peer, &ack);
+        b.set_timestamps(5, 6);
+        let fwd = b.finish_sharing(&OTHER_KEY, &section);
+        assert_eq!(fwd.head.len(), head_len(1));
+        assert_eq!(fwd.shared.as_ptr(), bytes[head_len(3)..].as_ptr(), "the section is not copied");
+        let joined = fwd.clone().into_bytes();
+        assert_eq!(joined.len(), fwd.len());
+        assert_eq!(frame_len(&joined), Some(joined.len()));
+        // The same bytes as a frame built record by record.
+        let mut whole = FrameBuilder::new(FrameKind::Internal, me, peer, &ack);
+        whole.set_timestamps(5, 6);
+        for rec in &f.records {
+            whole.push(rec.kind, rec.seq, &rec.payload, &rec.proof);
+        }
+        assert_eq!(whole.finish(&OTHER_KEY), joined);
+        let got = decode(joined.clone(), &limits(), |_| Some(OTHER_KEY)).unwrap();
+        assert_eq!(
+            (got.kind, got.src, got.dst, &got.ack, got.ts, got.echo),
+            (FrameKind::Internal, me, peer, &ack, 5, 6)
+        );
+        assert_eq!(got.records, f.records);
+        // Only under the forwarding link's key, and only with the section's exact bytes.
+        assert_eq!(decode(joined.clone(), &limits(), |_| Some(KEY)).unwrap_err(), DecodeError::BadMac);
+        let mut v = joined.to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        assert_eq!(decode(Bytes::from(v), &limits(), |_| Some(OTHER_KEY)).unwrap_err(), DecodeError::BadMac);
     }
 
     #[test]
@@ -926,7 +1084,8 @@ mod tests {
         );
         assert_eq!(patched(4, b'X'), DecodeError::BadMagic);
         assert_eq!(patched(5, b'X'), DecodeError::BadMagic);
-        assert_eq!(patched(6, 2), DecodeError::UnsupportedVersion(2));
+        assert_eq!(patched(6, 1), DecodeError::UnsupportedVersion(1));
+        assert_eq!(patched(6, 3), DecodeError::UnsupportedVersion(3));
         assert_eq!(patched(6, 0), DecodeError::UnsupportedVersion(0));
         assert_eq!(patched(7, 2), DecodeError::UnknownFrameKind(2));
         assert_eq!(patched(7, 1), DecodeError::KindMismatch);

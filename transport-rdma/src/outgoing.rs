@@ -25,14 +25,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use picsou_core::ReplicaId;
 use picsou_core::keys::MacKey;
 use picsou_runtime::transport::backoff::Backoff;
 use picsou_runtime::transport::tcp::{connect_status, probe_closed};
-use picsou_runtime::transport::{SendStatus, TransportEvent, TransportStats, hello};
+use picsou_runtime::transport::{EncodedFrame, SendStatus, TransportEvent, TransportStats, hello};
 
 use crate::memory::Memory;
 use crate::ring::{FrameQueue, Geometry, RingWriter, Span, load_credit};
@@ -201,7 +200,7 @@ impl<Q: QueuePair> Outgoing<Q> {
 
     /// Takes a frame (dropped while down).
     /// Takes no [`Ctx`]: nothing here needs the clock, which would otherwise be read per frame.
-    pub(crate) fn send(&mut self, frame: Bytes, stats: &mut TransportStats, max_queued: usize) -> SendStatus {
+    pub(crate) fn send(&mut self, frame: EncodedFrame, stats: &mut TransportStats, max_queued: usize) -> SendStatus {
         if matches!(self.link, Link::Down { .. }) || frame.is_empty() {
             tracing::trace!(peer = %self.peer, len = frame.len(), "frame dropped (link down or empty frame)");
             stats.frames_dropped += 1;

@@ -36,6 +36,7 @@
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use picsou_runtime::transport::EncodedFrame;
 
 use crate::memory::Memory;
 
@@ -116,20 +117,29 @@ impl Geometry {
 }
 
 /// Frames waiting to be written to one peer, in order; the front one may be partly written.
+/// A frame in two parts (a head and a shared record section) is queued as two pieces that
+/// are copied into records one after the other, the `END` flag on the last.
 #[derive(Debug, Default)]
 pub struct FrameQueue {
-    frames: VecDeque<Bytes>,
-    /// Bytes of the front frame already in records.
+    /// Pieces of frames, each with whether it ends its frame.
+    frames: VecDeque<(Bytes, bool)>,
+    /// Bytes of the front piece already in records.
     front_done: usize,
     /// Bytes not yet in records.
     bytes: usize,
 }
 
 impl FrameQueue {
-    /// Appends a frame.
-    pub fn push(&mut self, frame: Bytes) {
-        self.bytes += frame.len();
-        self.frames.push_back(frame);
+    /// Appends a frame (empty parts are skipped).
+    pub fn push(&mut self, frame: impl Into<EncodedFrame>) {
+        let EncodedFrame { head, shared } = frame.into();
+        let whole = shared.is_empty();
+        for (piece, ends) in [(head, whole), (shared, true)] {
+            if !piece.is_empty() {
+                self.bytes += piece.len();
+                self.frames.push_back((piece, ends));
+            }
+        }
     }
 
     /// Bytes not yet written.
@@ -144,12 +154,12 @@ impl FrameQueue {
 
     /// Frames waiting (the front one may be partly written).
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.frames.iter().filter(|(_, ends)| *ends).count()
     }
 
     /// Drops everything; returns how many frames were dropped.
     pub fn clear(&mut self) -> u64 {
-        let n = self.frames.len() as u64;
+        let n = self.len() as u64;
         self.frames.clear();
         self.front_done = 0;
         self.bytes = 0;
@@ -269,23 +279,24 @@ impl RingWriter {
             }
             let cap = room - HEADER - TRAILER;
             let mut used = 0;
-            while let Some(front) = q.frames.front() {
+            while let Some((front, ends_frame)) = q.frames.front() {
                 if cap - used < SEGMENT_HEADER + 8 {
                     break;
                 }
                 let rest = &front[q.front_done..];
                 let n = rest.len().min(cap - used - SEGMENT_HEADER);
-                let end = n == rest.len();
+                let piece_done = n == rest.len();
+                let end = piece_done && *ends_frame;
                 let at = off + HEADER + used;
                 staging.store_le(at / 8, n as u64 | (u64::from(if end { SEG_END } else { 0 }) << 32));
                 staging.write_bytes(at + SEGMENT_HEADER, &rest[..n]);
                 used += SEGMENT_HEADER + pad8(n);
                 q.bytes -= n;
                 filled.bytes += n as u64;
-                if end {
+                if piece_done {
                     q.frames.pop_front();
                     q.front_done = 0;
-                    filled.frames += 1;
+                    filled.frames += u64::from(end);
                 } else {
                     q.front_done += n;
                     break;
@@ -488,6 +499,14 @@ mod tests {
         Bytes::from(v)
     }
 
+    /// Every third frame in two parts, as a forwarded record section goes to the transport (a
+    /// head, then a shared section): the parts are written one after the other, the frame's
+    /// end flagged only after the second.
+    fn in_two_parts(f: Bytes, k: usize) -> EncodedFrame {
+        let cut = if k % 3 == 1 { f.len() / 3 } else { f.len() };
+        EncodedFrame { head: f.slice(..cut), shared: f.slice(cut..) }
+    }
+
     /// A sender and a receiver joined by an in-order "adapter" that copies staging bytes to
     /// the ring, possibly a little at a time.
     struct Link {
@@ -591,7 +610,7 @@ mod tests {
                             if next < sizes.len() {
                                 let f = frame(next as u64, sizes[next]);
                                 sent.push(f.clone());
-                                l.q.push(f);
+                                l.q.push(in_two_parts(f, next));
                                 next += 1;
                             }
                         }
@@ -607,7 +626,7 @@ mod tests {
                     while next < sizes.len() {
                         let f = frame(next as u64, sizes[next]);
                         sent.push(f.clone());
-                        l.q.push(f);
+                        l.q.push(in_two_parts(f, next));
                         next += 1;
                     }
                     l.fill();

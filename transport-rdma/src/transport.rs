@@ -16,14 +16,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use picsou_core::ReplicaId;
 use picsou_core::keys::LinkKeys;
 use picsou_runtime::transport::{
-    SendStatus, TcpOptions, Transport, TransportError, TransportEvent, TransportOptions, TransportSetup,
+    EncodedFrame, SendStatus, TcpOptions, Transport, TransportError, TransportEvent, TransportOptions, TransportSetup,
     TransportStats, Wake, hello,
 };
 
@@ -586,7 +585,7 @@ impl<D: Device> Transport for RdmaTransport<D> {
         "rdma"
     }
 
-    fn send(&mut self, peer: ReplicaId, frame: Bytes) -> SendStatus {
+    fn send(&mut self, peer: ReplicaId, frame: EncodedFrame) -> SendStatus {
         let Some(&i) = self.peer_index.get(&peer) else {
             self.stats.frames_dropped += 1;
             return SendStatus::Room;

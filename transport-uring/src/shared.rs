@@ -21,9 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use picsou_core::ReplicaId;
-use picsou_runtime::transport::{TransportEvent, TransportStats, Wake};
+use picsou_runtime::transport::{EncodedFrame, TransportEvent, TransportStats, Wake};
 
 /// Connection state of an outgoing link, as `send` sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +44,7 @@ pub(crate) struct PeerLink {
     /// The peer.
     pub(crate) id: ReplicaId,
     /// Frames flushed by the node, not yet taken by the ring thread.
-    pub(crate) queue: Mutex<Vec<Bytes>>,
+    pub(crate) queue: Mutex<Vec<EncodedFrame>>,
     state: AtomicU8,
     /// Frame bytes written to the socket or dropped, ever (written by the ring thread only).
     /// `handed - retired` is what is queued in user space, which decides `Full`.
@@ -98,7 +97,7 @@ impl PeerLink {
 
     /// The frame queue, even if a thread panicked while holding it (a `Vec` of frames stays
     /// consistent whatever happened).
-    pub(crate) fn queue(&self) -> MutexGuard<'_, Vec<Bytes>> {
+    pub(crate) fn queue(&self) -> MutexGuard<'_, Vec<EncodedFrame>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::Bytes;
 use picsou_core::ReplicaId;
 use picsou_runtime::transport::{
-    SendStatus, Transport, TransportError, TransportEvent, TransportOptions, TransportSetup, TransportStats, Wake,
+    EncodedFrame, SendStatus, Transport, TransportError, TransportEvent, TransportOptions, TransportSetup,
+    TransportStats, Wake,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -57,7 +57,7 @@ impl PeerTable {
 struct NodePeer {
     link: Arc<PeerLink>,
     /// Frames sent since the last flush.
-    batch: Vec<Bytes>,
+    batch: Vec<EncodedFrame>,
     /// Frame bytes ever accepted (mirrors [`PeerLink::handed`]).
     handed: u64,
 }
@@ -196,7 +196,7 @@ impl Transport for UringTransport {
         "uring"
     }
 
-    fn send(&mut self, peer: ReplicaId, frame: Bytes) -> SendStatus {
+    fn send(&mut self, peer: ReplicaId, frame: EncodedFrame) -> SendStatus {
         let Some(i) = self.index.get(peer) else {
             self.dropped += 1;
             return SendStatus::Room;

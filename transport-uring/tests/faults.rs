@@ -35,7 +35,7 @@ fn dead_peer_goes_down_drops_frames_and_comes_back() {
     run_until(&mut nodes, Duration::from_secs(10), "PeerDown(B)", |ns| ns[0].downs.contains(&B));
     let dropped_before = nodes[0].t.stats().frames_dropped;
     for seq in 0..10 {
-        let status = nodes[0].t.send(B, make_frame(A, B, seq, 100));
+        let status = nodes[0].t.send(B, make_frame(A, B, seq, 100).into());
         assert_eq!(status, SendStatus::Room, "frames to a down peer are dropped, never Full");
     }
     nodes[0].t.flush();

@@ -146,7 +146,7 @@ fn run(transport: &'static str, make: Make, payload: usize, timing: Timing) -> R
             while !stop.load(Ordering::Relaxed) {
                 if !blocked {
                     for _ in 0..burst {
-                        if tx.send(RECEIVER, f.clone()) == SendStatus::Full {
+                        if tx.send(RECEIVER, f.clone().into()) == SendStatus::Full {
                             blocked = true;
                             break;
                         }

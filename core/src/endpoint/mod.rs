@@ -17,15 +17,16 @@ use crate::config::{ConfigError, EndpointConfig};
 use crate::ids::ReplicaId;
 use crate::proof::ProofError;
 use crate::time::Time;
-use crate::wire::{DecodeError, RecordKind};
+use crate::wire::{DecodeError, EncodedFrame, RecordKind};
 
 /// A frame the engine wants sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     /// Destination replica (of either RSM).
     pub to: ReplicaId,
-    /// The encoded, authenticated frame.
-    pub frame: Bytes,
+    /// The encoded, authenticated frame: one buffer, or a head and a record section shared
+    /// with other frames (forwards; see [`EncodedFrame`]).
+    pub frame: EncodedFrame,
 }
 
 /// Where a resuming replica's streams continue (see [`Endpoint::resuming`]).
@@ -227,7 +228,7 @@ use crate::keys::MacKey;
 use crate::proof::{ProofVerifier, StreamId};
 use crate::quack::QuackTracker;
 use crate::seqring::SeqRing;
-use crate::wire::{AckReport, Limits};
+use crate::wire::{AckReport, Limits, RecordSection};
 
 use self::offsets::StreamOffsets;
 use self::plan::Plan;
@@ -315,6 +316,16 @@ impl Held {
     fn new(payload: Bytes, proof: Bytes, at: Time) -> Self {
         Self { payload, proof: StoredProof::new(proof), at, pending: 0, sent_to: 0, sent_at: at, repairs: 0 }
     }
+}
+
+/// A received record section waiting to be forwarded unchanged to a peer of this RSM.
+#[derive(Debug)]
+struct QueuedSection {
+    section: RecordSection,
+    /// Records it holds.
+    records: u32,
+    /// When it arrived.
+    at: Time,
 }
 
 /// A record waiting in a destination's queue; payloads are looked up when the frame is built.
@@ -424,6 +435,12 @@ pub struct Endpoint {
     /// Per remote receiver: its highest cumulative ack and when it last advanced (pacing).
     ack_progress: Vec<(u64, Time)>,
     queues: Vec<VecDeque<Pending>>,
+    /// Per destination (peers of this RSM only): received record sections to forward as they
+    /// are, sent before the records in `queues`, and how many records they hold in all.
+    sections: Vec<VecDeque<QueuedSection>>,
+    section_records: Vec<u64>,
+    /// Seqs of the records of one received frame that were new, while it is being handled.
+    fresh_scratch: Vec<(u64, RecordKind)>,
     last_sent: Vec<Time>,
     sent_version: Vec<u64>,
     ack_due: Vec<bool>,
@@ -536,6 +553,9 @@ impl Endpoint {
             built_version: 0,
             lie_report: AckReport::default(),
             queues: vec![VecDeque::new(); n_dest],
+            sections: (0..n_dest).map(|_| VecDeque::new()).collect(),
+            section_records: vec![0; n_dest],
+            fresh_scratch: Vec::new(),
             last_sent: vec![now; n_dest],
             sent_version: vec![0; n_dest],
             ack_due: vec![false; n_dest],
@@ -606,8 +626,8 @@ impl Endpoint {
             return;
         };
         let key = self.keys[d];
-        let decoded = crate::wire::decode(frame, &self.limits, |src| (src == from).then_some(key));
-        let frame = match decoded {
+        let decoded = crate::wire::decode_with_section(frame, &self.limits, |src| (src == from).then_some(key));
+        let (frame, section) = match decoded {
             Ok(f) => f,
             Err(DecodeError::UnknownKey(claimed)) => {
                 self.misbehaved(from, Misbehavior::WrongSource { claimed });
@@ -639,9 +659,7 @@ impl Endpoint {
         } else {
             self.on_peer_report(now, usize::from(from.index), frame.ack, was_silent);
         }
-        for rec in frame.records {
-            self.on_record(now, from, cross, rec);
-        }
+        self.on_records(now, from, cross, frame.records, section);
     }
 
     /// Handles the passing of time: due acks, repairs inside the receiving RSM, and OTU

@@ -1,7 +1,8 @@
 //! Turning queued records and due acks into frames.
 //!
 //! Records wait in one queue per destination and are packed into a frame only when the caller
-//! asks for one, so that a frame carries everything queued for that destination (batching
+//! asks for one (record sections received first-hand wait in a queue of their own per peer and
+//! leave as they are, ahead of single records), so that a frame carries everything queued for that destination (batching
 //! follows the caller's pace: a transport that is busy polls less often and gets bigger
 //! frames) and the ack piggybacked on it is as fresh as possible. Destinations are served
 //! round-robin so a slow or dead peer never holds up the others.
@@ -18,9 +19,11 @@ use bytes::Bytes;
 
 use super::{Endpoint, POOLED_FRAME_MIN, Transmit, dest_replica};
 use crate::adversary::Behavior;
+use crate::bufpool::BufPool;
 use crate::config::Dissemination;
+use crate::ids::ReplicaId;
 use crate::time::Time;
-use crate::wire::{AckReport, FrameBuilder, FrameKind, RecordKind};
+use crate::wire::{AckReport, EncodedFrame, FrameBuilder, FrameKind, RecordKind};
 
 /// How far behind a stale-ack replica reports.
 const STALE_LAG: u64 = 1000;
@@ -31,7 +34,7 @@ impl Endpoint {
         let n = self.queues.len();
         for i in 0..n {
             let d = (self.rr + i) % n;
-            if !self.blocked[d] && (!self.queues[d].is_empty() || self.ack_due[d]) {
+            if !self.blocked[d] && (!self.queues[d].is_empty() || !self.sections[d].is_empty() || self.ack_due[d]) {
                 self.rr = (d + 1) % n;
                 return Some(self.build_frame(now, d));
             }
@@ -39,29 +42,23 @@ impl Endpoint {
         None
     }
 
-    /// Builds the next frame for destination `d`: as many queued records as fit, plus the ack.
+    /// Builds the next frame for destination `d`: a queued record section, shared; or as many
+    /// queued records as fit, plus the ack.
     fn build_frame(&mut self, now: Time, d: usize) -> Transmit {
-        if self.report_stale() {
-            self.window.report_into(self.params.phi_bits, &mut self.report);
-            self.built_version = self.report_version;
-        }
         let to = dest_replica(self.local, self.n_remote, d);
-        let kind = if d < self.n_remote { FrameKind::Cross } else { FrameKind::Internal };
-        let local = self.local;
+        if let Some(q) = self.sections[d].pop_front() {
+            self.section_records[d] -= u64::from(q.records);
+            self.forward_delay.sample(now.saturating_since(q.at));
+            let b = self.frame_head(now, d, 0, None);
+            let frame = b.finish_sharing(&self.keys[d], &q.section);
+            return self.frame_built(now, d, to, frame);
+        }
         let max = self.params.max_frame_bytes;
         // Size the buffer exactly: receivers keep payloads as slices of the frame, so spare
         // capacity would stay allocated for as long as any of its messages is retained.
         let room = self.queued_bytes(d, max);
         let pool = (room >= POOLED_FRAME_MIN).then(|| self.frame_pool.clone());
-        let report = self.outgoing_report();
-        let mut b = FrameBuilder::with_capacity_in(kind, local, to, report, room, pool.as_ref());
-        // Timestamps are never 0 (0 means "nothing to echo").
-        let ts = now.as_nanos().max(1);
-        let (peer_ts, at) = self.echo_for[d];
-        let echo = if peer_ts == 0 { 0 } else { peer_ts.saturating_add(now.as_nanos().saturating_sub(at.as_nanos())) };
-        b.set_timestamps(ts, echo);
-        let sent = &mut self.ts_sent[d];
-        *sent = (if sent.0 == 0 { ts } else { sent.0 }, ts);
+        let mut b = self.frame_head(now, d, room, pool.as_ref());
         let forge = self.behavior == Some(Behavior::Forge);
         while let Some(p) = self.queues[d].front().copied() {
             if p.kind == RecordKind::Forward
@@ -98,7 +95,34 @@ impl Endpoint {
         if b.records() == 0 {
             self.stats.ack_only_frames += 1;
         }
-        let frame = b.finish(&self.keys[d]);
+        let frame = b.finish(&self.keys[d]).into();
+        self.frame_built(now, d, to, frame)
+    }
+
+    /// Starts a frame to destination `d`: its header with this replica's report and
+    /// timestamps, with room for `room` bytes of records.
+    fn frame_head(&mut self, now: Time, d: usize, room: usize, pool: Option<&BufPool>) -> FrameBuilder {
+        if self.report_stale() {
+            self.window.report_into(self.params.phi_bits, &mut self.report);
+            self.built_version = self.report_version;
+        }
+        let to = dest_replica(self.local, self.n_remote, d);
+        let kind = if d < self.n_remote { FrameKind::Cross } else { FrameKind::Internal };
+        let local = self.local;
+        let report = self.outgoing_report();
+        let mut b = FrameBuilder::with_capacity_in(kind, local, to, report, room, pool);
+        // Timestamps are never 0 (0 means "nothing to echo").
+        let ts = now.as_nanos().max(1);
+        let (peer_ts, at) = self.echo_for[d];
+        let echo = if peer_ts == 0 { 0 } else { peer_ts.saturating_add(now.as_nanos().saturating_sub(at.as_nanos())) };
+        b.set_timestamps(ts, echo);
+        let sent = &mut self.ts_sent[d];
+        *sent = (if sent.0 == 0 { ts } else { sent.0 }, ts);
+        b
+    }
+
+    /// Accounts for `frame`, just built for destination `d` (its ack went with it).
+    fn frame_built(&mut self, now: Time, d: usize, to: ReplicaId, frame: EncodedFrame) -> Transmit {
         self.ack_due[d] = false;
         self.last_sent[d] = now;
         self.sent_version[d] = self.report_version;

@@ -12,79 +12,159 @@
 //! lacks a message this replica has held for `repair_delay` gets it sent directly. Repair is
 //! what makes delivery reach every correct replica even when the first-hand receiver is
 //! Byzantine and forwards to nobody, or to only some.
+//!
+//! The common case — a frame of first sends, every one of them new — is forwarded whole: its
+//! record section goes to each peer unchanged behind a head of its own (see `wire`), so a
+//! forward costs no copy and no hash of the records, however many peers there are. Any other
+//! frame (a resend, a duplicate, a record refused) is forwarded record by record.
 
 use std::time::Duration;
 
-use super::{Endpoint, Event, Held, Misbehavior, Pending};
+use super::{Endpoint, Event, Held, Misbehavior, Pending, QueuedSection};
 use crate::ack::Insert;
 use crate::adversary::Behavior;
 use crate::config::Dissemination;
 use crate::ids::ReplicaId;
 use crate::time::Time;
-use crate::wire::{AckReport, Record, RecordKind};
+use crate::wire::{AckReport, Record, RecordKind, RecordSection};
 
 /// Most messages one repair pass sends to one peer.
 const REPAIR_BATCH: u64 = 4096;
 
 impl Endpoint {
-    /// Handles one record of a frame from `from` (`cross`: from the other RSM).
-    pub(super) fn on_record(&mut self, now: Time, from: ReplicaId, cross: bool, rec: Record) {
+    /// Handles the records of a frame from `from` (`cross`: from the other RSM) whose record
+    /// section is `section`: stores them, forwards the new first-hand ones, delivers.
+    pub(super) fn on_records(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        cross: bool,
+        records: Vec<Record>,
+        section: RecordSection,
+    ) {
+        let count = records.len();
+        let mut fresh = std::mem::take(&mut self.fresh_scratch);
+        for rec in records {
+            let (seq, kind) = (rec.seq, rec.kind);
+            if self.on_record(now, from, cross, rec) {
+                fresh.push((seq, kind));
+            }
+        }
+        if self.params.dissemination == Dissemination::Library {
+            if cross && self.plan.forwards() && self.behavior != Some(Behavior::NoRebroadcast) && !fresh.is_empty() {
+                if fresh.len() == count && fresh.iter().all(|&(_, kind)| kind == RecordKind::First) {
+                    self.forward_section(now, section, &fresh);
+                } else {
+                    for &(seq, kind) in &fresh {
+                        self.forward_record(now, seq, kind);
+                    }
+                }
+            }
+            self.deliver_in_order();
+        }
+        fresh.clear();
+        self.fresh_scratch = fresh;
+    }
+
+    /// Forwards every record of `section` (all new, first-hand, listed in `fresh`) to each
+    /// peer that is not silent, as one shared section.
+    fn forward_section(&mut self, now: Time, section: RecordSection, fresh: &[(u64, RecordKind)]) {
+        let records = fresh.len() as u32;
+        let mut mask = 0u64;
+        for p in 0..self.n_local {
+            let d = self.n_remote + p;
+            if p == usize::from(self.local.index) || self.silent(now, d) {
+                continue;
+            }
+            // A peer blocked for that long loses its oldest queued sections (repairs cover
+            // what they held).
+            while self.section_records[d] + u64::from(records) > self.params.recv_window {
+                let Some(old) = self.sections[d].pop_front() else { break };
+                self.section_records[d] -= u64::from(old.records);
+            }
+            self.sections[d].push_back(QueuedSection { section: section.clone(), records, at: now });
+            self.section_records[d] += u64::from(records);
+            if p < 64 {
+                mask |= 1 << p;
+            }
+            self.stats.forwards += u64::from(records);
+        }
+        // What repairs need to know: these peers were sent these messages now.
+        if mask != 0 {
+            for &(seq, _) in fresh {
+                if let Some(h) = self.held.get_mut(seq) {
+                    h.sent_to |= mask;
+                    h.sent_at = now;
+                }
+            }
+        }
+    }
+
+    /// Forwards new first-hand message `seq` (received as `kind`) to the peers that are not
+    /// silent; a resent copy only to those whose latest report lacks it.
+    fn forward_record(&mut self, now: Time, seq: u64, kind: RecordKind) {
+        let resent = matches!(kind, RecordKind::Resend { .. });
+        for p in 0..self.n_local {
+            if p == usize::from(self.local.index) || self.silent(now, self.n_remote + p) {
+                continue;
+            }
+            if resent && self.peer_reports[p].as_ref().is_some_and(|r| r.covers(seq)) {
+                continue;
+            }
+            self.queue_internal(now, p, seq, RecordKind::Forward);
+            self.stats.forwards += 1;
+        }
+    }
+
+    /// Handles one record of a frame from `from` (`cross`: from the other RSM): true if it is
+    /// new and now held (library-managed dissemination; the caller forwards and delivers) or
+    /// handed to the application (application-managed).
+    fn on_record(&mut self, now: Time, from: ReplicaId, cross: bool, rec: Record) -> bool {
+        // Inside an RSM every record is a forward or a repair, whatever its kind byte: a
+        // section forwarded unchanged keeps the kinds it crossed with.
         let allowed = if cross {
             self.plan.allows_incoming(rec.seq, rec.kind, from.index)
         } else {
-            matches!(rec.kind, RecordKind::Forward | RecordKind::Repair)
-                && self.params.dissemination == Dissemination::Library
+            self.params.dissemination == Dissemination::Library
         };
         if !allowed {
             self.misbehaved(from, Misbehavior::Unscheduled { seq: rec.seq, kind: rec.kind });
-            return;
+            return false;
         }
         let seq = rec.seq;
         if self.window.contains(seq) {
             self.stats.duplicates += 1;
-            return;
+            return false;
         }
         if seq >= self.window.next().saturating_add(self.params.recv_window) {
             // A correct sender can be ahead of this replica (the QUACK only needs f+1 stake);
             // this replica catches up through repairs, so this is not misbehaviour.
-            return;
+            return false;
         }
         if self.verify_proofs
             && let Err(error) = self.verifier.verify(self.in_stream, seq, &rec.payload, &rec.proof)
         {
             self.misbehaved(from, Misbehavior::InvalidProof { seq, error });
-            return;
+            return false;
         }
         if self.window.insert(seq) != Insert::New {
-            return;
+            return false;
         }
         self.report_changed();
         match self.params.dissemination {
             Dissemination::Application => {
-                if cross {
-                    self.stats.delivered += 1;
-                    self.events.push_back(Event::Received { seq, payload: rec.payload, proof: rec.proof });
+                if !cross {
+                    return false;
                 }
+                self.stats.delivered += 1;
+                self.events.push_back(Event::Received { seq, payload: rec.payload, proof: rec.proof });
             }
             Dissemination::Library => {
                 self.held_bytes += rec.payload.len();
                 let _ = self.held.insert(seq, Held::new(rec.payload, rec.proof, now));
-                if cross && self.plan.forwards() && self.behavior != Some(Behavior::NoRebroadcast) {
-                    let resent = matches!(rec.kind, RecordKind::Resend { .. });
-                    for p in 0..self.n_local {
-                        if p == usize::from(self.local.index) || self.silent(now, self.n_remote + p) {
-                            continue;
-                        }
-                        if resent && self.peer_reports[p].as_ref().is_some_and(|r| r.covers(seq)) {
-                            continue;
-                        }
-                        self.queue_internal(now, p, seq, RecordKind::Forward);
-                        self.stats.forwards += 1;
-                    }
-                }
-                self.deliver_in_order();
             }
         }
+        true
     }
 
     /// Delivers every held message from `deliver_next` on that is contiguous.

@@ -33,6 +33,10 @@ struct Net {
     quacks: Vec<u64>,
     resends: u64,
     misbehaviors: Vec<(usize, Misbehavior)>,
+    /// Frames inside an RSM that forward a received record section as it is.
+    shared_sections: u64,
+    /// Records in frames inside an RSM that were built record by record.
+    internal_records: u64,
 }
 
 fn rid(n0: usize, i: usize) -> ReplicaId {
@@ -72,6 +76,8 @@ impl Net {
             quacks: vec![0; n0 + n1],
             resends: 0,
             misbehaviors: Vec::new(),
+            shared_sections: 0,
+            internal_records: 0,
         }
     }
 
@@ -85,12 +91,22 @@ impl Net {
             if i < self.n0 && to >= self.n0 && self.now < self.drop_cross_until {
                 continue;
             }
+            if (i < self.n0) == (to < self.n0) {
+                if t.frame.shared.is_empty() {
+                    let head = &t.frame.head;
+                    let words = usize::from(u16::from_le_bytes([head[14], head[15]]));
+                    let at = crate::wire::head_len(words);
+                    self.internal_records += u64::from(u32::from_le_bytes(head[at..at + 4].try_into().unwrap()));
+                } else {
+                    self.shared_sections += 1;
+                }
+            }
             self.seq += 1;
             let latency = match self.internal_latency {
                 Some(l) if i >= self.n0 && to >= self.n0 => l,
                 _ => self.latency,
             };
-            self.queue.push(Reverse((self.now + latency, self.seq, i, to, t.frame)));
+            self.queue.push(Reverse((self.now + latency, self.seq, i, to, t.frame.into_bytes())));
         }
         let mut spread = Vec::new();
         while let Some(e) = self.eps[i].poll_event() {
@@ -222,6 +238,19 @@ fn picsou_recovers_from_crashed_sender_and_receiver() {
     assert!(net.resends > 0);
     // At most f_s + f_r = 2 resends per message.
     assert!(net.resends <= 2 * 1000);
+    // Resent copies are forwarded one by one (only to peers that lack them).
+    assert!(net.internal_records > 0);
+}
+
+#[test]
+fn first_hand_frames_are_forwarded_as_shared_sections() {
+    let mut net = Net::new(Strategy::Picsou, uniform(4, 1), ProtocolParams::default());
+    net.run(2000, Duration::from_secs(5));
+    net.assert_all_delivered(2000);
+    assert!(net.shared_sections > 0);
+    assert_eq!(net.internal_records, 0, "no record was copied into a forward");
+    let forwards: u64 = (4..8).map(|i| net.eps[i].stats().forwards).sum();
+    assert_eq!(forwards, 2000 * 3, "each first-hand receiver forwards to its 3 peers");
 }
 
 #[test]

@@ -490,7 +490,7 @@ impl<'a> Sim<'a> {
             self.link_blocked[link] = true;
             self.endpoints[r].set_blocked(t.to, true);
         }
-        let frame = InFlight { from: r as u32, to: to as u32, frame: t.frame };
+        let frame = InFlight { from: r as u32, to: to as u32, frame: t.frame.into_bytes() };
         let slot = match self.free_slots.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(frame);

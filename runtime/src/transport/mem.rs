@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use picsou_core::ReplicaId;
 
-use super::{SendStatus, Transport, TransportError, TransportEvent, TransportStats, Wake};
+use super::{EncodedFrame, SendStatus, Transport, TransportError, TransportEvent, TransportStats, Wake};
 
 /// Default bound on the bytes queued on one link.
 pub const DEFAULT_LINK_BYTES: usize = 8 << 20;
@@ -213,7 +213,9 @@ impl Transport for MemTransport {
         "mem"
     }
 
-    fn send(&mut self, peer: ReplicaId, frame: Bytes) -> SendStatus {
+    fn send(&mut self, peer: ReplicaId, frame: EncodedFrame) -> SendStatus {
+        // One buffer for the receiving engine (a copy only for forwarded sections).
+        let frame = frame.into_bytes();
         let Some(p) = self.peers.get_mut(&peer) else {
             self.stats.frames_dropped += 1;
             return SendStatus::Room;
@@ -321,8 +323,8 @@ mod tests {
         let net = MemNetwork::with_link_bytes(100);
         let mut a = net.transport(A, &[B]).unwrap();
         let mut b = net.transport(B, &[A]).unwrap();
-        assert_eq!(a.send(B, Bytes::from_static(&[1; 60])), SendStatus::Room);
-        assert_eq!(a.send(B, Bytes::from_static(&[2; 60])), SendStatus::Full);
+        assert_eq!(a.send(B, Bytes::from_static(&[1; 60]).into()), SendStatus::Room);
+        assert_eq!(a.send(B, Bytes::from_static(&[2; 60]).into()), SendStatus::Full);
         let ev = frames(&mut b);
         assert_eq!(ev.len(), 2);
         assert_eq!(ev[0], TransportEvent::Frame { from: A, frame: Bytes::from_static(&[1; 60]) });
@@ -337,14 +339,14 @@ mod tests {
         let mut a = net.transport(A, &[B]).unwrap();
         let b = net.transport(B, &[A]).unwrap();
         assert!(net.transport(B, &[A]).is_err(), "a replica registers once");
-        a.send(B, Bytes::from_static(&[1; 60]));
+        a.send(B, Bytes::from_static(&[1; 60]).into());
         drop(b);
-        a.send(B, Bytes::from_static(&[1; 60]));
+        a.send(B, Bytes::from_static(&[1; 60]).into());
         assert_eq!(a.stats().frames_dropped, 1);
         let ev = frames(&mut a);
         assert!(matches!(ev.last(), Some(TransportEvent::PeerDown { peer: B, .. })), "{ev:?}");
         let mut b = net.transport(B, &[A]).unwrap();
-        a.send(B, Bytes::from_static(&[3; 60]));
+        a.send(B, Bytes::from_static(&[3; 60]).into());
         assert_eq!(frames(&mut a), vec![TransportEvent::PeerUp(B)]);
         assert_eq!(frames(&mut b), vec![TransportEvent::Frame { from: A, frame: Bytes::from_static(&[3; 60]) }]);
     }
@@ -355,7 +357,7 @@ mod tests {
         let mut a = net.transport(A, &[B]).unwrap();
         let mut b = net.transport(B, &[A]).unwrap();
         b.set_receiving(false);
-        a.send(B, Bytes::from_static(&[1; 60]));
+        a.send(B, Bytes::from_static(&[1; 60]).into());
         assert!(frames(&mut b).is_empty());
         b.set_receiving(true);
         assert_eq!(frames(&mut b).len(), 1);

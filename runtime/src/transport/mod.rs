@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use picsou_core::ReplicaId;
+pub use picsou_core::wire::EncodedFrame;
 
 pub mod backoff;
 pub mod framer;
@@ -150,8 +151,10 @@ pub trait Transport: Send {
     fn kind(&self) -> &'static str;
 
     /// Queues `frame` for `peer`. Never blocks. Frames to an unknown peer or a peer that is
-    /// down are dropped and counted.
-    fn send(&mut self, peer: ReplicaId, frame: Bytes) -> SendStatus;
+    /// down are dropped and counted. A frame in two parts (a head and a record section shared
+    /// with other frames) goes on the wire as their concatenation; transports that can write
+    /// scattered buffers should not join them.
+    fn send(&mut self, peer: ReplicaId, frame: EncodedFrame) -> SendStatus;
 
     /// Pushes queued frames towards the wire, batching per destination. Called once per node
     /// loop iteration, after a burst of `send`s.

@@ -8,15 +8,28 @@
 //! After a (re)connect the connection hello is put at the head of the queue, so the hello and
 //! the frames share one write path (including partial writes). The hello is not a frame: it
 //! is not counted in [`OutQueue::bytes`] (which decides `Full`) nor in [`Written`].
+//!
+//! A frame may come in two parts (a head of its own and a record section it shares with other
+//! frames, see [`EncodedFrame`]): each part is an item of its own, so a shared section is
+//! written from where it is, never copied.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use picsou_core::wire::EncodedFrame;
+
+/// A queued buffer: the hello, a whole frame, or one part of a frame.
+#[derive(Debug)]
+struct Item {
+    bytes: Bytes,
+    /// Its last byte is the last byte of a frame.
+    ends_frame: bool,
+}
 
 /// Frames (and possibly a hello at the head) waiting for one connection.
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    items: VecDeque<Bytes>,
+    items: VecDeque<Item>,
     /// Bytes of the head item already written.
     head_offset: usize,
     /// The head item is the connection hello, not a frame.
@@ -54,11 +67,16 @@ impl<'a> Pending<'a> {
 }
 
 impl OutQueue {
-    /// Appends a frame; empty frames are skipped (they would make a write look like EOF).
-    pub fn push(&mut self, frame: Bytes) {
-        if !frame.is_empty() {
-            self.bytes += frame.len();
-            self.items.push_back(frame);
+    /// Appends a frame; empty frames (and empty parts) are skipped: they would make a write
+    /// look like EOF.
+    pub fn push(&mut self, frame: impl Into<EncodedFrame>) {
+        let EncodedFrame { head, shared } = frame.into();
+        let whole = shared.is_empty();
+        for (bytes, ends_frame) in [(head, whole), (shared, true)] {
+            if !bytes.is_empty() {
+                self.bytes += bytes.len();
+                self.items.push_back(Item { bytes, ends_frame });
+            }
         }
     }
 
@@ -66,7 +84,7 @@ impl OutQueue {
     /// connection, before anything of the queue was written.
     pub fn push_hello(&mut self, hello: Bytes) {
         debug_assert!(self.head_offset == 0 && !self.hello_at_head);
-        self.items.push_front(hello);
+        self.items.push_front(Item { bytes: hello, ends_frame: false });
         self.hello_at_head = true;
         self.head_offset = 0;
     }
@@ -84,22 +102,22 @@ impl OutQueue {
     /// The unwritten items, head first.
     pub fn pending(&self) -> impl Iterator<Item = Pending<'_>> {
         self.items.iter().enumerate().map(|(i, item)| Pending {
-            item,
-            start: if i == 0 { self.head_offset.min(item.len()) } else { 0 },
+            item: &item.bytes,
+            start: if i == 0 { self.head_offset.min(item.bytes.len()) } else { 0 },
             is_frame: i > 0 || !self.hello_at_head,
         })
     }
 
     /// Empties the queue (the connection is gone). Returns the frames (a partially written one
-    /// included) and frame bytes dropped, and the items themselves (an in-flight send may
+    /// included) and frame bytes dropped, and the buffers themselves (an in-flight send may
     /// still point into them).
-    pub fn clear(&mut self) -> (Written, VecDeque<Bytes>) {
-        let frames = (self.items.len() - usize::from(self.hello_at_head)) as u64;
+    pub fn clear(&mut self) -> (Written, Vec<Bytes>) {
+        let frames = self.items.iter().filter(|i| i.ends_frame).count() as u64;
         let dropped = Written { frames, bytes: self.bytes as u64 };
         self.head_offset = 0;
         self.hello_at_head = false;
         self.bytes = 0;
-        (dropped, std::mem::take(&mut self.items))
+        (dropped, self.items.drain(..).map(|i| i.bytes).collect())
     }
 
     /// Consumes `n` written bytes from the head of the queue.
@@ -107,7 +125,8 @@ impl OutQueue {
         let mut written = Written::default();
         while n > 0 {
             let Some(head) = self.items.front() else { break };
-            let rest = head.len() - self.head_offset;
+            let rest = head.bytes.len() - self.head_offset;
+            let ends_frame = head.ends_frame;
             let step = rest.min(n);
             n -= step;
             if !self.hello_at_head {
@@ -119,7 +138,7 @@ impl OutQueue {
                 self.head_offset = 0;
                 if self.hello_at_head {
                     self.hello_at_head = false;
-                } else {
+                } else if ends_frame {
                     written.frames += 1;
                 }
             } else {

@@ -167,7 +167,7 @@ fn latency<D: Device>(
             b.poll(Some(Duration::from_millis(20)), &mut ev).map_err(|e| e.to_string())?;
             for e in ev.drain(..) {
                 if let TransportEvent::Frame { frame, .. } = e {
-                    b.send(A, frame);
+                    b.send(A, frame.into());
                     b.flush();
                 }
             }
@@ -198,7 +198,7 @@ fn ping<D: Device>(a: &mut RdmaTransport<D>, size: usize, iters: usize, stop: &A
     let mut ev = Vec::new();
     for i in 0..(warmup + iters) as u64 {
         let start = Instant::now();
-        a.send(B, frame(i, size));
+        a.send(B, frame(i, size).into());
         a.flush();
         'wait: loop {
             ev.clear();
@@ -263,7 +263,7 @@ fn bandwidth<D: Device>(
     while Instant::now() < end {
         while !blocked {
             seq += 1;
-            blocked = a.send(B, frame(seq, size)) == SendStatus::Full;
+            blocked = a.send(B, frame(seq, size).into()) == SendStatus::Full;
         }
         a.flush();
         ev.clear();

@@ -43,7 +43,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use picsou_core::ReplicaId;
@@ -166,7 +165,7 @@ struct Driver {
     accept_at: Option<Instant>,
     next_hello_check: Instant,
     cqes: Vec<(u64, i32, u32)>,
-    spare_frames: Vec<Bytes>,
+    spare_frames: Vec<picsou_runtime::transport::EncodedFrame>,
 }
 
 /// Whether an io_uring errno is a benign end of waiting.

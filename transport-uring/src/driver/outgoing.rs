@@ -58,7 +58,7 @@ pub(crate) struct Loss {
     /// Frames and bytes dropped from the queue.
     pub(crate) dropped: Written,
     /// The queue's items, which an in-flight send may still point into.
-    pub(crate) orphans: std::collections::VecDeque<bytes::Bytes>,
+    pub(crate) orphans: Vec<bytes::Bytes>,
     /// The send in flight, if any (its slot must keep `orphans` alive).
     pub(crate) in_flight: Option<u64>,
 }

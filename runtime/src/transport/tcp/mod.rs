@@ -32,7 +32,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::event::Event;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
@@ -44,7 +43,8 @@ use self::incoming::{FramesProgress, HELLO_TIMEOUT, HelloProgress, Incoming};
 use self::outgoing::Outgoing;
 use self::waker::TcpWaker;
 use super::{
-    SendStatus, TcpOptions, Transport, TransportError, TransportEvent, TransportSetup, TransportStats, Wake, hello,
+    EncodedFrame, SendStatus, TcpOptions, Transport, TransportError, TransportEvent, TransportSetup, TransportStats,
+    Wake, hello,
 };
 
 /// Token of the listening socket.
@@ -436,7 +436,7 @@ impl Transport for TcpTransport {
         "tcp"
     }
 
-    fn send(&mut self, peer: ReplicaId, frame: Bytes) -> SendStatus {
+    fn send(&mut self, peer: ReplicaId, frame: EncodedFrame) -> SendStatus {
         let Some(&i) = self.peer_index.get(&peer) else {
             tracing::debug!(%peer, "frame to an unknown peer dropped");
             self.stats.frames_dropped += 1;

@@ -33,7 +33,7 @@ use picsou_core::keys::MacKey;
 use super::queue::{Drain, SendQueue, Written, drain_into};
 use super::{Ctx, Readiness, socket};
 use crate::transport::backoff::Backoff;
-use crate::transport::{SendStatus, TcpOptions, TransportEvent, TransportStats, hello};
+use crate::transport::{EncodedFrame, SendStatus, TcpOptions, TransportEvent, TransportStats, hello};
 
 /// Shortest redial delay, whatever the options say.
 const MIN_BACKOFF: Duration = Duration::from_millis(1);
@@ -112,7 +112,7 @@ impl Outgoing {
 
     /// Takes a frame for the peer (see the module documentation for what happens when down).
     /// Takes no [`Ctx`]: nothing here needs the clock, which would otherwise be read per frame.
-    pub(super) fn send(&mut self, frame: Bytes, stats: &mut TransportStats, max_queued: usize) -> SendStatus {
+    pub(super) fn send(&mut self, frame: EncodedFrame, stats: &mut TransportStats, max_queued: usize) -> SendStatus {
         if matches!(self.link, Link::Down { .. }) {
             stats.frames_dropped += 1;
             return SendStatus::Room;
