@@ -367,6 +367,7 @@ impl Node {
             start,
             pending: None,
             outbox: VecDeque::new(),
+            outbox_len: 0,
             outbox_bytes: 0,
             receiving: true,
             events: Vec::new(),
@@ -693,11 +694,13 @@ struct Driver {
     start: Instant,
     /// A submission the engine refused for backpressure, retried first.
     pending: Option<Command>,
-    /// Deliveries not handed to the application yet (they are published in batches each
-    /// loop iteration); while a queue's worth waits here the transport stops reading, so a
-    /// slow application pushes back on its peers instead of growing memory.
-    outbox: VecDeque<Delivery>,
-    /// Bytes held in `outbox`.
+    /// Deliveries not handed to the application yet, already in the batches they cross in
+    /// (at most `MAX_DELIVERY_BATCH` each, the last one filling), so that publishing moves
+    /// whole batches, not messages; while a queue's worth waits here the transport stops
+    /// reading, so a slow application pushes back on its peers instead of growing memory.
+    outbox: VecDeque<DeliveryBatch>,
+    /// Deliveries and bytes held in `outbox`.
+    outbox_len: usize,
     outbox_bytes: usize,
     receiving: bool,
     events: Vec<TransportEvent>,
@@ -941,8 +944,18 @@ impl Driver {
 
     fn deliver(&mut self, d: Delivery) {
         self.stats.delivered += 1;
-        self.outbox_bytes += d.bytes();
-        self.outbox.push_back(d);
+        let len = d.bytes();
+        if self.outbox.back().is_none_or(|b| b.items.len() >= MAX_DELIVERY_BATCH) {
+            // Grown as filled: a batch published with few deliveries must not hold room for
+            // a thousand while it waits in the queue.
+            self.outbox.push_back(DeliveryBatch { items: Vec::new(), bytes: 0 });
+        }
+        if let Some(batch) = self.outbox.back_mut() {
+            batch.items.push(d);
+            batch.bytes += len;
+        }
+        self.outbox_len += 1;
+        self.outbox_bytes += len;
     }
 
     /// Hands the waiting deliveries to the application's queue in batches, as far as it has
@@ -950,37 +963,47 @@ impl Driver {
     fn publish(&mut self) -> bool {
         let shared = &self.shared;
         let mut any = false;
-        while !self.outbox.is_empty() {
+        while let Some(front) = self.outbox.front_mut() {
             let used_msgs = shared.delivery_msgs.used();
             let used_bytes = shared.delivery_bytes.used();
-            let room_msgs = shared.queue_capacity.saturating_sub(used_msgs).min(MAX_DELIVERY_BATCH);
+            let room_msgs = shared.queue_capacity.saturating_sub(used_msgs);
             let room_bytes = shared.queue_bytes.saturating_sub(used_bytes);
-            let mut take = 0;
-            let mut bytes = 0;
-            for d in &self.outbox {
-                let len = d.bytes();
-                // An empty queue takes one delivery, however large.
-                let fits = bytes + len <= room_bytes || (take == 0 && used_msgs == 0);
-                if take == room_msgs || !fits {
+            let batch = if front.items.len() <= room_msgs && front.bytes <= room_bytes {
+                // The usual case: the whole batch, as it is.
+                std::mem::replace(front, DeliveryBatch { items: Vec::new(), bytes: 0 })
+            } else {
+                let mut take = 0;
+                let mut bytes = 0;
+                for d in &front.items {
+                    let len = d.bytes();
+                    // An empty queue takes one delivery, however large.
+                    let fits = bytes + len <= room_bytes || (take == 0 && used_msgs == 0);
+                    if take == room_msgs || !fits {
+                        break;
+                    }
+                    take += 1;
+                    bytes += len;
+                }
+                if take == 0 {
                     break;
                 }
-                take += 1;
-                bytes += len;
+                let rest = front.items.split_off(take);
+                front.bytes -= bytes;
+                DeliveryBatch { items: std::mem::replace(&mut front.items, rest), bytes }
+            };
+            let (n, bytes) = (batch.items.len(), batch.bytes);
+            if front.items.is_empty() {
+                self.outbox.pop_front();
             }
-            if take == 0 {
-                break;
-            }
-            let items: Vec<Delivery> = self.outbox.drain(..take).collect();
-            shared.delivery_msgs.add(take);
+            shared.delivery_msgs.add(n);
             shared.delivery_bytes.add(bytes);
-            if let Err(batch) = shared.deliveries.push(DeliveryBatch { items, bytes }) {
-                shared.delivery_msgs.sub(take);
+            if let Err(batch) = shared.deliveries.push(batch) {
+                shared.delivery_msgs.sub(n);
                 shared.delivery_bytes.sub(bytes);
-                for d in batch.items.into_iter().rev() {
-                    self.outbox.push_front(d);
-                }
+                self.outbox.push_front(batch);
                 break;
             }
+            self.outbox_len -= n;
             self.outbox_bytes -= bytes;
             any = true;
         }
@@ -990,8 +1013,8 @@ impl Driver {
     /// Pauses reading while a queue's worth of deliveries waits in the outbox (by count or
     /// bytes).
     fn update_receiving(&mut self) {
-        let want = self.outbox.len() < self.options.queue_capacity.max(1)
-            && self.outbox_bytes < self.options.queue_bytes.max(1);
+        let want =
+            self.outbox_len < self.options.queue_capacity.max(1) && self.outbox_bytes < self.options.queue_bytes.max(1);
         if want != self.receiving {
             self.receiving = want;
             self.transport.set_receiving(want);
