@@ -256,6 +256,13 @@ impl EncodedFrame {
         self.head.is_empty() && self.shared.is_empty()
     }
 
+    /// The frame's non-empty parts in order, each with whether it ends the frame: what a
+    /// transport queues to write the parts where they are.
+    pub fn into_parts(self) -> impl Iterator<Item = (Bytes, bool)> {
+        let whole = self.shared.is_empty();
+        [(self.head, whole), (self.shared, true)].into_iter().filter(|(part, _)| !part.is_empty())
+    }
+
     /// The frame's bytes in one buffer (a copy only if it has a shared part).
     pub fn into_bytes(self) -> Bytes {
         if self.shared.is_empty() {

@@ -132,13 +132,9 @@ pub struct FrameQueue {
 impl FrameQueue {
     /// Appends a frame (empty parts are skipped).
     pub fn push(&mut self, frame: impl Into<EncodedFrame>) {
-        let EncodedFrame { head, shared } = frame.into();
-        let whole = shared.is_empty();
-        for (piece, ends) in [(head, whole), (shared, true)] {
-            if !piece.is_empty() {
-                self.bytes += piece.len();
-                self.frames.push_back((piece, ends));
-            }
+        for (piece, ends) in frame.into().into_parts() {
+            self.bytes += piece.len();
+            self.frames.push_back((piece, ends));
         }
     }
 

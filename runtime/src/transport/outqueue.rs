@@ -70,13 +70,9 @@ impl OutQueue {
     /// Appends a frame; empty frames (and empty parts) are skipped: they would make a write
     /// look like EOF.
     pub fn push(&mut self, frame: impl Into<EncodedFrame>) {
-        let EncodedFrame { head, shared } = frame.into();
-        let whole = shared.is_empty();
-        for (bytes, ends_frame) in [(head, whole), (shared, true)] {
-            if !bytes.is_empty() {
-                self.bytes += bytes.len();
-                self.items.push_back(Item { bytes, ends_frame });
-            }
+        for (bytes, ends_frame) in frame.into().into_parts() {
+            self.bytes += bytes.len();
+            self.items.push_back(Item { bytes, ends_frame });
         }
     }
 
