@@ -69,8 +69,9 @@ def main():
             md.append(f"| {n} | {size:,} B | " + " | ".join(cells) + " |")
     md.append("")
 
-    # 3. WAN-like model: 1 MB messages, 300 Mb/s per replica pair, 30 ms cross latency.
-    wan = ["--size", "1000000", "--cross-link-mbps", "300", "--cross-latency-ms", "30"]
+    # 3. WAN-like model (examples/sim/wan.toml): 1 MB messages, 300 Mb/s per replica pair,
+    # 30 ms cross latency, windows sized for that bandwidth-delay product.
+    wan = ["--scenario", str(ROOT / "examples" / "sim" / "wan.toml")]
     msgs = "200" if QUICK else "1000"
     md.append("| n | picsou MB/s | ost MB/s | ata MB/s | picsou/ost | picsou/ata | picsou, f crashed per side | kept |")
     md.append("|---|---|---|---|---|---|---|---|")

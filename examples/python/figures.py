@@ -6,10 +6,12 @@ Every point is one `picsou.simulate` run (the same run as `picsou sim --json` wi
 flags); the grid runs in parallel threads through `picsou.sweep`. Throughput is
 receiver-confirmed: a message counts once every correct receiver delivered it.
 
-Network model (the README's WAN-like setting, the paper's for these figures): 10 Gbit/s NICs,
-0.1 ms inside an RSM, 30 ms between the RSMs and at most 300 Mbit/s per pair of replicas
-across them. The RSM-size figure sends 1 MB messages between two RSMs of n replicas (BFT,
-f = (n - 1) / 3); the message-size figure uses two RSMs of 4 replicas.
+Network model (the README's WAN-like setting, the paper's for these figures, in
+examples/sim/wan.toml): 10 Gbit/s NICs, 0.1 ms inside an RSM, 30 ms between the RSMs and at
+most 300 Mbit/s per pair of replicas across them, with flow-control windows sized for that
+bandwidth-delay product (256 MiB in flight), as a WAN deployment would set them. The RSM-size
+figure sends 1 MB messages between two RSMs of n replicas (BFT, f = (n - 1) / 3); the
+message-size figure uses two RSMs of 4 replicas.
 
     python3 examples/python/figures.py                 # the real figures, in docs/figures/
     python3 examples/python/figures.py --quick --out /tmp/figs   # a small, fast version
@@ -37,8 +39,8 @@ import picsou  # noqa: E402
 STRATEGIES = ["picsou", "ost", "ata", "ll", "otu"]
 LABELS = {"picsou": "Picsou", "ost": "OST (one shot)", "ata": "ATA (all to all)", "ll": "LL (leader to leader)",
           "otu": "OTU (GeoBFT-style)"}
-WAN: dict[str, Any] = {"cross_link_mbps": 300, "cross_latency_ms": 30}
 REPO = Path(__file__).resolve().parents[2]
+WAN = REPO / "examples" / "sim" / "wan.toml"
 
 
 def messages_for(strategy: str, size: int, n: int, quick: bool) -> int:
@@ -125,8 +127,8 @@ def main() -> int:
         return 0
 
     started = time.monotonic()
-    by_size = picsou.sweep(size_grid(args.quick), size=1_000_000, fault="bft", threads=args.threads, **WAN)
-    by_msg = picsou.sweep(message_size_grid(args.quick), n=4, fault="bft", threads=args.threads, **WAN)
+    by_size = picsou.sweep(size_grid(args.quick), base=WAN, size=1_000_000, fault="bft", threads=args.threads)
+    by_msg = picsou.sweep(message_size_grid(args.quick), base=WAN, n=4, fault="bft", threads=args.threads)
     elapsed = time.monotonic() - started
 
     runs = [dict(r.to_dict(), figure="rsm_size", params=r.params, real_seconds=r.real_seconds) for r in by_size]
