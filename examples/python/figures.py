@@ -13,7 +13,9 @@ bandwidth-delay product (256 MiB in flight), as a WAN deployment would set them.
 figure sends 1 MB messages between two RSMs of n replicas (BFT, f = (n - 1) / 3); the
 message-size figure uses two RSMs of 4 replicas.
 
-    python3 examples/python/figures.py                 # the real figures, in docs/figures/
+    python3 examples/python/figures.py --threads 1     # the real figures, in docs/figures/
+                                                       # (a run at n = 19 holds ~20 GB: every
+                                                       # receiver retains the 1 GB stream)
     python3 examples/python/figures.py --quick --out /tmp/figs   # a small, fast version
 
 Writes throughput_vs_rsm_size.png, throughput_vs_message_size.png and figures.json (every
