@@ -389,8 +389,9 @@ pub enum DecodeError {
 ///
 /// The engine creates a builder per outgoing frame, pushes records while
 /// [`FrameBuilder::len`] plus the next [`FrameBuilder::record_len`] fits its budget, and calls
-/// [`FrameBuilder::finish`]; or, to forward a received record section, pushes nothing and
-/// calls [`FrameBuilder::finish_sharing`]. Nothing is allocated per record.
+/// [`FrameBuilder::finish`]; or, to forward a received record section, starts one with
+/// [`FrameBuilder::head_for_section`], pushes nothing and calls
+/// [`FrameBuilder::finish_sharing`]. Nothing is allocated per record.
 #[derive(Debug)]
 pub struct FrameBuilder {
     buf: Vec<u8>,
@@ -400,6 +401,8 @@ pub struct FrameBuilder {
     tag_at: usize,
     /// Offset of the record count field (the start of the record section), patched by `finish`.
     count_at: usize,
+    /// Whether the record count field is written yet (a head for a shared section has none).
+    counted: bool,
     records: u32,
 }
 
@@ -442,13 +445,31 @@ impl FrameBuilder {
         record_bytes: usize,
         pool: Option<&BufPool>,
     ) -> Self {
-        let phi = significant_phi(&ack.phi);
-        let overhead = frame_overhead(phi.len());
-        let capacity = overhead.saturating_add(record_bytes);
-        let mut buf = match pool {
+        let capacity = frame_overhead(significant_phi(&ack.phi).len()).saturating_add(record_bytes);
+        let buf = match pool {
             Some(pool) => pool.take(capacity),
             None => Vec::with_capacity(capacity),
         };
+        let mut b = Self::start(buf, kind, src, dst, ack);
+        b.pool = pool.cloned();
+        b.ensure_count();
+        b
+    }
+
+    /// Starts the head of a frame that will carry a received record section
+    /// ([`FrameBuilder::finish_sharing`]): the header, the ack and room for the tag, in a
+    /// buffer of exactly that size, so that the finished head becomes shared bytes without
+    /// another allocation (one per forwarded frame, not two). Pushing records into it still
+    /// works (the buffer then grows).
+    pub fn head_for_section(kind: FrameKind, src: ReplicaId, dst: ReplicaId, ack: &AckReport) -> Self {
+        let buf = Vec::with_capacity(head_len(significant_phi(&ack.phi).len()));
+        Self::start(buf, kind, src, dst, ack)
+    }
+
+    /// Writes the header, the φ-list and room for the tag into `buf` (empty): a builder whose
+    /// record count field is not written yet.
+    fn start(mut buf: Vec<u8>, kind: FrameKind, src: ReplicaId, dst: ReplicaId, ack: &AckReport) -> Self {
+        let phi = significant_phi(&ack.phi);
         buf.put_u32_le(0); // frame_len, patched by `finish`
         buf.put_slice(&MAGIC);
         buf.put_u8(VERSION);
@@ -470,9 +491,16 @@ impl FrameBuilder {
         let tag_at = buf.len();
         buf.put_bytes(0, TAG_LEN); // tag, written by `finish`
         let count_at = buf.len();
-        buf.put_u32_le(0); // record count, patched by `finish`
-        debug_assert_eq!(buf.len(), overhead);
-        Self { buf, pool: pool.cloned(), tag_at, count_at, records: 0 }
+        debug_assert_eq!(count_at, head_len(phi.len()));
+        Self { buf, pool: None, tag_at, count_at, counted: false, records: 0 }
+    }
+
+    /// Writes the record count field if this builder started as a section head.
+    fn ensure_count(&mut self) {
+        if !self.counted {
+            self.buf.put_u32_le(0); // record count, patched by `finish`
+            self.counted = true;
+        }
     }
 
     /// Sets the frame's timestamp (`ts`, the sender's clock in nanoseconds now) and the echo of
@@ -491,7 +519,7 @@ impl FrameBuilder {
 
     /// Bytes the frame would have if finished now.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + if self.counted { 0 } else { COUNT_LEN }
     }
 
     /// Whether no record has been pushed yet (a frame may still be sent for its ack alone).
@@ -514,6 +542,7 @@ impl FrameBuilder {
         let payload_len = u32::try_from(payload.len()).expect("payload too large for the wire");
         let proof_len = u32::try_from(proof.len()).expect("proof too large for the wire");
         let (code, number) = kind.encode();
+        self.ensure_count();
         self.buf.reserve(Self::record_len(payload.len(), proof.len()));
         self.buf.put_u8(code);
         self.buf.put_u16_le(number);
@@ -530,8 +559,9 @@ impl FrameBuilder {
     /// # Panics
     ///
     /// If the frame is 4 GiB or longer (the length field is a `u32`).
-    pub fn finish(self, key: &MacKey) -> Bytes {
-        let Self { mut buf, pool, tag_at, count_at, records } = self;
+    pub fn finish(mut self, key: &MacKey) -> Bytes {
+        self.ensure_count();
+        let Self { mut buf, pool, tag_at, count_at, records, .. } = self;
         let total = u32::try_from(buf.len()).expect("frame too large for the wire");
         buf[..4].copy_from_slice(&total.to_le_bytes());
         buf[count_at..count_at + COUNT_LEN].copy_from_slice(&records.to_le_bytes());
@@ -956,6 +986,43 @@ mod tests {
         for rec in f.records.iter().filter(|r| !r.payload.is_empty()) {
             assert!(range.contains(&rec.payload.as_ptr()));
         }
+    }
+
+    #[test]
+    fn a_section_head_builds_the_same_frames_as_a_full_builder() {
+        let f = sample();
+        let bytes = build(&f, &KEY);
+        let (_, section) = decode_with_section(bytes, &limits(), |_| Some(KEY)).unwrap();
+        let (me, peer) = (f.dst, ReplicaId::new(1, 7));
+        let ack = AckReport { next: 9, phi: vec![1, 0, 4] };
+        let start = |head: bool| {
+            let mut b = if head {
+                FrameBuilder::head_for_section(FrameKind::Internal, me, peer, &ack)
+            } else {
+                FrameBuilder::new(FrameKind::Internal, me, peer, &ack)
+            };
+            b.set_timestamps(5, 6);
+            b
+        };
+        assert_eq!(start(true).len(), start(false).len(), "same length before any record");
+        assert_eq!(start(true).len(), frame_overhead(3));
+        // Sharing a section: same bytes, and the head is exactly the head (no spare room).
+        let (a, b) =
+            (start(true).finish_sharing(&OTHER_KEY, &section), start(false).finish_sharing(&OTHER_KEY, &section));
+        assert_eq!(a.clone().into_bytes(), b.into_bytes());
+        assert_eq!(a.head.len(), head_len(3));
+        // Records pushed into a section head still make a well-formed frame.
+        let fill = |mut b: FrameBuilder| {
+            for rec in &f.records {
+                b.push(rec.kind, rec.seq, &rec.payload, &rec.proof);
+            }
+            b.finish(&OTHER_KEY)
+        };
+        let (a, b) = (fill(start(true)), fill(start(false)));
+        assert_eq!(a, b);
+        assert_eq!(decode(a, &limits(), |_| Some(OTHER_KEY)).unwrap().records, f.records);
+        // And so does an empty one (an ack-only frame).
+        assert_eq!(start(true).finish(&OTHER_KEY), start(false).finish(&OTHER_KEY));
     }
 
     #[test]

@@ -49,7 +49,7 @@ impl Endpoint {
         if let Some(q) = self.sections[d].pop_front() {
             self.section_records[d] -= u64::from(q.records);
             self.forward_delay.sample(now.saturating_since(q.at));
-            let b = self.frame_head(now, d, 0, None);
+            let b = self.frame_head(now, d, None, None);
             let frame = b.finish_sharing(&self.keys[d], &q.section);
             return self.frame_built(now, d, to, frame);
         }
@@ -58,7 +58,7 @@ impl Endpoint {
         // capacity would stay allocated for as long as any of its messages is retained.
         let room = self.queued_bytes(d, max);
         let pool = (room >= POOLED_FRAME_MIN).then(|| self.frame_pool.clone());
-        let mut b = self.frame_head(now, d, room, pool.as_ref());
+        let mut b = self.frame_head(now, d, Some(room), pool.as_ref());
         let forge = self.behavior == Some(Behavior::Forge);
         while let Some(p) = self.queues[d].front().copied() {
             if p.kind == RecordKind::Forward
@@ -100,8 +100,9 @@ impl Endpoint {
     }
 
     /// Starts a frame to destination `d`: its header with this replica's report and
-    /// timestamps, with room for `room` bytes of records.
-    fn frame_head(&mut self, now: Time, d: usize, room: usize, pool: Option<&BufPool>) -> FrameBuilder {
+    /// timestamps, with room for `room` bytes of records (`None`: the head of a frame that
+    /// shares a received record section).
+    fn frame_head(&mut self, now: Time, d: usize, room: Option<usize>, pool: Option<&BufPool>) -> FrameBuilder {
         if self.report_stale() {
             self.window.report_into(self.params.phi_bits, &mut self.report);
             self.built_version = self.report_version;
@@ -110,7 +111,10 @@ impl Endpoint {
         let kind = if d < self.n_remote { FrameKind::Cross } else { FrameKind::Internal };
         let local = self.local;
         let report = self.outgoing_report();
-        let mut b = FrameBuilder::with_capacity_in(kind, local, to, report, room, pool);
+        let mut b = match room {
+            Some(room) => FrameBuilder::with_capacity_in(kind, local, to, report, room, pool),
+            None => FrameBuilder::head_for_section(kind, local, to, report),
+        };
         // Timestamps are never 0 (0 means "nothing to echo").
         let ts = now.as_nanos().max(1);
         let (peer_ts, at) = self.echo_for[d];
