@@ -9,14 +9,6 @@ mkdir -p "$out"
 for i in $(seq 1 "${ROUNDS:-2}"); do for size in 100 1000000; do for s in picsou ost ata; do for b in base new; do
   bin=$base; [ $b = new ] && bin=$new
   msgs=1000000; [ $size = 1000000 ] && msgs=1000
-  f="$out/local-$b-$i-$s-$size.json"
-  /usr/bin/time -f "%U %S" -o "$out/cpu.tmp" "$bin" local --strategy $s --messages $msgs --size $size \
-    --base-port 26000 --json > "$f" 2>/dev/null || true
-  python3 - "$f" "$out/cpu.tmp" <<'PY'
-import json, sys
-f, cpu = sys.argv[1], open(sys.argv[2]).read().split()
-d = json.load(open(f)); d["cpu_seconds"] = float(cpu[0]) + float(cpu[1]); json.dump(d, open(f, "w"))
-PY
+  "$(dirname "$0")/../local_run.sh" "$bin" "$out/local-$b-$i-$s-$size.json" $s $msgs $size
 done; done; done; done
-rm -f "$out/cpu.tmp"
 python3 "$(dirname "$0")/local_summary.py" "$out"
