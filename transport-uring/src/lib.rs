@@ -30,7 +30,9 @@
 //!   [`UringOptions::recv_buffer_size`]), bytes copied into per-frame allocations
 //!   (`driver::bufring`, `assembler`); the rest of a large frame (≥ 128 KiB still missing)
 //!   is received in place, straight into the frame's allocation, and a connection carrying
-//!   large frames stays in place until a small frame shows up (`driver::incoming`);
+//!   large frames stays in place until a small frame shows up (`driver::incoming`); frames
+//!   of 64 KiB or more get buffers recycled through a pool shared by the connections, as in
+//!   the TCP transport (fresh ones were page-faulted in frame after frame);
 //! - send: vectored `SENDMSG` batches, `SEND_ZC` for frames of at least
 //!   [`UringOptions::zerocopy_threshold`] when non-zero (`driver::sendq`);
 //! - no registered (fixed) buffers or files: they would need a copy of every frame into the

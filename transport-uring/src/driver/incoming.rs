@@ -20,13 +20,14 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use picsou_core::ReplicaId;
+use picsou_core::bufpool::BufPool;
 use picsou_core::keys::LinkKeys;
 use picsou_runtime::transport::hello::{self, Claimed, HELLO_LEN, HelloError};
 use socket2::Socket;
 
-use crate::assembler::Assembler;
+use crate::assembler::{Assembler, Lent};
 
 /// Receive the rest of a frame in place when at least this many bytes are missing: below, the
 /// copy out of provided buffers is cheaper than stopping and re-arming the multishot receive.
@@ -112,8 +113,16 @@ pub(crate) struct Incoming {
 }
 
 impl Incoming {
-    /// A freshly accepted connection.
-    pub(crate) fn new(sock: Socket, epoch: u32, source: String, max_frame: usize, hello_deadline: Instant) -> Self {
+    /// A freshly accepted connection; its large frames are received into buffers recycled
+    /// through `pool`.
+    pub(crate) fn new(
+        sock: Socket,
+        epoch: u32,
+        source: String,
+        max_frame: usize,
+        pool: BufPool,
+        hello_deadline: Instant,
+    ) -> Self {
         Self {
             sock,
             epoch,
@@ -126,7 +135,7 @@ impl Incoming {
             hello: [0; HELLO_LEN],
             got: 0,
             peer: None,
-            frames: Assembler::new(max_frame),
+            frames: Assembler::new(max_frame, Some(pool)),
         }
     }
 
@@ -188,7 +197,7 @@ impl Incoming {
     /// Lends the current frame's buffer for a direct receive of its missing bytes (returned
     /// with the buffer): the rest of a large frame, or the next prefix after a large frame.
     /// `None`: use the multishot receive.
-    pub(crate) fn lend(&mut self) -> Option<(BytesMut, usize)> {
+    pub(crate) fn lend(&mut self) -> Option<(Lent, usize)> {
         if self.wants_direct() {
             self.in_place = true;
             return self.frames.lend_rest();
@@ -212,7 +221,7 @@ impl Incoming {
     #[allow(unsafe_code)]
     pub(crate) unsafe fn restore(
         &mut self,
-        buf: BytesMut,
+        buf: Lent,
         n: usize,
         out: &mut impl FnMut(Received),
     ) -> Result<(), Refusal> {
@@ -233,7 +242,14 @@ mod tests {
 
     fn conn() -> Incoming {
         let (s, _) = std::os::unix::net::UnixStream::pair().unwrap();
-        Incoming::new(Socket::from(std::os::fd::OwnedFd::from(s)), 1, "test".into(), 4096, Instant::now())
+        Incoming::new(
+            Socket::from(std::os::fd::OwnedFd::from(s)),
+            1,
+            "test".into(),
+            4096,
+            BufPool::new(1, 1),
+            Instant::now(),
+        )
     }
 
     fn keys(local: ReplicaId) -> LinkKeys {

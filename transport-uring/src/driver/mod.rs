@@ -46,6 +46,7 @@ use std::time::{Duration, Instant};
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use picsou_core::ReplicaId;
+use picsou_core::bufpool::BufPool;
 use picsou_core::keys::MacKey;
 use picsou_runtime::transport::{TcpOptions, TransportError, TransportEvent, TransportStats, UringOptions};
 use socket2::Socket;
@@ -60,6 +61,11 @@ use crate::shared::{PeerLink, Shared};
 
 /// Completions handled per batch (bounds the stack of work between two publishes).
 const CQE_BATCH: usize = 1024;
+/// Idle buffers of large received frames kept for reuse, shared by every connection (as in
+/// the TCP transport)...
+const RECEIVE_POOL_BUFFERS: usize = 32;
+/// ... and at most this much idle capacity.
+const RECEIVE_POOL_BYTES: usize = 32 << 20;
 /// Buffer group id of the receive buffer ring.
 const BGID: u16 = 0;
 
@@ -159,6 +165,8 @@ struct Driver {
     /// The node has too many undelivered bytes.
     paused: bool,
     max_frame: usize,
+    /// Buffers of large received frames, recycled (see [`picsou_core::bufpool`]).
+    frame_pool: BufPool,
     tcp: TcpOptions,
     zero_copy_min: usize,
     rx_limit: usize,
@@ -229,6 +237,7 @@ impl Driver {
             receiving,
             paused: false,
             max_frame: cfg.max_frame,
+            frame_pool: BufPool::new(RECEIVE_POOL_BUFFERS, RECEIVE_POOL_BYTES),
             tcp: cfg.tcp,
             zero_copy_min,
             rx_limit: cfg.rx_limit,

@@ -19,9 +19,11 @@
 //! already reused and is ignored; generation 0 is never used, so `user_data` 0 marks
 //! submissions whose completion carries nothing (cancellations).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use io_uring::types::Timespec;
 use socket2::SockAddr;
+
+use crate::assembler::Lent;
 
 /// `user_data` of submissions whose completions are ignored.
 pub(crate) const IGNORED: u64 = 0;
@@ -126,7 +128,7 @@ pub(crate) enum Op {
         /// Incoming connection generation.
         epoch: u32,
         /// The frame's buffer: the kernel writes into its spare capacity.
-        buf: BytesMut,
+        buf: Lent,
     },
 }
 

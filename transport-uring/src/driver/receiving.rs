@@ -74,7 +74,14 @@ impl Driver {
             return;
         }
         self.conn_epoch = self.conn_epoch.wrapping_add(1);
-        let c = Incoming::new(sock, self.conn_epoch, source, self.max_frame, Instant::now() + HELLO_TIMEOUT);
+        let c = Incoming::new(
+            sock,
+            self.conn_epoch,
+            source,
+            self.max_frame,
+            self.frame_pool.clone(),
+            Instant::now() + HELLO_TIMEOUT,
+        );
         let i = match self.free_conns.pop() {
             Some(i) => {
                 self.conns[i] = Some(c);
@@ -151,12 +158,12 @@ impl Driver {
         let fd = c.sock.as_raw_fd();
         c.direct = true;
         let len = u32::try_from(want).unwrap_or(u32::MAX);
-        let ptr = buf.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+        let ptr = buf.spare_ptr();
         let ud = self.ops.insert(Op::RecvDirect { conn, epoch: c.epoch, buf });
         let sqe = opcode::Recv::new(Fd(fd), ptr, len).flags(libc::MSG_WAITALL).build().user_data(ud);
         #[allow(unsafe_code)]
         // SAFETY: the kernel writes at most `want` bytes into the spare capacity of `buf`,
-        // which `lend` reserved; `buf` is owned by the operation's slot (moving a `BytesMut`
+        // which `lend` reserved; `buf` is owned by the operation's slot (moving a `Lent`
         // does not move its heap memory) until the receive completes.
         let ok = unsafe { self.push(&[sqe]) };
         if !ok {
