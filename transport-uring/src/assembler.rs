@@ -14,11 +14,14 @@
 use bytes::{Bytes, BytesMut};
 use picsou_core::bufpool::BufPool;
 use picsou_core::wire::MIN_FRAME_LEN;
-use picsou_runtime::transport::framer::{FramingError, check_prefix};
+use picsou_runtime::transport::framer::{DIRECT_MIN, FramingError, check_prefix};
 
 /// Allocation granularity for runs of small frames: they are split off one shared buffer.
-/// Frames of at least this length are large: each gets a buffer of its own.
 const CHUNK: usize = 64 * 1024;
+
+/// Frames at least this long are large: each gets a buffer of its own (the TCP transport's
+/// threshold too).
+const LARGE_MIN: usize = DIRECT_MIN;
 
 /// A frame's prefix: its length and magic, checked before anything is allocated for it.
 const PREFIX_LEN: usize = 6;
@@ -98,7 +101,7 @@ impl Assembler {
                 self.buf.reserve(CHUNK);
             }
             let mut take = (self.buf.capacity() - self.buf.len()).min(data.len());
-            if self.peek_len(data).is_some_and(|len| len >= CHUNK) {
+            if self.peek_len(data).is_some_and(|len| len >= LARGE_MIN) {
                 // A large frame starts: only its prefix goes through the shared buffer (to be
                 // checked), the rest straight into the frame's own buffer.
                 take = take.min(PREFIX_LEN.saturating_sub(self.buf.len()).max(1));
@@ -131,7 +134,7 @@ impl Assembler {
             return Ok(false);
         }
         let len = self.check()?;
-        if len < CHUNK || self.buf.len() >= len {
+        if len < LARGE_MIN || self.buf.len() >= len {
             return Ok(false);
         }
         let mut frame = match &self.pool {
@@ -200,21 +203,15 @@ impl Assembler {
         Some(len - self.buf.len().min(len))
     }
 
-    /// Lends a buffer for a direct receive of the rest of the current frame: the returned
-    /// buffer's spare capacity holds at least the returned number of missing bytes. The
-    /// assembler holds nothing until [`Assembler::restore`].
+    /// Lends the current large frame's buffer for a direct receive of its rest: the returned
+    /// buffer's spare capacity holds at least the returned number of missing bytes. `None`
+    /// unless a large frame's prefix is in and checked. The frame's bytes are out of the
+    /// assembler until [`Assembler::restore`].
     pub(crate) fn lend_rest(&mut self) -> Option<(Lent, usize)> {
         let missing = self.missing().filter(|&m| m > 0)?;
-        // Not before the whole prefix is in and checked.
-        if self.large.is_none() && self.buf.len() < PREFIX_LEN {
-            return None;
-        }
         self.start_large().ok()?;
-        if let Some((frame, _)) = &mut self.large {
-            return Some((Lent::Large(frame.take()?), missing));
-        }
-        self.buf.reserve(missing);
-        Some((Lent::Small(std::mem::take(&mut self.buf)), missing))
+        let (frame, _) = self.large.as_mut()?;
+        Some((Lent::Large(frame.take()?), missing))
     }
 
     /// Like [`Assembler::lend_rest`], for the missing bytes of the next frame's 6-byte prefix.
@@ -248,7 +245,6 @@ impl Assembler {
                 unsafe { buf.set_len(buf.len() + n) };
                 self.buf = buf;
                 self.split_small(out)?;
-                self.start_large()?;
             }
             Lent::Large(mut frame) => {
                 let Some((slot, len)) = &mut self.large else {

@@ -41,8 +41,22 @@ pub enum FramingError {
     BadMagic,
 }
 
-/// Frames at least this long are read by [`FrameReader::read_from`] into a buffer of their own.
+/// Frames at least this long are read by [`FrameReader::read_from`] into a buffer of their own
+/// (the io_uring transport uses the same threshold).
 pub const DIRECT_MIN: usize = 64 * 1024;
+
+/// Idle buffers of large received frames ([`DIRECT_MIN`] bytes or more) that a transport keeps
+/// for reuse, shared by all its connections...
+const RECEIVE_POOL_BUFFERS: usize = 32;
+/// ... and at most this much idle capacity.
+const RECEIVE_POOL_BYTES: usize = 32 << 20;
+
+/// The pool that a transport's large received frames are read into and come back to when the
+/// node drops them (see [`picsou_core::bufpool`]: fresh buffers were page-faulted in, frame
+/// after frame). One per transport; every socket transport uses this one size.
+pub fn receive_pool() -> BufPool {
+    BufPool::new(RECEIVE_POOL_BUFFERS, RECEIVE_POOL_BYTES)
+}
 
 /// Accumulates stream bytes and yields whole frames.
 #[derive(Debug)]

@@ -61,11 +61,6 @@ use crate::shared::{PeerLink, Shared};
 
 /// Completions handled per batch (bounds the stack of work between two publishes).
 const CQE_BATCH: usize = 1024;
-/// Idle buffers of large received frames kept for reuse, shared by every connection (as in
-/// the TCP transport)...
-const RECEIVE_POOL_BUFFERS: usize = 32;
-/// ... and at most this much idle capacity.
-const RECEIVE_POOL_BYTES: usize = 32 << 20;
 /// Buffer group id of the receive buffer ring.
 const BGID: u16 = 0;
 
@@ -237,7 +232,7 @@ impl Driver {
             receiving,
             paused: false,
             max_frame: cfg.max_frame,
-            frame_pool: BufPool::new(RECEIVE_POOL_BUFFERS, RECEIVE_POOL_BYTES),
+            frame_pool: picsou_runtime::transport::framer::receive_pool(),
             tcp: cfg.tcp,
             zero_copy_min,
             rx_limit: cfg.rx_limit,

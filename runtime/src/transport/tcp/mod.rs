@@ -64,11 +64,6 @@ const MAX_UNAUTHENTICATED: usize = 256;
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Readiness events fetched per `epoll_wait`.
 const EVENTS_CAPACITY: usize = 1024;
-/// Idle buffers of large received frames kept for reuse (frames of
-/// [`DIRECT_MIN`](super::framer::DIRECT_MIN) bytes or more), shared by every connection...
-const RECEIVE_POOL_BUFFERS: usize = 32;
-/// ... and at most this much idle capacity.
-const RECEIVE_POOL_BYTES: usize = 32 << 20;
 
 /// What the parts of the transport share while handling one call: the poller's registry, the
 /// event buffer, the counters and the options.
@@ -169,7 +164,7 @@ impl TcpTransport {
             local,
             keys,
             max_frame: max_frame_bytes,
-            frame_pool: BufPool::new(RECEIVE_POOL_BUFFERS, RECEIVE_POOL_BYTES),
+            frame_pool: super::framer::receive_pool(),
             opts: opts.clone(),
             peers: Vec::with_capacity(peer_keys.len()),
             peer_index,
