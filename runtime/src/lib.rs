@@ -13,7 +13,7 @@
 //! - [`node`]: the node driver and its application API.
 //! - [`load`]: synthetic, verifiable message streams for `picsou node|local|bench`.
 //! - [`local`]: receiver-confirmed results of a whole deployment, and in-process deployments.
-//! - [`bench`]: benchmark grids (strategies × sizes × RSM sizes × transports) over real deployments.
+//! - [`bench`](mod@bench): benchmark grids (strategies × sizes × RSM sizes × transports) over real deployments.
 
 pub mod bench;
 pub mod deployment;
