@@ -18,6 +18,15 @@ if ! command -v iperf3 >/dev/null && command -v apt-get >/dev/null; then
     || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3 >/dev/null 2>&1; } \
     || echo "iperf3 not installed: the transport benchmark will record it as skipped"
 fi
+# etcd (Debian's etcd-server, 3.4) for picsou-etcd's demo and tests, and protoc, which the
+# etcd client crate's build runs on etcd's .proto files. The demo picks its own ports, so a
+# system etcd that the package may start on 2379/2380 does not get in the way.
+if { ! command -v etcd >/dev/null || ! command -v protoc >/dev/null; } && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server protobuf-compiler >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server protobuf-compiler >/dev/null 2>&1; } \
+    || echo "etcd-server or protobuf-compiler not installed: picsou-etcd needs protoc to build, and its etcd tests will say SKIPPED"
+fi
 cd "$(dirname "$0")/.."
 # The RDMA transport's build needs cmake and libclang (sideway's verbs shim and bindgen).
 bash ci/setup-rdma.sh

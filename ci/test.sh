@@ -24,6 +24,13 @@ echo "== the README's main job: picsou local (embedded default: 4+4 replicas ove
 cargo run --release --locked -q -p picsou-cli -- local --json > target/local-default.json
 grep -q '"ok": *true' target/local-default.json
 
+echo "== picsou-etcd: disaster recovery and reconciliation between two real etcd clusters (kill and restart on each side, digests)"
+if command -v etcd >/dev/null; then
+  cargo test --locked -q -p picsou-etcd --test demo -- --ignored --nocapture --test-threads 1
+else
+  echo "SKIPPED: etcd is not installed (ci/setup.sh installs Debian's etcd-server): the picsou-etcd demo test did not run"
+fi
+
 echo "== picsou sim smoke run"
 cargo run --release --locked -q -p picsou-cli -- sim --n 4 --messages 2000 --json > target/sim-smoke.json
 grep -q '"c3b_ok": *true' target/sim-smoke.json
