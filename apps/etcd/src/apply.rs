@@ -318,7 +318,11 @@ impl Applier {
 
     /// Applies `batch` iff the progress is at its first seq.
     pub async fn apply(&mut self, batch: &Batch) -> Result<Applied, ApplyError> {
-        let next = Progress { next: batch.first + batch.count, source_revision: batch.last_revision, applier: self.who.clone() };
+        let next = Progress {
+            next: batch.first + batch.count,
+            source_revision: batch.last_revision,
+            applier: self.who.clone(),
+        };
         let mut ops: Vec<TxnOp> = Vec::with_capacity(batch.ops.len() + 1);
         for (key, value) in &batch.ops {
             ops.push(match value {

@@ -16,9 +16,10 @@ pub fn etcd_binary() -> String {
 /// The installed etcd's version line, or why there is none.
 pub fn etcd_version() -> Result<String, String> {
     let bin = etcd_binary();
-    let out = Command::new(&bin).arg("--version").output().map_err(|e| {
-        format!("cannot run {bin:?}: {e} (install Debian's etcd-server: `bash ci/setup.sh` does it)")
-    })?;
+    let out = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("cannot run {bin:?}: {e} (install Debian's etcd-server: `bash ci/setup.sh` does it)"))?;
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text.lines().next().unwrap_or("etcd").trim().to_string())
 }

@@ -256,7 +256,8 @@ fn parse_action(s: &str, restart: bool) -> Result<Action, String> {
     let bad = || format!("{s:?}: expected CLUSTER/ID@SECONDS, e.g. primary/1@2.5");
     let (who, at) = s.split_once('@').ok_or_else(bad)?;
     let (c, id) = who.split_once('/').ok_or_else(bad)?;
-    let cluster = CLUSTERS.iter().position(|n| *n == c).ok_or_else(|| format!("{s:?}: the clusters are primary and standby"))?;
+    let cluster =
+        CLUSTERS.iter().position(|n| *n == c).ok_or_else(|| format!("{s:?}: the clusters are primary and standby"))?;
     let member: usize = id.parse().map_err(|_| bad())?;
     if member >= MEMBERS {
         return Err(format!("{s:?}: members are 0 to {}", MEMBERS - 1));
@@ -314,7 +315,10 @@ impl World {
         if let Some(mut p) = self.sidecars[c][i].take() {
             let _ = p.child.kill();
             let _ = p.child.wait();
-            self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&format!("{}/{i}", CLUSTERS[c]));
+            self.status
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&format!("{}/{i}", CLUSTERS[c]));
         }
     }
 
@@ -583,7 +587,14 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
         let futs: Vec<_> = loaded
             .iter()
             .map(|&c| {
-                run_load(clients[c].clone(), CLUSTERS[c], mirrored[c].clone().unwrap_or_default(), args.clone(), puts, rate)
+                run_load(
+                    clients[c].clone(),
+                    CLUSTERS[c],
+                    mirrored[c].clone().unwrap_or_default(),
+                    args.clone(),
+                    puts,
+                    rate,
+                )
             })
             .collect();
         let mut results = Vec::new();
@@ -601,7 +612,7 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
         let mut loads = Vec::new();
         for (&c, (mut load, ops)) in loaded.iter().zip(results) {
             let prefix = mirrored[c].clone().unwrap_or_default();
-            let marker = put_retry(&clients[c], format!("{prefix}marker"), format!("{name}")).await?;
+            let marker = put_retry(&clients[c], format!("{prefix}marker"), name.to_string()).await?;
             end_rev[c] = marker;
             let mon = monitors[c].as_ref().ok_or("no monitor")?;
             let caught = mon.wait_for(marker, Duration::from_secs(args.catch_up_s)).await;
@@ -629,11 +640,11 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
         let source = digest(&mut src, prefix.as_bytes()).await.map_err(|e| e.to_string())?;
         let mirror = digest(&mut dst, prefix.as_bytes()).await.map_err(|e| e.to_string())?;
         let progress = dst.get(progress_key(CLUSTERS[c]), None).await.map_err(|e| e.to_string())?;
-        let p = progress
-            .kvs()
-            .first()
-            .and_then(|kv| Progress::parse(kv.value()).ok())
-            .unwrap_or(Progress { next: 0, source_revision: 0, applier: String::new() });
+        let p = progress.kvs().first().and_then(|kv| Progress::parse(kv.value()).ok()).unwrap_or(Progress {
+            next: 0,
+            source_revision: 0,
+            applier: String::new(),
+        });
         let identical = source.hash == mirror.hash
             && source.keys == mirror.keys
             && p.next == count
@@ -766,9 +777,7 @@ async fn wait_ready(status: &Mutex<HashMap<String, SidecarStatus>>, n: usize, ti
     }
 }
 
-async fn futures_join<T: Send + 'static>(
-    futs: Vec<impl Future<Output = T> + Send + 'static>,
-) -> Vec<T> {
+async fn futures_join<T: Send + 'static>(futs: Vec<impl Future<Output = T> + Send + 'static>) -> Vec<T> {
     let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
     let mut out = Vec::new();
     for h in handles {
@@ -794,7 +803,9 @@ async fn run_actions(
             let r1 = w.clusters[a.cluster].start(a.member);
             let r2 = w.spawn_sidecar(a.cluster, a.member);
             match (r1, r2) {
-                (Ok(()), Ok(())) => format!("restarted {who} (member and sidecar) at {:.2} s", t0.elapsed().as_secs_f64()),
+                (Ok(()), Ok(())) => {
+                    format!("restarted {who} (member and sidecar) at {:.2} s", t0.elapsed().as_secs_f64())
+                }
                 (r1, r2) => format!("restart of {who} failed: {r1:?} {r2:?}"),
             }
         } else {
@@ -939,11 +950,7 @@ impl Monitor {
         }
         lags.sort_by(f64::total_cmp);
         let pct = |q: f64| {
-            if lags.is_empty() {
-                0.0
-            } else {
-                lags[((lags.len() as f64 * q).ceil() as usize).clamp(1, lags.len()) - 1]
-            }
+            if lags.is_empty() { 0.0 } else { lags[((lags.len() as f64 * q).ceil() as usize).clamp(1, lags.len()) - 1] }
         };
         Lag { samples: lags.len(), p50_ms: pct(0.5), p99_ms: pct(0.99), max_ms: lags.last().copied().unwrap_or(0.0) }
     }
@@ -989,7 +996,8 @@ async fn count_revisions(client: &Client, prefix: &str, from: u64, to: u64) -> R
             return Err(format!("counting the revisions under {prefix}: stuck at {last}"));
         }
         let opts = WatchOptions::new().with_prefix().with_start_revision(last as i64 + 1);
-        let Ok(mut stream) = client.watch_client().max_decoding_message_size(256 << 20).watch(prefix, Some(opts)).await else {
+        let Ok(mut stream) = client.watch_client().max_decoding_message_size(256 << 20).watch(prefix, Some(opts)).await
+        else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -1039,7 +1047,10 @@ pub fn human(r: &DemoReport) -> String {
                 if l.retries > 0 { format!(" ({} retries)", l.retries) } else { String::new() },
                 l.lag
                     .as_ref()
-                    .map(|g| format!(", mirror lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", g.p50_ms, g.p99_ms, g.max_ms))
+                    .map(|g| format!(
+                        ", mirror lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                        g.p50_ms, g.p99_ms, g.max_ms
+                    ))
                     .unwrap_or_default()
             ));
         }

@@ -36,7 +36,8 @@ pub async fn digest(client: &mut Client, prefix: &[u8]) -> Result<Digest, etcd_c
     let mut from = prefix.to_vec();
     let mut at: i64 = 0;
     loop {
-        let mut opts = GetOptions::new().with_range(end.clone()).with_limit(1000).with_sort(SortTarget::Key, SortOrder::Ascend);
+        let mut opts =
+            GetOptions::new().with_range(end.clone()).with_limit(1000).with_sort(SortTarget::Key, SortOrder::Ascend);
         if at > 0 {
             opts = opts.with_revision(at);
         }

@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "picsou-etcd", version, about = "Mirror etcd clusters over Picsou: disaster recovery and reconciliation")]
+#[command(
+    name = "picsou-etcd",
+    version,
+    about = "Mirror etcd clusters over Picsou: disaster recovery and reconciliation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -23,7 +27,8 @@ enum Cmd {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -240,8 +240,14 @@ pub fn main(args: &SidecarArgs) -> Result<(), String> {
     if let Some(prefix) = &args.send_prefix {
         let (tx, rx) = mpsc::channel::<Outgoing>(4096);
         let (node2, inflight2) = (node.clone(), inflight.clone());
-        threads.push(std::thread::Builder::new().name("submit".into()).spawn(move || submit_loop(&node2, rx, &inflight2)).map_err(|e| e.to_string())?);
-        let (endpoint, prefix, status, fatal) = (args.etcd.clone(), prefix.clone().into_bytes(), source_status.clone(), fatal.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("submit".into())
+                .spawn(move || submit_loop(&node2, rx, &inflight2))
+                .map_err(|e| e.to_string())?,
+        );
+        let (endpoint, prefix, status, fatal) =
+            (args.etcd.clone(), prefix.clone().into_bytes(), source_status.clone(), fatal.clone());
         rt.spawn(async move {
             if let Err(e) = run_source(endpoint, prefix, anchor, tx, status).await {
                 tracing::error!("sending side stopped: {e}");
@@ -249,7 +255,8 @@ pub fn main(args: &SidecarArgs) -> Result<(), String> {
             }
         });
         let checkpoint = CheckpointFile::open(&cp_path).map_err(|e| format!("{}: {e}", cp_path.display()))?;
-        let (node2, inflight2, stop2, start_revision) = (node.clone(), inflight.clone(), stop.clone(), args.start_revision);
+        let (node2, inflight2, stop2, start_revision) =
+            (node.clone(), inflight.clone(), stop.clone(), args.start_revision);
         let checkpoint_loop = move || {
             let mut last = anchor;
             while !stop2.load(Ordering::Relaxed) {
@@ -272,13 +279,20 @@ pub fn main(args: &SidecarArgs) -> Result<(), String> {
                 }
             }
         };
-        threads.push(std::thread::Builder::new().name("checkpoint".into()).spawn(checkpoint_loop).map_err(|e| e.to_string())?);
+        threads.push(
+            std::thread::Builder::new().name("checkpoint".into()).spawn(checkpoint_loop).map_err(|e| e.to_string())?,
+        );
     }
 
     if let Some(prefix) = &args.receive_prefix {
         let (tx, rx) = mpsc::channel::<Vec<(u64, Bytes)>>(64);
         let (node2, stop2) = (node.clone(), stop.clone());
-        threads.push(std::thread::Builder::new().name("deliver".into()).spawn(move || deliver_loop(&node2, &tx, &stop2)).map_err(|e| e.to_string())?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("deliver".into())
+                .spawn(move || deliver_loop(&node2, &tx, &stop2))
+                .map_err(|e| e.to_string())?,
+        );
         let sink = SinkConfig {
             endpoint: args.etcd.clone(),
             prefix: prefix.clone().into_bytes(),
@@ -306,7 +320,10 @@ pub fn main(args: &SidecarArgs) -> Result<(), String> {
                         if let Ok(Some(d)) = node2.next_delivery(Some(Duration::from_millis(100)))
                             && !warned
                         {
-                            tracing::warn!("message {} arrived but this sidecar has no --receive-prefix: dropped", d.seq);
+                            tracing::warn!(
+                                "message {} arrived but this sidecar has no --receive-prefix: dropped",
+                                d.seq
+                            );
                             warned = true;
                         }
                     }
@@ -378,7 +395,11 @@ fn print_status(s: &SidecarStatus) {
 }
 
 /// Hands the source's messages to the node in runs of consecutive seqs.
-fn submit_loop(node: &Node, mut rx: mpsc::Receiver<Outgoing>, inflight: &Mutex<std::collections::VecDeque<(u64, u64)>>) {
+fn submit_loop(
+    node: &Node,
+    mut rx: mpsc::Receiver<Outgoing>,
+    inflight: &Mutex<std::collections::VecDeque<(u64, u64)>>,
+) {
     let mut items: Vec<(Bytes, Bytes)> = Vec::with_capacity(256);
     while let Some(first) = rx.blocking_recv() {
         let seq = first.seq;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use etcd_client::{Client, WatchOptions};
 use tokio::sync::{Notify, mpsc};
 
-use crate::apply::{Applied, ApplyError, Applier, Batch, Progress, TxnLimits};
+use crate::apply::{Applied, Applier, ApplyError, Batch, Progress, TxnLimits};
 use crate::codec::RevisionMessage;
 use crate::etcd::connect_one;
 
@@ -86,7 +86,8 @@ pub async fn run_sink(
     status: Arc<SinkStatus>,
 ) -> Result<(), ApplyError> {
     let notify = Arc::new(Notify::new());
-    let watcher = tokio::spawn(watch_progress(config.endpoint.clone(), applier.key().to_vec(), status.clone(), notify.clone()));
+    let watcher =
+        tokio::spawn(watch_progress(config.endpoint.clone(), applier.key().to_vec(), status.clone(), notify.clone()));
     let result = apply_loop(&config, &mut applier, &mut rx, &status, &notify).await;
     watcher.abort();
     result

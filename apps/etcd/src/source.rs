@@ -226,7 +226,12 @@ async fn watch_inner(
     }
 }
 
-async fn emit(m: RevisionMessage, anchor: &mut Anchor, tx: &mpsc::Sender<Outgoing>, status: &SourceStatus) -> Result<(), WatchEnd> {
+async fn emit(
+    m: RevisionMessage,
+    anchor: &mut Anchor,
+    tx: &mpsc::Sender<Outgoing>,
+    status: &SourceStatus,
+) -> Result<(), WatchEnd> {
     let payload = Bytes::from(m.encode().map_err(|e| WatchEnd::Fatal(e.into()))?);
     let out = Outgoing { seq: anchor.next_seq, revision: m.revision, payload };
     tx.send(out).await.map_err(|_| WatchEnd::Fatal(SourceError::Stopped))?;

@@ -18,8 +18,14 @@ fn demo(extra: &[&str]) -> serde_json::Value {
     for d in report["directions"].as_array().expect("directions") {
         println!(
             "{} -> {}: {} of {} revisions mirrored, applied up to {} of {}, {} keys, identical {}",
-            d["from"], d["to"], d["revisions_mirrored"], d["source_revisions"], d["applied_source_revision"],
-            d["source_last_revision"], d["mirror"]["keys"], d["identical"]
+            d["from"],
+            d["to"],
+            d["revisions_mirrored"],
+            d["source_revisions"],
+            d["applied_source_revision"],
+            d["source_last_revision"],
+            d["mirror"]["keys"],
+            d["identical"]
         );
     }
     for p in report["phases"].as_array().expect("phases") {
@@ -51,9 +57,22 @@ fn dr_with_a_kill_and_restart_on_each_side() {
         return;
     }
     let r = demo(&[
-        "--mode", "dr", "--puts", "4000", "--half-rate-puts", "0", "--delete-every", "7",
-        "--kill", "primary/1@0.5", "--restart", "primary/1@2.5",
-        "--kill", "standby/0@1.0", "--restart", "standby/0@3.0",
+        "--mode",
+        "dr",
+        "--puts",
+        "4000",
+        "--half-rate-puts",
+        "0",
+        "--delete-every",
+        "7",
+        "--kill",
+        "primary/1@0.5",
+        "--restart",
+        "primary/1@2.5",
+        "--kill",
+        "standby/0@1.0",
+        "--restart",
+        "standby/0@3.0",
     ]);
     let d = &r["directions"][0];
     assert_eq!(d["identical"], true);

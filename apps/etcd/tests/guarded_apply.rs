@@ -18,7 +18,10 @@ const PREFIX: &str = "/src/";
 /// Message `m`: a key of its own (a second application would show as version 2), a key every
 /// message overwrites, and a scratch key that the next message deletes every fifth time.
 fn message(m: u64) -> RevisionMessage {
-    let mut events = vec![KvEvent::put(format!("{PREFIX}log/{m:05}"), m.to_string()), KvEvent::put(format!("{PREFIX}last"), m.to_string())];
+    let mut events = vec![
+        KvEvent::put(format!("{PREFIX}log/{m:05}"), m.to_string()),
+        KvEvent::put(format!("{PREFIX}last"), m.to_string()),
+    ];
     if m % 5 == 4 {
         events.push(KvEvent::delete(format!("{PREFIX}scratch/{}", m - 1)));
     } else {
@@ -44,10 +47,7 @@ async fn check(endpoint: &str, n: u64) {
     let p = Progress::parse(p.kvs()[0].value()).unwrap();
     assert_eq!(p.next, n, "every message applied");
     assert_eq!(p.source_revision, 1000 + 3 * (n - 1));
-    let logs = client
-        .get(format!("{PREFIX}log/"), Some(etcd_client::GetOptions::new().with_prefix()))
-        .await
-        .unwrap();
+    let logs = client.get(format!("{PREFIX}log/"), Some(etcd_client::GetOptions::new().with_prefix())).await.unwrap();
     assert_eq!(logs.kvs().len() as u64, n);
     let mut last_create = 0;
     for (m, kv) in logs.kvs().iter().enumerate() {
