@@ -74,6 +74,8 @@ pub struct Cluster {
     pub name: String,
     /// Its members, in id order.
     pub members: Vec<Member>,
+    /// Niceness the members run at (through `nice`; 0: as this process).
+    pub nice: u8,
 }
 
 impl Cluster {
@@ -115,7 +117,7 @@ impl Cluster {
                 }
             })
             .collect();
-        Self { name: name.into(), members }
+        Self { name: name.into(), members, nice: 0 }
     }
 
     /// Every member's client endpoint.
@@ -135,7 +137,14 @@ impl Cluster {
             .open(&m.log)
             .map_err(|e| format!("{}: {e}", m.log.display()))?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(etcd_binary())
+        let mut cmd = if self.nice > 0 {
+            let mut c = Command::new("nice");
+            c.arg("-n").arg(self.nice.to_string()).arg(etcd_binary());
+            c
+        } else {
+            Command::new(etcd_binary())
+        };
+        let child = cmd
             .args(&m.args)
             .stdin(Stdio::null())
             .stdout(log)

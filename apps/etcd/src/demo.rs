@@ -115,6 +115,11 @@ pub struct DemoArgs {
     /// etcd's --max-txn-ops on both clusters, and the sidecars' limit.
     #[arg(long, default_value_t = 1024)]
     pub max_txn_ops: usize,
+    /// Niceness of the sidecars and of the mirror-only cluster (the standby in dr mode): on
+    /// one shared host this gives the primary's members first call on the CPU, as they would
+    /// have on hosts of their own with the sidecar as a low-priority neighbour (0: off).
+    #[arg(long, default_value_t = 10)]
+    pub nice: u8,
     /// Seconds to wait for the mirror to catch up after a phase.
     #[arg(long, default_value_t = 120)]
     pub catch_up_s: u64,
@@ -213,6 +218,8 @@ pub struct DemoReport {
     pub members: usize,
     /// Clients per cluster.
     pub clients: usize,
+    /// Niceness of the sidecars (and of the standby's members in dr mode).
+    pub nice: u8,
     /// Value bytes.
     pub value_size: usize,
     /// Writes per phase.
@@ -282,6 +289,7 @@ struct World {
     sidecar_args: [Vec<Vec<String>>; 2],
     status: Arc<Mutex<HashMap<String, SidecarStatus>>>,
     dir: PathBuf,
+    nice: u8,
 }
 
 impl World {
@@ -290,7 +298,9 @@ impl World {
         let log = self.dir.join(format!("sidecar-{}-{i}.log", CLUSTERS[c]));
         let logf = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| e.to_string())?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
+        let mut cmd = Command::new("nice");
+        cmd.arg("-n").arg(self.nice.to_string()).arg(exe);
+        let mut child = cmd
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -456,6 +466,9 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
         Cluster::new(CLUSTERS[0], MEMBERS, base, dir, &extra),
         Cluster::new(CLUSTERS[1], MEMBERS, base + 2 * MEMBERS as u16, dir, &extra),
     ];
+    if args.mode == Mode::Dr {
+        clusters[1].nice = args.nice;
+    }
     for c in &mut clusters {
         c.start_all()?;
     }
@@ -487,6 +500,7 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
         sidecar_args: [Vec::new(), Vec::new()],
         status: Arc::default(),
         dir: dir.to_path_buf(),
+        nice: args.nice,
     };
     let sampling = Arc::new(AtomicBool::new(true));
     let world_pids: Arc<Mutex<Vec<(String, u32)>>> = Arc::new(Mutex::new(world.pids()));
@@ -703,6 +717,7 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
         transport: format!("{:?}", args.transport).to_lowercase(),
         members: MEMBERS,
         clients: args.clients,
+        nice: args.nice,
         value_size: args.value_size,
         puts: args.puts,
         cores,
@@ -1022,7 +1037,7 @@ async fn count_revisions(client: &Client, prefix: &str, from: u64, to: u64) -> R
 /// A human summary.
 pub fn human(r: &DemoReport) -> String {
     let mut s = format!(
-        "picsou-etcd demo: {} mode, strategy {}, {} transport, two clusters of {} etcd members ({}), {} clients, {} B values: {}\n",
+        "picsou-etcd demo: {} mode, strategy {}, {} transport, two clusters of {} etcd members ({}), {} clients, {} B values, sidecars at nice {}: {}\n",
         match r.mode {
             Mode::Dr => "disaster recovery",
             Mode::Reconcile => "reconciliation",
@@ -1033,6 +1048,7 @@ pub fn human(r: &DemoReport) -> String {
         r.etcd,
         r.clients,
         r.value_size,
+        r.nice,
         if r.ok { "mirrors identical" } else { "FAILED" }
     );
     for p in &r.phases {
