@@ -1036,38 +1036,24 @@ async fn count_revisions(client: &Client, prefix: &str, from: u64, to: u64) -> R
 
 /// A human summary.
 pub fn human(r: &DemoReport) -> String {
+    let mode = match r.mode {
+        Mode::Dr => "disaster recovery",
+        Mode::Reconcile => "reconciliation",
+    };
+    let verdict = if r.ok { "mirrors identical" } else { "FAILED" };
     let mut s = format!(
-        "picsou-etcd demo: {} mode, strategy {}, {} transport, two clusters of {} etcd members ({}), {} clients, {} B values, sidecars at nice {}: {}\n",
-        match r.mode {
-            Mode::Dr => "disaster recovery",
-            Mode::Reconcile => "reconciliation",
-        },
-        r.strategy,
-        r.transport,
-        r.members,
-        r.etcd,
-        r.clients,
-        r.value_size,
-        r.nice,
-        if r.ok { "mirrors identical" } else { "FAILED" }
+        "picsou-etcd demo: {mode} mode, strategy {}, {} transport, two clusters of {} etcd members ({}), {} clients, {} B values, sidecars at nice {}: {verdict}\n",
+        r.strategy, r.transport, r.members, r.etcd, r.clients, r.value_size, r.nice
     );
     for p in &r.phases {
         for l in &p.loads {
+            let retries = if l.retries > 0 { format!(" ({} retries)", l.retries) } else { String::new() };
+            let lag = l.lag.as_ref().map_or_else(String::new, |g| {
+                format!(", mirror lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", g.p50_ms, g.p99_ms, g.max_ms)
+            });
+            let (name, cluster, writes, secs, rate) = (&p.name, &l.cluster, l.writes, l.seconds, l.writes_per_s);
             s.push_str(&format!(
-                "  {:<10} {:<8} {:>7} writes in {:6.2} s = {:>8.0} writes/s{}{}\n",
-                p.name,
-                l.cluster,
-                l.writes,
-                l.seconds,
-                l.writes_per_s,
-                if l.retries > 0 { format!(" ({} retries)", l.retries) } else { String::new() },
-                l.lag
-                    .as_ref()
-                    .map(|g| format!(
-                        ", mirror lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-                        g.p50_ms, g.p99_ms, g.max_ms
-                    ))
-                    .unwrap_or_default()
+                "  {name:<10} {cluster:<8} {writes:>7} writes in {secs:6.2} s = {rate:>8.0} writes/s{retries}{lag}\n"
             ));
         }
         let cpu: Vec<String> = p.cpu_cores.iter().map(|(g, c)| format!("{g} {c:.2}")).collect();
@@ -1078,27 +1064,16 @@ pub fn human(r: &DemoReport) -> String {
         r.mirroring_cost_pct, r.mirroring_cost_without_load_generator_pct, r.primary_etcd_cpu_per_write_cost_pct
     ));
     for d in &r.directions {
+        let same = if d.source.hash == d.mirror.hash { "==" } else { "!=" };
+        let verdict = if d.identical { "identical" } else { "DIFFERENT" };
+        let (a, b) = (&d.source.hash[..16], &d.mirror.hash[..16]);
         s.push_str(&format!(
-            "  {} -> {} ({}): {} revisions mirrored of {}, applied up to source revision {} of {}; {} keys, digest {} {} {}: {}\n",
-            d.from,
-            d.to,
-            d.prefix,
-            d.revisions_mirrored,
-            d.source_revisions,
-            d.applied_source_revision,
-            d.source_last_revision,
-            d.mirror.keys,
-            &d.source.hash[..16],
-            if d.source.hash == d.mirror.hash { "==" } else { "!=" },
-            &d.mirror.hash[..16],
-            if d.identical { "identical" } else { "DIFFERENT" }
+            "  {} -> {} ({}): {} revisions mirrored of {}, applied up to source revision {} of {}; {} keys, digest {a} {same} {b}: {verdict}\n",
+            d.from, d.to, d.prefix, d.revisions_mirrored, d.source_revisions, d.applied_source_revision, d.source_last_revision, d.mirror.keys
         ));
     }
-    for a in &r.actions {
-        s.push_str(&format!("  {a}\n"));
-    }
-    for p in &r.problems {
-        s.push_str(&format!("  problem: {p}\n"));
+    for line in r.actions.iter().chain(r.problems.iter().map(|p| p as &String)) {
+        s.push_str(&format!("  {line}\n"));
     }
     s
 }

@@ -30,15 +30,20 @@ fn message(m: u64) -> RevisionMessage {
     RevisionMessage { revision: 1000 + 3 * m, events }
 }
 
-fn start_etcd(dir: &std::path::Path) -> Option<Cluster> {
+/// A one-member etcd in a temporary folder (kept alive by the returned values), and its
+/// endpoint; `None` (after printing SKIPPED) without etcd.
+async fn start_etcd() -> Option<(tempfile::TempDir, Cluster, String)> {
     if let Err(e) = etcd_version() {
         println!("SKIPPED: {e}");
         return None;
     }
+    let dir = tempfile::tempdir().unwrap();
     let base = free_ports(2, None).expect("free ports");
-    let mut c = Cluster::new("t", 1, base, dir, &["--max-txn-ops=1024".to_string()]);
+    let mut c = Cluster::new("t", 1, base, dir.path(), &["--max-txn-ops=1024".to_string()]);
     c.start_all().expect("start etcd");
-    Some(c)
+    c.wait_ready(Duration::from_secs(30)).await.unwrap();
+    let endpoint = c.endpoints()[0].clone();
+    Some((dir, c, endpoint))
 }
 
 async fn check(endpoint: &str, n: u64) {
@@ -62,10 +67,7 @@ async fn check(endpoint: &str, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appliers_apply_each_message_exactly_once_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(cluster) = start_etcd(dir.path()) else { return };
-    cluster.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let endpoint = cluster.endpoints()[0].clone();
+    let Some((_dir, _cluster, endpoint)) = start_etcd().await else { return };
     let n: u64 = 400;
     let msgs: Arc<Vec<RevisionMessage>> = Arc::new((0..n).map(message).collect());
     let mut tasks = Vec::new();
@@ -115,10 +117,7 @@ async fn concurrent_appliers_apply_each_message_exactly_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranked_sinks_take_over_when_the_first_stops() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(cluster) = start_etcd(dir.path()) else { return };
-    cluster.wait_ready(Duration::from_secs(30)).await.unwrap();
-    let endpoint = cluster.endpoints()[0].clone();
+    let Some((_dir, _cluster, endpoint)) = start_etcd().await else { return };
     let n: u64 = 300;
     let payloads: Vec<(u64, Bytes)> = (0..n).map(|m| (m, Bytes::from(message(m).encode().unwrap()))).collect();
     let mut senders = Vec::new();
