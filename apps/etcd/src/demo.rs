@@ -172,6 +172,67 @@ pub struct PhaseReport {
     pub seconds: f64,
     /// CPU used per process group, in cores (CPU seconds / wall seconds).
     pub cpu_cores: BTreeMap<String, f64>,
+    /// Write-ahead-log fsyncs per cluster (from the members' metrics): on one host the six
+    /// members share one disk.
+    pub wal_fsync: BTreeMap<String, WalFsync>,
+}
+
+/// A cluster's WAL fsyncs during a phase.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WalFsync {
+    /// fsyncs per second, all members together.
+    pub per_s: f64,
+    /// Mean duration of one, ms.
+    pub mean_ms: f64,
+    /// Fraction of the phase a member spent in fsync, averaged over members.
+    pub busy: f64,
+}
+
+/// (count, seconds) of WAL fsyncs of the member whose client port is `port`, from its
+/// `/metrics` (zeros if it does not answer).
+fn wal_fsync_counters(port: u16) -> (f64, f64) {
+    use std::io::Read;
+    let fetch = || -> std::io::Result<String> {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)?;
+        Ok(text)
+    };
+    let Ok(text) = fetch() else { return (0.0, 0.0) };
+    let get = |name: &str| {
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok())).unwrap_or(0.0)
+    };
+    (get("etcd_disk_wal_fsync_duration_seconds_count "), get("etcd_disk_wal_fsync_duration_seconds_sum "))
+}
+
+/// Every member's WAL fsync counters, per cluster.
+fn wal_sample(ports: &[Vec<u16>; 2]) -> [Vec<(f64, f64)>; 2] {
+    [
+        ports[0].iter().map(|&p| wal_fsync_counters(p)).collect(),
+        ports[1].iter().map(|&p| wal_fsync_counters(p)).collect(),
+    ]
+}
+
+fn wal_report(a: &[Vec<(f64, f64)>; 2], b: &[Vec<(f64, f64)>; 2], secs: f64) -> BTreeMap<String, WalFsync> {
+    let mut out = BTreeMap::new();
+    for c in 0..2 {
+        let (mut n, mut t) = (0.0, 0.0);
+        for (x, y) in a[c].iter().zip(&b[c]) {
+            // A restarted member's counters start again from zero.
+            let d = |p: f64, q: f64| if q >= p { q - p } else { q };
+            n += d(x.0, y.0);
+            t += d(x.1, y.1);
+        }
+        let members = a[c].len().max(1) as f64;
+        out.insert(
+            CLUSTERS[c].to_string(),
+            WalFsync { per_s: n / secs, mean_ms: if n > 0.0 { 1000.0 * t / n } else { 0.0 }, busy: t / secs / members },
+        );
+    }
+    out
 }
 
 /// One mirrored direction at the end.
@@ -518,8 +579,12 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
     let mut problems = Vec::new();
 
     // Phase 1: no mirroring.
+    let ports: [Vec<u16>; 2] = [
+        world.clusters[0].members.iter().map(|m| m.client_port).collect(),
+        world.clusters[1].members.iter().map(|m| m.client_port).collect(),
+    ];
     let t = Instant::now();
-    let c0 = cpu.totals();
+    let c0 = counters(&cpu, &world_pids, &ports);
     let mut loads = Vec::new();
     let futs: Vec<_> = loaded
         .iter()
@@ -531,8 +596,9 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
     for r in futures_join(futs).await {
         loads.push(r?.0);
     }
-    cpu.sample(&world_pids.lock().map(|p| p.clone()).unwrap_or_default());
-    phases.push(phase("baseline", false, 0.0, loads, t.elapsed(), &c0, &cpu.totals()));
+    let wall = t.elapsed();
+    let c1 = counters(&cpu, &world_pids, &ports);
+    phases.push(phase("baseline", false, 0.0, loads, wall, &c0, &c1));
     let baseline_rate = phases[0].loads[0].writes_per_s;
 
     // The sidecars: each stream starts after the cluster's current revision.
@@ -597,7 +663,7 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
         let scheduler = (k == 0 && !actions.is_empty()).then(|| {
             tokio::spawn(run_actions(actions.clone(), world.clone(), world_pids.clone(), done_actions.clone()))
         });
-        let c0 = cpu.totals();
+        let c0 = counters(&cpu, &world_pids, &ports);
         let futs: Vec<_> = loaded
             .iter()
             .map(|&c| {
@@ -616,8 +682,7 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
             results.push(r?);
         }
         let wall = t.elapsed();
-        cpu.sample(&world_pids.lock().map(|p| p.clone()).unwrap_or_default());
-        let c1 = cpu.totals();
+        let c1 = counters(&cpu, &world_pids, &ports);
         if let Some(s) = scheduler {
             // Kills and restarts all happen, even after a short load.
             let _ = s.await;
@@ -733,18 +798,30 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
     })
 }
 
+/// Counters at a phase's start or end: CPU seconds per group, WAL fsyncs per member.
+struct Counters {
+    cpu: BTreeMap<String, f64>,
+    wal: [Vec<(f64, f64)>; 2],
+}
+
+fn counters(cpu: &CpuMeter, pids: &Mutex<Vec<(String, u32)>>, ports: &[Vec<u16>; 2]) -> Counters {
+    cpu.sample(&pids.lock().map(|p| p.clone()).unwrap_or_default());
+    Counters { cpu: cpu.totals(), wal: wal_sample(ports) }
+}
+
 fn phase(
     name: &str,
     mirrored: bool,
     rate: f64,
     loads: Vec<LoadReport>,
     wall: Duration,
-    c0: &BTreeMap<String, f64>,
-    c1: &BTreeMap<String, f64>,
+    a: &Counters,
+    b: &Counters,
 ) -> PhaseReport {
     let secs = wall.as_secs_f64().max(1e-9);
-    let cpu_cores = c1.iter().map(|(g, v)| (g.clone(), (v - c0.get(g).copied().unwrap_or(0.0)) / secs)).collect();
-    PhaseReport { name: name.into(), mirrored, rate, loads, seconds: secs, cpu_cores }
+    let cpu_cores = b.cpu.iter().map(|(g, v)| (g.clone(), (v - a.cpu.get(g).copied().unwrap_or(0.0)) / secs)).collect();
+    let wal_fsync = wal_report(&a.wal, &b.wal, secs);
+    PhaseReport { name: name.into(), mirrored, rate, loads, seconds: secs, cpu_cores, wal_fsync }
 }
 
 fn commit() -> Option<String> {
@@ -1058,6 +1135,12 @@ pub fn human(r: &DemoReport) -> String {
         }
         let cpu: Vec<String> = p.cpu_cores.iter().map(|(g, c)| format!("{g} {c:.2}")).collect();
         s.push_str(&format!("             CPU cores: {}\n", cpu.join(", ")));
+        let wal: Vec<String> = p
+            .wal_fsync
+            .iter()
+            .map(|(c, w)| format!("{c} {:.0}/s of {:.1} ms (disk busy {:.0}%)", w.per_s, w.mean_ms, 100.0 * w.busy))
+            .collect();
+        s.push_str(&format!("             WAL fsyncs: {}\n", wal.join(", ")));
     }
     s.push_str(&format!(
         "  mirroring cost to the primary: {:.1}% of its write throughput; {:.1}% without the load generator's CPU share; primary etcd CPU per write {:+.1}%\n",
