@@ -26,7 +26,8 @@ grep -q '"ok": *true' target/local-default.json
 
 echo "== picsou-etcd: disaster recovery and reconciliation between two real etcd clusters (kill and restart on each side, digests)"
 if command -v etcd >/dev/null; then
-  cargo test --locked -q -p picsou-etcd --test demo -- --ignored --nocapture --test-threads 1
+  # --workspace (not -p): the same feature set as the workspace run above, so nothing rebuilds.
+  cargo test --workspace --locked -q --test demo -- --ignored --nocapture --test-threads 1
 else
   echo "SKIPPED: etcd is not installed (ci/setup.sh installs Debian's etcd-server): the picsou-etcd demo test did not run"
 fi
