@@ -24,9 +24,17 @@ run() {
   echo "== $name: $BIN demo $*" >&2
   "$BIN" demo --puts "$PUTS" --out "$OUT/$name.json" "$@" || echo "$name: FAILED (see $OUT/$name.json)" >&2
 }
+# Data directories on this host's disk (the default: a temporary folder), which the six
+# members share ...
 run dr-picsou --strategy picsou
 run dr-ata --strategy ata
 run dr-ll --strategy ll
 run dr-picsou-kill-primary --strategy picsou --kill primary/1@2 --restart primary/1@6
 run dr-picsou-kill-standby --strategy picsou --kill standby/0@2 --restart standby/0@6
 run reconcile-picsou --strategy picsou --mode reconcile
+# ... and in memory (tmpfs): no member waits for another's fsyncs, CPU is what they share.
+for s in picsou ata ll; do
+  rm -rf /dev/shm/picsou-etcd-bench
+  run "dr-$s-tmpfs" --strategy "$s" --dir /dev/shm/picsou-etcd-bench
+done
+rm -rf /dev/shm/picsou-etcd-bench
