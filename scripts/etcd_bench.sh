@@ -34,7 +34,5 @@ run dr-picsou-kill-standby --strategy picsou --kill standby/0@2 --restart standb
 run reconcile-picsou --strategy picsou --mode reconcile
 # ... and in memory (tmpfs): no member waits for another's fsyncs, CPU is what they share.
 for s in picsou ata ll; do
-  rm -rf /dev/shm/picsou-etcd-bench
-  run "dr-$s-tmpfs" --strategy "$s" --dir /dev/shm/picsou-etcd-bench
+  run "dr-$s-tmpfs" --strategy "$s" --dir /dev/shm
 done
-rm -rf /dev/shm/picsou-etcd-bench

@@ -102,8 +102,9 @@ pub struct DemoArgs {
     /// First of the 18 consecutive loopback ports to use (default: random free ones).
     #[arg(long)]
     pub base_port: Option<u16>,
-    /// Folder for the data directories, logs and checkpoints (default: a new temporary folder,
-    /// removed at the end unless --keep).
+    /// Where to make the run's folder (data directories, logs, checkpoints), removed at the
+    /// end unless --keep (default: the system's temporary folder; /dev/shm puts the members'
+    /// data in memory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Keep the temporary folder.
@@ -481,22 +482,16 @@ pub fn main(args: &DemoArgs) -> Result<DemoReport, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let (tmp, dir) = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-            (None, d.clone())
-        }
-        None => {
-            let t = tempfile::Builder::new().prefix("picsou-etcd-demo-").tempdir().map_err(|e| e.to_string())?;
-            let p = t.path().to_path_buf();
-            (Some(t), p)
-        }
-    };
+    let parent = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("picsou-etcd-demo-")
+        .tempdir_in(&parent)
+        .map_err(|e| format!("cannot create a folder in {}: {e}", parent.display()))?;
+    let dir = tmp.path().to_path_buf();
     let result = rt.block_on(run(args, &dir, etcd));
-    if args.keep
-        && let Some(t) = tmp
-    {
-        let kept = t.keep();
+    if args.keep {
+        let kept = tmp.keep();
         eprintln!("picsou-etcd demo: kept {}", kept.display());
     }
     result
