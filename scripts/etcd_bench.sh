@@ -22,6 +22,8 @@ quiet() {
 }
 run() {
   local name=$1; shift
+  # RESUME=1: keep the reports already written.
+  if [ "${RESUME:-0}" = 1 ] && [ -s "$OUT/$name.json" ]; then return 0; fi
   quiet
   echo "== $name: $BIN demo $*" >&2
   "$BIN" demo --puts "$PUTS" --out "$OUT/$name.json" "$@" || echo "$name: FAILED (see $OUT/$name.json)" >&2

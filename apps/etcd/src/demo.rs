@@ -383,14 +383,16 @@ impl World {
         Ok(())
     }
 
-    fn kill_sidecar(&mut self, c: usize, i: usize) {
+    /// SIGKILLs sidecar `i` of cluster `c`; with `forget`, drops its last status too (a killed
+    /// sidecar's restart reports afresh).
+    fn kill_sidecar(&mut self, c: usize, i: usize, forget: bool) {
         if let Some(mut p) = self.sidecars[c][i].take() {
             let _ = p.child.kill();
             let _ = p.child.wait();
-            self.status
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&format!("{}/{i}", CLUSTERS[c]));
+            if forget {
+                let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                status.remove(&format!("{}/{i}", CLUSTERS[c]));
+            }
         }
     }
 
@@ -424,7 +426,7 @@ impl World {
                         std::thread::sleep(Duration::from_millis(20));
                     }
                 }
-                self.kill_sidecar(c, i);
+                self.kill_sidecar(c, i, false);
             }
         }
     }
@@ -434,7 +436,7 @@ impl Drop for World {
     fn drop(&mut self) {
         for c in 0..2 {
             for i in 0..MEMBERS {
-                self.kill_sidecar(c, i);
+                self.kill_sidecar(c, i, false);
             }
         }
     }
@@ -741,6 +743,8 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
     let mut world = Arc::try_unwrap(world).map_err(|_| "world still shared")?.into_inner();
     // Final statuses (printed as the sidecars stop).
     world.stop_sidecars();
+    // Their readers take the last status lines.
+    std::thread::sleep(Duration::from_millis(200));
     let mut sidecars: Vec<SidecarStatus> =
         world.status.lock().map(|s| s.values().cloned().collect()).unwrap_or_default();
     sidecars.sort_by(|a, b| a.replica.cmp(&b.replica));
@@ -897,7 +901,7 @@ async fn run_actions(
             }
         } else {
             w.clusters[a.cluster].kill(a.member);
-            w.kill_sidecar(a.cluster, a.member);
+            w.kill_sidecar(a.cluster, a.member, true);
             format!("killed {who} (member and sidecar, SIGKILL) at {:.2} s", t0.elapsed().as_secs_f64())
         };
         eprintln!("picsou-etcd demo: {what}");

@@ -164,7 +164,10 @@ async fn apply_loop(
                     return Err(ApplyError::Response("the progress key went backwards"));
                 }
                 status.saw(&progress);
-                if config.rank > 0 {
+                // Step back only for an applier that is at least as far as this whole batch
+                // (a restarted rank 0 still catching up on deliveries must not make the others
+                // wait a takeover period per batch it wins).
+                if config.rank > 0 && progress.next >= batch.first() + batch.len() {
                     active = false;
                 }
             }
