@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 ORDER = ["dr-picsou", "dr-ata", "dr-ll", "dr-picsou-kill-primary", "dr-picsou-kill-standby",
+         "dr-picsou-kill-standby-2",
          "reconcile-picsou", "dr-picsou-tmpfs", "dr-ata-tmpfs", "dr-ll-tmpfs"]
 
 
