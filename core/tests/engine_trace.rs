@@ -17,6 +17,9 @@ use picsou_core::keys::LinkKeys;
 use picsou_core::proof::NoProof;
 use picsou_core::{Endpoint, EndpointConfig, Event, ReplicaId, Time};
 
+/// A frame in flight: arrival time, tie-break, source, destination, bytes.
+type Flight = Reverse<(Time, u64, usize, usize, Bytes)>;
+
 /// xorshift64*: deterministic pseudo-random choices of the network.
 struct Rng(u64);
 
@@ -99,7 +102,7 @@ fn trace(s: &Setup, seed: u64) -> String {
         .collect();
     let mut rng = Rng(seed | 1);
     let mut h = blake3::Hasher::new();
-    let mut queue: BinaryHeap<Reverse<(Time, u64, usize, usize, Bytes)>> = BinaryHeap::new();
+    let mut queue: BinaryHeap<Flight> = BinaryHeap::new();
     let mut tie = 0u64;
     let mut now = Time::ZERO;
     let end = Time::ZERO + s.run_for;
