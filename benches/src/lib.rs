@@ -80,11 +80,11 @@ impl Deployment {
         let mut sent = 0;
         for i in 0..self.n0 {
             let ep = &mut self.eps[i];
-            while ep.next_transmit() < target && ep.transmit_capacity() > 0 {
-                let seq = ep.next_transmit();
-                ep.transmit(self.now, seq, self.payload.clone(), Bytes::new()).expect("in order");
+            while ep.next_submit() < target && ep.submit_capacity() > 0 {
+                let seq = ep.next_submit();
+                ep.submit(self.now, seq, self.payload.clone(), Bytes::new()).expect("in order");
             }
-            sent = sent.max(ep.next_transmit() - self.next_seq);
+            sent = sent.max(ep.next_submit() - self.next_seq);
         }
         self.next_seq += sent;
         loop {
@@ -142,7 +142,7 @@ impl Deployment {
 
     /// The lowest QUACK among the live senders.
     pub fn min_quack(&self) -> u64 {
-        (0..self.n0).map(|i| self.eps[i].quack()).min().unwrap_or(0)
+        (0..self.n0).map(|i| self.eps[i].quacked()).min().unwrap_or(0)
     }
 }
 

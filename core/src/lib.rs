@@ -43,6 +43,6 @@ pub mod wire;
 pub use config::{
     ConfigError, Dissemination, EndpointConfig, FaultModel, Membership, ProtocolParams, RsmSpec, Strategy,
 };
-pub use endpoint::{Endpoint, EndpointStats, Event, Misbehavior, StreamStart, Transmit, TransmitError};
+pub use endpoint::{Endpoint, EndpointStats, Event, Misbehavior, StreamStart, SubmitError, Transmit};
 pub use ids::{ReplicaId, RsmId};
 pub use time::Time;

@@ -134,9 +134,9 @@ fn trace(s: &Setup, seed: u64) -> String {
                 continue;
             }
             if i < n0 {
-                while eps[i].next_transmit() < s.messages && eps[i].transmit_capacity() > 0 {
-                    let seq = eps[i].next_transmit();
-                    eps[i].transmit(now, seq, payload(seq), Bytes::new()).unwrap();
+                while eps[i].next_submit() < s.messages && eps[i].submit_capacity() > 0 {
+                    let seq = eps[i].next_submit();
+                    eps[i].submit(now, seq, payload(seq), Bytes::new()).unwrap();
                 }
             }
             while let Some(t) = eps[i].poll_transmit(now) {
@@ -213,7 +213,7 @@ fn trace(s: &Setup, seed: u64) -> String {
         }
     }
     for (i, ep) in eps.iter().enumerate() {
-        h.update(format!("{i} {:?} {} {}", ep.stats(), ep.quack(), ep.received()).as_bytes());
+        h.update(format!("{i} {:?} {} {}", ep.stats(), ep.quacked(), ep.received()).as_bytes());
     }
     if std::env::var_os("PICSOU_PRINT_TRACES").is_some() {
         let sum = |f: fn(&picsou_core::EndpointStats) -> u64| eps.iter().map(|e| f(&e.stats())).sum::<u64>();

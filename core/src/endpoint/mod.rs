@@ -6,7 +6,7 @@
 //! forwarding and repair inside its RSM). Module `output` turns queued records and due acks
 //! into frames; `plan` says which replica sends what to whom under each strategy.
 //!
-//! Everything is driven by the caller: inputs are [`Endpoint::transmit`],
+//! Everything is driven by the caller: inputs are [`Endpoint::submit`],
 //! [`Endpoint::handle_frame`], [`Endpoint::handle_timeout`] and [`Endpoint::local_has`];
 //! outputs are pulled with [`Endpoint::poll_transmit`], [`Endpoint::poll_event`] and
 //! [`Endpoint::poll_timeout`]. After any input, drain the outputs.
@@ -124,11 +124,11 @@ pub enum Misbehavior {
     UnknownPeer,
 }
 
-/// Why [`Endpoint::transmit`] refused a message.
+/// Why [`Endpoint::submit`] refused a message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TransmitError {
-    /// Messages must be transmitted as 0, 1, 2, … with no gap or repeat.
+pub enum SubmitError {
+    /// Messages must be submitted as 0, 1, 2, … with no gap or repeat.
     #[error("out of order: expected seq {expected}, got {got}")]
     OutOfOrder {
         /// The seq expected next.
@@ -368,7 +368,7 @@ pub struct Endpoint {
     keys: Vec<MacKey>,
 
     // Outgoing stream (this RSM → the other).
-    next_transmit: u64,
+    next_submit: u64,
     released: u64,
     /// Payload sizes of the transmitted messages from the QUACK on (front = seq QUACK).
     tx_offsets: StreamOffsets,
@@ -512,7 +512,7 @@ impl Endpoint {
             remote_stakes: remote_spec.stakes(),
             f_remote: remote_spec.f,
             keys,
-            next_transmit: start.transmit,
+            next_submit: start.transmit,
             released: start.transmit,
             tx_offsets: StreamOffsets::new(start.transmit),
             released_bytes: 0,
@@ -572,21 +572,21 @@ impl Endpoint {
         self.local
     }
 
-    /// The next seq `transmit` expects.
-    pub fn next_transmit(&self) -> u64 {
-        self.next_transmit
+    /// The next seq `submit` expects.
+    pub fn next_submit(&self) -> u64 {
+        self.next_submit
     }
 
-    /// How many more messages `transmit` accepts right now (backpressure): messages may run
+    /// How many more messages `submit` accepts right now (backpressure): messages may run
     /// at most `max_buffered` ahead of the QUACK, and none is accepted while
     /// `max_buffered_bytes` are buffered beyond it (so with large messages, check again after
-    /// each `transmit`).
-    pub fn transmit_capacity(&self) -> u64 {
+    /// each `submit`).
+    pub fn submit_capacity(&self) -> u64 {
         let quack = self.quack.value();
-        if self.tx_offsets.bytes(quack, self.next_transmit) >= self.params.max_buffered_bytes {
+        if self.tx_offsets.bytes(quack, self.next_submit) >= self.params.max_buffered_bytes {
             return 0;
         }
-        (quack + self.params.max_buffered).saturating_sub(self.next_transmit)
+        (quack + self.params.max_buffered).saturating_sub(self.next_submit)
     }
 
     /// The next event for the application, if any.
@@ -596,7 +596,7 @@ impl Endpoint {
 
     /// The current QUACK of the outgoing stream: every seq below it is held by at least one
     /// correct replica of the other RSM.
-    pub fn quack(&self) -> u64 {
+    pub fn quacked(&self) -> u64 {
         self.quack.value()
     }
 
@@ -670,7 +670,7 @@ impl Endpoint {
         self.otu_check(now);
         self.check_suspicions(now);
         // A receiver that fell silent or stuck since stops holding the window back.
-        if self.released < self.next_transmit {
+        if self.released < self.next_submit {
             self.release(now);
         }
     }

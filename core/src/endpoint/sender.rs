@@ -1,6 +1,6 @@
-//! The sending half: transmit, flow control, QUACKs, duplicate-QUACK loss detection, resends.
+//! The sending half: submitted messages, flow control, QUACKs, duplicate-QUACK loss detection, resends.
 //!
-//! Every replica of the sending RSM is handed every message ([`Endpoint::transmit`]) but keeps
+//! Every replica of the sending RSM is handed every message ([`Endpoint::submit`]) but keeps
 //! only those it has a duty for in the plan. A message enters the send window once it is less
 //! than `send_window` beyond the QUACK; its first sender then queues it for its first receiver.
 //!
@@ -31,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::plan::resend_number;
-use super::{Endpoint, Event, LossTrack, OutMsg, Pending, StoredProof, TransmitError, record_len};
+use super::{Endpoint, Event, LossTrack, OutMsg, Pending, StoredProof, SubmitError, record_len};
 use crate::adversary::Behavior;
 use crate::config::Strategy;
 use crate::time::Time;
@@ -41,21 +41,21 @@ impl Endpoint {
     /// Hands the engine message `seq` that the local RSM committed for the other RSM. Every
     /// replica of the local RSM calls this for every message, in order from 0; `proof` shows the
     /// local RSM committed it (empty under CFT).
-    pub fn transmit(&mut self, now: Time, seq: u64, payload: Bytes, proof: Bytes) -> Result<(), TransmitError> {
-        if seq != self.next_transmit {
-            return Err(TransmitError::OutOfOrder { expected: self.next_transmit, got: seq });
+    pub fn submit(&mut self, now: Time, seq: u64, payload: Bytes, proof: Bytes) -> Result<(), SubmitError> {
+        if seq != self.next_submit {
+            return Err(SubmitError::OutOfOrder { expected: self.next_submit, got: seq });
         }
         if payload.len() > self.params.max_payload_bytes {
-            return Err(TransmitError::PayloadTooLarge { len: payload.len(), max: self.params.max_payload_bytes });
+            return Err(SubmitError::PayloadTooLarge { len: payload.len(), max: self.params.max_payload_bytes });
         }
-        if self.transmit_capacity() == 0 {
-            return Err(TransmitError::Backpressure {
+        if self.submit_capacity() == 0 {
+            return Err(SubmitError::Backpressure {
                 seq,
                 quack: self.quack.value(),
                 max_buffered: self.params.max_buffered,
             });
         }
-        self.next_transmit += 1;
+        self.next_submit += 1;
         self.tx_offsets.push(payload.len() as u64);
         let (stores, first) = self.plan.duty(seq);
         if stores {
@@ -68,7 +68,7 @@ impl Endpoint {
                 ahead: 0,
                 first,
             };
-            // The ring's base is the QUACK, which never passes next_transmit.
+            // The ring's base is the QUACK, which never passes next_submit.
             let _ = self.out.insert(seq, msg);
         }
         // If an earlier message still waits for the window, so does this one: the window
@@ -88,11 +88,11 @@ impl Endpoint {
         let base = self.pace_base(now);
         let window = self.params.send_window.min(self.params.retention);
         let window_bytes = self.params.send_window_bytes.min(self.params.retention_bytes as u64);
-        let limit = self.next_transmit.min(base.saturating_add(window));
+        let limit = self.next_submit.min(base.saturating_add(window));
         let silent = self.behavior == Some(Behavior::Silent);
         // Sizes below the pace base are no longer needed (nor, to bound memory with a receiver
         // excluded from pacing, below the oldest message that can still be buffered).
-        let floor = self.next_transmit.saturating_sub(self.params.max_buffered + self.params.send_window);
+        let floor = self.next_submit.saturating_sub(self.params.max_buffered + self.params.send_window);
         self.tx_offsets.trim_below(base.max(floor));
         while self.released < limit {
             let seq = self.released;
@@ -293,7 +293,7 @@ impl Endpoint {
         // A receiver may legitimately hold messages this replica's application has not
         // transmitted yet (replicas commit at different times); only what was transmitted
         // here counts. Inflated acks are thereby clamped, and the f+1 threshold bounds them.
-        let next = report.next.min(self.next_transmit);
+        let next = report.next.min(self.next_submit);
         let (prev, since) = self.ack_progress[j];
         let advanced = next > prev;
         if advanced {
@@ -462,7 +462,7 @@ impl Endpoint {
             self.events.push_back(Event::Resent { seq: k, number });
         }
         self.next_otu_check = (self.quack.value() < self.released).then(|| now + timeout / 4);
-        if self.next_otu_check.is_none() && self.released < self.next_transmit {
+        if self.next_otu_check.is_none() && self.released < self.next_submit {
             self.next_otu_check = Some(now + timeout / 4);
         }
     }

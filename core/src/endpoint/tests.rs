@@ -150,10 +150,10 @@ impl Net {
                     continue;
                 }
                 if i < self.n0 {
-                    while self.eps[i].next_transmit() < messages && self.eps[i].transmit_capacity() > 0 {
-                        let s = self.eps[i].next_transmit();
+                    while self.eps[i].next_submit() < messages && self.eps[i].submit_capacity() > 0 {
+                        let s = self.eps[i].next_submit();
                         let payload = Bytes::from(format!("message {s}"));
-                        self.eps[i].transmit(self.now, s, payload, Bytes::new()).unwrap();
+                        self.eps[i].submit(self.now, s, payload, Bytes::new()).unwrap();
                     }
                 }
                 self.drain(i);
@@ -322,23 +322,23 @@ fn application_managed_dissemination_hands_over_first_hand_messages() {
 }
 
 #[test]
-fn transmit_rejects_misuse() {
+fn submit_rejects_misuse() {
     let params = ProtocolParams { send_window: 4, max_buffered: 8, max_payload_bytes: 16, ..ProtocolParams::default() };
     let mut net = Net::new(Strategy::Picsou, uniform(4, 1), params);
     let ep = &mut net.eps[0];
     assert_eq!(
-        ep.transmit(Time::ZERO, 1, Bytes::new(), Bytes::new()),
-        Err(TransmitError::OutOfOrder { expected: 0, got: 1 })
+        ep.submit(Time::ZERO, 1, Bytes::new(), Bytes::new()),
+        Err(SubmitError::OutOfOrder { expected: 0, got: 1 })
     );
     assert_eq!(
-        ep.transmit(Time::ZERO, 0, Bytes::from(vec![0; 17]), Bytes::new()),
-        Err(TransmitError::PayloadTooLarge { len: 17, max: 16 })
+        ep.submit(Time::ZERO, 0, Bytes::from(vec![0; 17]), Bytes::new()),
+        Err(SubmitError::PayloadTooLarge { len: 17, max: 16 })
     );
     for s in 0..8 {
-        ep.transmit(Time::ZERO, s, Bytes::new(), Bytes::new()).unwrap();
+        ep.submit(Time::ZERO, s, Bytes::new(), Bytes::new()).unwrap();
     }
-    assert_eq!(ep.transmit_capacity(), 0);
-    assert!(matches!(ep.transmit(Time::ZERO, 8, Bytes::new(), Bytes::new()), Err(TransmitError::Backpressure { .. })));
+    assert_eq!(ep.submit_capacity(), 0);
+    assert!(matches!(ep.submit(Time::ZERO, 8, Bytes::new(), Bytes::new()), Err(SubmitError::Backpressure { .. })));
 }
 
 #[test]
@@ -356,14 +356,11 @@ fn large_messages_are_backpressured_by_bytes() {
     let payload = Bytes::from(vec![7u8; 1024]);
     let ep = &mut net.eps[0];
     for s in 0..4 {
-        assert!(ep.transmit_capacity() > 0);
-        ep.transmit(Time::ZERO, s, payload.clone(), Bytes::new()).unwrap();
+        assert!(ep.submit_capacity() > 0);
+        ep.submit(Time::ZERO, s, payload.clone(), Bytes::new()).unwrap();
     }
-    assert_eq!(ep.transmit_capacity(), 0, "4 KiB buffered");
-    assert!(matches!(
-        ep.transmit(Time::ZERO, 4, payload.clone(), Bytes::new()),
-        Err(TransmitError::Backpressure { .. })
-    ));
+    assert_eq!(ep.submit_capacity(), 0, "4 KiB buffered");
+    assert!(matches!(ep.submit(Time::ZERO, 4, payload.clone(), Bytes::new()), Err(SubmitError::Backpressure { .. })));
 }
 
 #[test]

@@ -27,7 +27,7 @@
 //! This module is the runner: a priority queue of compact events ordered by
 //! (virtual time, insertion counter), so ties resolve in a fixed order and the same seed always
 //! gives the same run. After any input to an endpoint the runner drains its events into the
-//! checker, feeds sender replicas new messages while `transmit_capacity()` allows (backpressure),
+//! checker, feeds sender replicas new messages while `submit_capacity()` allows (backpressure),
 //! polls frames while the replica's NIC backlog is below a socket-buffer-like limit (so acks
 //! stay fresh instead of queueing behind megabytes of data), and re-arms its one timer.
 
@@ -404,15 +404,15 @@ impl<'a> Sim<'a> {
     fn feed(&mut self, r: usize) {
         let Self { endpoints, window, payloads, issuer, checker, first_tx, resolved, scenario, now, .. } = self;
         let ep = &mut endpoints[r];
-        let start = ep.next_transmit();
-        let end = scenario.messages.min(start.saturating_add(ep.transmit_capacity()));
+        let start = ep.next_submit();
+        let end = scenario.messages.min(start.saturating_add(ep.submit_capacity()));
         if start >= end {
             return;
         }
         let correct = resolved.replicas[r].is_correct();
         for seq in start..end {
             // Byte backpressure can close the window within the batch.
-            if seq > start && ep.transmit_capacity() == 0 {
+            if seq > start && ep.submit_capacity() == 0 {
                 break;
             }
             let (payload, proof) = window.get(seq, |s| {
@@ -420,10 +420,10 @@ impl<'a> Sim<'a> {
                 let proof = issuer.issue(s, &p);
                 (p, proof)
             });
-            if let Err(e) = ep.transmit(Time(*now), seq, payload, proof) {
+            if let Err(e) = ep.submit(Time(*now), seq, payload, proof) {
                 if resolved.replicas[r].is_honest() {
                     checker.report_violation(format!(
-                        "{} refused seq {seq} although transmit_capacity allowed it: {e}",
+                        "{} refused seq {seq} although submit_capacity allowed it: {e}",
                         resolved.replicas[r].id
                     ));
                 }
@@ -437,7 +437,7 @@ impl<'a> Sim<'a> {
         let now = *now;
         let slowest = (0..self.n_s)
             .filter(|&s| !self.net.is_crashed(s, now))
-            .map(|s| self.endpoints[s].next_transmit())
+            .map(|s| self.endpoints[s].next_submit())
             .min()
             .unwrap_or(u64::MAX);
         self.window.release_below(slowest);
