@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ack;
+#[cfg(feature = "adversary")]
 pub mod adversary;
 pub mod bufpool;
 pub mod config;

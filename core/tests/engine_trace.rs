@@ -88,15 +88,14 @@ fn trace(s: &Setup, seed: u64) -> String {
     let mut eps: Vec<Endpoint> = (0..n0 + n1)
         .map(|i| {
             let local = rid(i);
-            let cfg = EndpointConfig {
-                membership: m.clone(),
+            let cfg = EndpointConfig::new(
+                m.clone(),
                 local,
-                strategy: s.strategy,
-                params: s.params.clone(),
-                keys: LinkKeys::derived(local, [3; 32]),
-                verifier: Arc::new(NoProof),
-                behavior: None,
-            };
+                s.strategy,
+                s.params.clone(),
+                LinkKeys::derived(local, [3; 32]),
+                Arc::new(NoProof),
+            );
             Endpoint::new(cfg, Time::ZERO).unwrap()
         })
         .collect();
