@@ -39,15 +39,14 @@ impl Deployment {
         let eps = (0..2 * n)
             .map(|i| {
                 let local = if i < n { ReplicaId::new(0, i as u16) } else { ReplicaId::new(1, (i - n) as u16) };
-                let cfg = EndpointConfig {
-                    membership: m.clone(),
+                let cfg = EndpointConfig::new(
+                    m.clone(),
                     local,
-                    strategy: Strategy::Picsou,
-                    params: params.clone(),
-                    keys: LinkKeys::derived(local, [3; 32]),
-                    verifier: Arc::new(NoProof),
-                    behavior: None,
-                };
+                    Strategy::Picsou,
+                    params.clone(),
+                    LinkKeys::derived(local, [3; 32]),
+                    Arc::new(NoProof),
+                );
                 Endpoint::new(cfg, Time::ZERO).expect("valid config")
             })
             .collect();

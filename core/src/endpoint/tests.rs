@@ -48,12 +48,22 @@ fn rid(n0: usize, i: usize) -> ReplicaId {
 
 impl Net {
     fn new(strategy: Strategy, m: Membership, params: ProtocolParams) -> Self {
+        Self::with_byzantine(strategy, m, params, &[])
+    }
+
+    /// Like `new`, with replica `i` (global index) exhibiting behaviour `b` for each `(i, b)`.
+    fn with_byzantine(
+        strategy: Strategy,
+        m: Membership,
+        params: ProtocolParams,
+        byzantine: &[(usize, crate::adversary::Behavior)],
+    ) -> Self {
         let m = Arc::new(m);
         let (n0, n1) = (m.rsms[0].n(), m.rsms[1].n());
         let eps = (0..n0 + n1)
             .map(|i| {
                 let local = rid(n0, i);
-                let cfg = EndpointConfig::new(
+                let mut cfg = EndpointConfig::new(
                     m.clone(),
                     local,
                     strategy,
@@ -61,6 +71,7 @@ impl Net {
                     LinkKeys::derived(local, [9; 32]),
                     Arc::new(NoProof),
                 );
+                cfg.behavior = byzantine.iter().find(|(j, _)| *j == i).map(|(_, b)| *b);
                 Endpoint::new(cfg, Time::ZERO).unwrap()
             })
             .collect();
@@ -296,6 +307,29 @@ fn slow_forwarding_does_not_set_off_a_repair_storm() {
     let (forwards, repairs) = (f1 - f0, r1 - r0);
     assert!(forwards >= 1000 * 3, "each first-hand receiver forwards to its 3 peers: {forwards}");
     assert!(repairs <= 100, "{repairs} repairs for 1000 messages forwarded over slow links");
+}
+
+#[test]
+fn byzantine_behaviours_plug_in_through_the_adversary_hooks() {
+    use crate::adversary::Behavior;
+    // A silent sender skips its first sends (and resends); the others' rotations cover them.
+    let mut net =
+        Net::with_byzantine(Strategy::Picsou, uniform(4, 1), ProtocolParams::default(), &[(1, Behavior::Silent)]);
+    net.run(400, Duration::from_secs(20));
+    net.assert_all_delivered(400);
+    assert_eq!(net.eps[1].stats().first_sends, 0);
+    assert!(net.resends > 0);
+    // A receiver that never forwards nor repairs: the others still deliver everything.
+    let mut net = Net::with_byzantine(
+        Strategy::Picsou,
+        uniform(4, 1),
+        ProtocolParams::default(),
+        &[(4, Behavior::NoRebroadcast)],
+    );
+    net.run(400, Duration::from_secs(20));
+    net.assert_all_delivered(400);
+    let s = net.eps[4].stats();
+    assert_eq!((s.forwards, s.repairs), (0, 0));
 }
 
 #[test]
@@ -555,9 +589,20 @@ mod timer_table {
         application: bool,
         messages: u64,
         crash: Option<(usize, u64)>,
-        /// Per step: (advance in µs, which endpoint gets an early `handle_timeout`, block
-        /// toggle of (endpoint, peer), drop this step's frames).
-        steps: Vec<(u64, usize, Option<(usize, usize)>, bool)>,
+        steps: Vec<Step>,
+    }
+
+    /// One step of a run.
+    #[derive(Clone, Debug)]
+    struct Step {
+        /// How far time advances, in µs.
+        advance: u64,
+        /// Which endpoint gets an early `handle_timeout`.
+        early: usize,
+        /// Block or unblock the link of (endpoint, peer).
+        block: Option<(usize, usize)>,
+        /// Drop this step's frames.
+        drop: bool,
     }
 
     fn run() -> impl proptest::strategy::Strategy<Value = Run> {
@@ -569,7 +614,8 @@ mod timer_table {
             1u64..200,
             prop::option::of((0usize..10, 0u64..300)),
             prop::collection::vec(
-                (0u64..30_000, 0usize..10, prop::option::of((0usize..10, 0usize..10)), prop::bool::weighted(0.1)),
+                (0u64..30_000, 0usize..10, prop::option::of((0usize..10, 0usize..10)), prop::bool::weighted(0.1))
+                    .prop_map(|(advance, early, block, drop)| Step { advance, early, block, drop }),
                 1..300,
             ),
         )
@@ -607,7 +653,7 @@ mod timer_table {
             let mut net = Net::new(r.strategy, m, params);
             let n = net.eps.len();
             let mut queue: Vec<(Time, usize, usize, Bytes)> = Vec::new();
-            for (step, &(advance, early, block, drop)) in r.steps.iter().enumerate() {
+            for (step, &Step { advance, early, block, drop }) in r.steps.iter().enumerate() {
                 if let Some((who, at)) = r.crash && step as u64 == at {
                     net.crashed.insert(who % n);
                 }

@@ -1,12 +1,14 @@
+//! # picsou-sim
+//!
 //! A deterministic discrete-event simulator of two RSMs running the engine, with a C3B checker.
 //!
 //! RSM 0 (replicas `s0`, `s1`, …) sends a stream of `messages` messages to RSM 1 (`r0`, `r1`,
 //! …). Every replica runs a real [`Endpoint`] (faulty ones with a Byzantine
-//! [`Behavior`](crate::adversary::Behavior) switched on); the simulator plays the network, the
+//! [`Behavior`](picsou_core::adversary::Behavior) switched on); the simulator plays the network, the
 //! clocks and RSM 0's consensus, and checks every event against C3B.
 //!
 //! ```
-//! use picsou_core::sim::{run, Scenario};
+//! use picsou_sim::{run, Scenario};
 //! # fn main() -> Result<(), picsou_core::ConfigError> {
 //! let scenario = Scenario { messages: 200, ..Scenario::default() };
 //! let report = run(&scenario)?;
@@ -24,7 +26,7 @@
 //! - [`rng`]: the seeded generator behind every random draw;
 //! - [`report`]: what a run measured.
 //!
-//! This module is the runner: a priority queue of compact events ordered by
+//! The crate root is the runner: a priority queue of compact events ordered by
 //! (virtual time, insertion counter), so ties resolve in a fixed order and the same seed always
 //! gives the same run. After any input to an endpoint the runner drains its events into the
 //! checker, feeds sender replicas new messages while `submit_capacity()` allows (backpressure),
@@ -47,12 +49,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::{ConfigError, EndpointConfig, FaultModel, Strategy};
-use crate::endpoint::{Endpoint, Transmit};
-use crate::ids::ReplicaId;
-use crate::keys::LinkKeys;
-use crate::schedule::Schedule;
-use crate::time::Time;
+use picsou_core::config::{ConfigError, EndpointConfig, FaultModel, Strategy};
+use picsou_core::endpoint::{Endpoint, Transmit};
+use picsou_core::ids::ReplicaId;
+use picsou_core::keys::LinkKeys;
+use picsou_core::schedule::Schedule;
+use picsou_core::time::Time;
 
 use self::checker::{Checker, ResendBound};
 use self::network::{Network, serialization_ns};
