@@ -39,15 +39,14 @@ impl Deployment {
         let eps = (0..2 * n)
             .map(|i| {
                 let local = if i < n { ReplicaId::new(0, i as u16) } else { ReplicaId::new(1, (i - n) as u16) };
-                let cfg = EndpointConfig {
-                    membership: m.clone(),
+                let cfg = EndpointConfig::new(
+                    m.clone(),
                     local,
-                    strategy: Strategy::Picsou,
-                    params: params.clone(),
-                    keys: LinkKeys::derived(local, [3; 32]),
-                    verifier: Arc::new(NoProof),
-                    behavior: None,
-                };
+                    Strategy::Picsou,
+                    params.clone(),
+                    LinkKeys::derived(local, [3; 32]),
+                    Arc::new(NoProof),
+                );
                 Endpoint::new(cfg, Time::ZERO).expect("valid config")
             })
             .collect();
@@ -80,11 +79,11 @@ impl Deployment {
         let mut sent = 0;
         for i in 0..self.n0 {
             let ep = &mut self.eps[i];
-            while ep.next_transmit() < target && ep.transmit_capacity() > 0 {
-                let seq = ep.next_transmit();
-                ep.transmit(self.now, seq, self.payload.clone(), Bytes::new()).expect("in order");
+            while ep.next_submit() < target && ep.submit_capacity() > 0 {
+                let seq = ep.next_submit();
+                ep.submit(self.now, seq, self.payload.clone(), Bytes::new()).expect("in order");
             }
-            sent = sent.max(ep.next_transmit() - self.next_seq);
+            sent = sent.max(ep.next_submit() - self.next_seq);
         }
         self.next_seq += sent;
         loop {
@@ -142,7 +141,7 @@ impl Deployment {
 
     /// The lowest QUACK among the live senders.
     pub fn min_quack(&self) -> u64 {
-        (0..self.n0).map(|i| self.eps[i].quack()).min().unwrap_or(0)
+        (0..self.n0).map(|i| self.eps[i].quacked()).min().unwrap_or(0)
     }
 }
 

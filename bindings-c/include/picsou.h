@@ -16,6 +16,18 @@
 #define PICSOU_VERSION_PATCH 0
 #define PICSOU_VERSION_STRING "0.1.0"
 
+/** Marks the functions kept for one release under their previous names. */
+#if defined(__GNUC__) || defined(__clang__)
+#define PICSOU_DEPRECATED __attribute__((deprecated))
+#define PICSOU_DEPRECATED_WITH_NOTE(note) __attribute__((deprecated(note)))
+#elif defined(_MSC_VER)
+#define PICSOU_DEPRECATED __declspec(deprecated)
+#define PICSOU_DEPRECATED_WITH_NOTE(note) __declspec(deprecated(note))
+#else
+#define PICSOU_DEPRECATED
+#define PICSOU_DEPRECATED_WITH_NOTE(note)
+#endif
+
 /**
  * What a libpicsou function did. Every function returns one (except `picsou_version`,
  * `picsou_result_name` and `picsou_last_error_message`, which cannot fail).
@@ -745,7 +757,7 @@ picsou_result picsou_node_is_stopped(const struct picsou_node *node, bool *out);
  * later `now_ns` must come from the same clock. On success `*out_endpoint` receives the
  * handle.
  *
- * Drive it like this: after every input (`picsou_endpoint_transmit`,
+ * Drive it like this: after every input (`picsou_endpoint_submit`,
  * `picsou_endpoint_handle_frame`, `picsou_endpoint_handle_timeout`), drain
  * `picsou_endpoint_poll_transmit` (send each frame to its replica) and
  * `picsou_endpoint_poll_event` until they return `PICSOU_EMPTY`, then call
@@ -788,7 +800,7 @@ picsou_result picsou_endpoint_free(struct picsou_endpoint *endpoint);
 /**
  * Writes the endpoint's replica to `*out`.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
@@ -800,7 +812,7 @@ picsou_result picsou_endpoint_local(const struct picsou_endpoint *endpoint, stru
  *
  * Errors: `PICSOU_ERR_UNKNOWN_RSM` if `rsm` is not 0 or 1.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
@@ -816,7 +828,7 @@ picsou_result picsou_endpoint_replica_count(const struct picsou_endpoint *endpoi
  * Errors: `PICSOU_ERR_UNKNOWN_RSM`, `PICSOU_ERR_UNKNOWN_REPLICA`,
  * `PICSOU_ERR_BUFFER_TOO_SMALL`.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `buf` must be NULL or point to `buf_len` writable
@@ -831,7 +843,7 @@ picsou_result picsou_endpoint_replica_address(const struct picsou_endpoint *endp
  *
  * Errors: `PICSOU_ERR_OUT_OF_ORDER`, `PICSOU_ERR_PAYLOAD_TOO_LARGE`, `PICSOU_ERR_FULL` (too
  * far ahead of the QUACK: retry with the same seq after a `PICSOU_EVENT_QUACKED`; see
- * `picsou_endpoint_transmit_capacity`).
+ * `picsou_endpoint_submit_capacity`).
  *
  * Thread safety: an endpoint is meant to be driven by one thread at a time; calls on the same
  * endpoint from several threads are serialized by a lock inside it (never concurrent with
@@ -841,27 +853,27 @@ picsou_result picsou_endpoint_replica_address(const struct picsou_endpoint *endp
  * `endpoint` must be NULL or a live handle; `data` must point to `len` readable bytes (NULL
  * allowed when `len` is 0), likewise `proof` and `proof_len`.
  */
-picsou_result picsou_endpoint_transmit(const struct picsou_endpoint *endpoint, uint64_t now_ns, uint64_t seq, const uint8_t *data, size_t len, const uint8_t *proof, size_t proof_len);
+picsou_result picsou_endpoint_submit(const struct picsou_endpoint *endpoint, uint64_t now_ns, uint64_t seq, const uint8_t *data, size_t len, const uint8_t *proof, size_t proof_len);
 
 /**
- * Writes how many more messages `picsou_endpoint_transmit` accepts right now to `*out`.
+ * Writes how many more messages `picsou_endpoint_submit` accepts right now to `*out`.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
  */
-picsou_result picsou_endpoint_transmit_capacity(const struct picsou_endpoint *endpoint, uint64_t *out);
+picsou_result picsou_endpoint_submit_capacity(const struct picsou_endpoint *endpoint, uint64_t *out);
 
 /**
- * Writes the seq `picsou_endpoint_transmit` expects next to `*out`.
+ * Writes the seq `picsou_endpoint_submit` expects next to `*out`.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
  */
-picsou_result picsou_endpoint_next_transmit(const struct picsou_endpoint *endpoint, uint64_t *out);
+picsou_result picsou_endpoint_next_submit(const struct picsou_endpoint *endpoint, uint64_t *out);
 
 /**
  * Hands the engine a frame (`len` bytes at `data`, copied) that arrived from replica `from`.
@@ -871,7 +883,7 @@ picsou_result picsou_endpoint_next_transmit(const struct picsou_endpoint *endpoi
  *
  * Errors: `PICSOU_ERR_NULL_ARGUMENT`, `PICSOU_ERR_INVALID_ARGUMENT` (length).
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `data` must point to `len` readable bytes.
@@ -883,7 +895,7 @@ picsou_result picsou_endpoint_handle_frame(const struct picsou_endpoint *endpoin
  * at or after the deadline from `picsou_endpoint_poll_timeout` (calling it earlier is
  * harmless).
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle.
@@ -894,7 +906,7 @@ picsou_result picsou_endpoint_handle_timeout(const struct picsou_endpoint *endpo
  * Writes when `picsou_endpoint_handle_timeout` should next be called (same clock as
  * `now_ns`) to `*out_deadline_ns`, or returns `PICSOU_EMPTY` if nothing is scheduled.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `out_deadline_ns` must be NULL or writable.
@@ -912,7 +924,7 @@ picsou_result picsou_endpoint_poll_timeout(const struct picsou_endpoint *endpoin
  * ask for the size). Frames are at most `tuning.max_frame_bytes` (256 KiB by default), except
  * one carrying a single larger message.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `buf` must be NULL or point to `buf_len` writable
@@ -929,7 +941,7 @@ picsou_result picsou_endpoint_poll_transmit(const struct picsou_endpoint *endpoi
  * in `*out_len` and keeps the event for the next call (`buf` may be NULL with `buf_len` 0:
  * events without bytes still fit). A payload is at most `tuning.max_payload_bytes`.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `buf` must be NULL or point to `buf_len` writable
@@ -943,7 +955,7 @@ picsou_result picsou_endpoint_poll_event(const struct picsou_endpoint *endpoint,
  * engine (built fresh once unblocked), so a slow or dead peer never holds up the others.
  * Unknown peers are ignored.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle.
@@ -957,7 +969,7 @@ picsou_result picsou_endpoint_set_blocked(const struct picsou_endpoint *endpoint
  * Errors: `PICSOU_ERR_INVALID_STATE` under library-managed dissemination,
  * `PICSOU_ERR_INVALID_ARGUMENT` if `seq` is beyond the receive window.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle.
@@ -968,17 +980,17 @@ picsou_result picsou_endpoint_local_has(const struct picsou_endpoint *endpoint, 
  * Writes the QUACK of the outgoing stream to `*out`: every seq below it is held by at least
  * one correct replica of the other RSM.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
  */
-picsou_result picsou_endpoint_quack(const struct picsou_endpoint *endpoint, uint64_t *out);
+picsou_result picsou_endpoint_quacked(const struct picsou_endpoint *endpoint, uint64_t *out);
 
 /**
  * Writes the cumulative ack of the incoming stream to `*out`: every seq below it is held here.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
@@ -988,12 +1000,45 @@ picsou_result picsou_endpoint_received(const struct picsou_endpoint *endpoint, u
 /**
  * Writes the engine's counters to `*out`.
  *
- * Thread safety: see `picsou_endpoint_transmit`.
+ * Thread safety: see `picsou_endpoint_submit`.
  *
  * # Safety
  * `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
  */
 picsou_result picsou_endpoint_get_stats(const struct picsou_endpoint *endpoint, struct picsou_endpoint_stats *out);
+
+/**
+ * Deprecated alias of `picsou_endpoint_submit` (the name of the previous release; removed in
+ * the next one).
+ *
+ * # Safety
+ * As `picsou_endpoint_submit`.
+ */
+PICSOU_DEPRECATED_WITH_NOTE("use picsou_endpoint_submit") picsou_result picsou_endpoint_transmit(const struct picsou_endpoint *endpoint, uint64_t now_ns, uint64_t seq, const uint8_t *data, size_t len, const uint8_t *proof, size_t proof_len);
+
+/**
+ * Deprecated alias of `picsou_endpoint_submit_capacity` (removed in the next release).
+ *
+ * # Safety
+ * As `picsou_endpoint_submit_capacity`.
+ */
+PICSOU_DEPRECATED_WITH_NOTE("use picsou_endpoint_submit_capacity") picsou_result picsou_endpoint_transmit_capacity(const struct picsou_endpoint *endpoint, uint64_t *out);
+
+/**
+ * Deprecated alias of `picsou_endpoint_next_submit` (removed in the next release).
+ *
+ * # Safety
+ * As `picsou_endpoint_next_submit`.
+ */
+PICSOU_DEPRECATED_WITH_NOTE("use picsou_endpoint_next_submit") picsou_result picsou_endpoint_next_transmit(const struct picsou_endpoint *endpoint, uint64_t *out);
+
+/**
+ * Deprecated alias of `picsou_endpoint_quacked` (removed in the next release).
+ *
+ * # Safety
+ * As `picsou_endpoint_quacked`.
+ */
+PICSOU_DEPRECATED_WITH_NOTE("use picsou_endpoint_quacked") picsou_result picsou_endpoint_quack(const struct picsou_endpoint *endpoint, uint64_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -240,13 +240,18 @@ public:
         return text;
     }
     /** False under backpressure (PICSOU_ERR_FULL: retry after a QUACK). */
-    bool transmit(uint64_t now_ns, uint64_t seq, const void *data, size_t len, const void *proof = nullptr,
-                  size_t proof_len = 0) {
-        picsou_result rc = picsou_endpoint_transmit(ep_, now_ns, seq, static_cast<const uint8_t *>(data), len,
-                                                    static_cast<const uint8_t *>(proof), proof_len);
+    bool submit(uint64_t now_ns, uint64_t seq, const void *data, size_t len, const void *proof = nullptr,
+                size_t proof_len = 0) {
+        picsou_result rc = picsou_endpoint_submit(ep_, now_ns, seq, static_cast<const uint8_t *>(data), len,
+                                                  static_cast<const uint8_t *>(proof), proof_len);
         if (rc == PICSOU_ERR_FULL) return false;
         check(rc);
         return true;
+    }
+    /** The name of the previous release; removed in the next one. */
+    [[deprecated("use submit")]] bool transmit(uint64_t now_ns, uint64_t seq, const void *data, size_t len,
+                                               const void *proof = nullptr, size_t proof_len = 0) {
+        return submit(now_ns, seq, data, len, proof, proof_len);
     }
     void handle_frame(uint64_t now_ns, picsou_replica from, const void *data, size_t len) {
         check(picsou_endpoint_handle_frame(ep_, now_ns, from, static_cast<const uint8_t *>(data), len));
@@ -292,21 +297,25 @@ public:
     }
     void set_blocked(picsou_replica peer, bool blocked) { check(picsou_endpoint_set_blocked(ep_, peer, blocked)); }
     void local_has(uint64_t now_ns, uint64_t seq) { check(picsou_endpoint_local_has(ep_, now_ns, seq)); }
-    uint64_t quack() const {
+    uint64_t quacked() const {
         uint64_t q = 0;
-        check(picsou_endpoint_quack(ep_, &q));
+        check(picsou_endpoint_quacked(ep_, &q));
         return q;
     }
+    /** The name of the previous release; removed in the next one. */
+    [[deprecated("use quacked")]] uint64_t quack() const { return quacked(); }
     uint64_t received() const {
         uint64_t r = 0;
         check(picsou_endpoint_received(ep_, &r));
         return r;
     }
-    uint64_t transmit_capacity() const {
+    uint64_t submit_capacity() const {
         uint64_t c = 0;
-        check(picsou_endpoint_transmit_capacity(ep_, &c));
+        check(picsou_endpoint_submit_capacity(ep_, &c));
         return c;
     }
+    /** The name of the previous release; removed in the next one. */
+    [[deprecated("use submit_capacity")]] uint64_t transmit_capacity() const { return submit_capacity(); }
     picsou_endpoint_stats stats() const {
         picsou_endpoint_stats s{};
         check(picsou_endpoint_get_stats(ep_, &s));

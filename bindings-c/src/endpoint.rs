@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use picsou_core::endpoint::LocalHasError;
-use picsou_core::{Endpoint, Event, StreamStart, Time, Transmit, TransmitError};
+use picsou_core::{Endpoint, Event, StreamStart, SubmitError, Time, Transmit};
 use picsou_runtime::deployment::DeploymentConfig;
 
 use crate::config::{load, picsou_replica};
@@ -117,7 +117,7 @@ unsafe fn new_endpoint(
 /// later `now_ns` must come from the same clock. On success `*out_endpoint` receives the
 /// handle.
 ///
-/// Drive it like this: after every input (`picsou_endpoint_transmit`,
+/// Drive it like this: after every input (`picsou_endpoint_submit`,
 /// `picsou_endpoint_handle_frame`, `picsou_endpoint_handle_timeout`), drain
 /// `picsou_endpoint_poll_transmit` (send each frame to its replica) and
 /// `picsou_endpoint_poll_event` until they return `PICSOU_EMPTY`, then call
@@ -202,7 +202,7 @@ unsafe fn with<T>(
 
 /// Writes the endpoint's replica to `*out`.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
@@ -224,7 +224,7 @@ pub unsafe extern "C" fn picsou_endpoint_local(
 ///
 /// Errors: `PICSOU_ERR_UNKNOWN_RSM` if `rsm` is not 0 or 1.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
@@ -260,7 +260,7 @@ pub unsafe extern "C" fn picsou_endpoint_replica_count(
 /// Errors: `PICSOU_ERR_UNKNOWN_RSM`, `PICSOU_ERR_UNKNOWN_REPLICA`,
 /// `PICSOU_ERR_BUFFER_TOO_SMALL`.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `buf` must be NULL or point to `buf_len` writable
@@ -310,7 +310,7 @@ pub unsafe extern "C" fn picsou_endpoint_replica_address(
 ///
 /// Errors: `PICSOU_ERR_OUT_OF_ORDER`, `PICSOU_ERR_PAYLOAD_TOO_LARGE`, `PICSOU_ERR_FULL` (too
 /// far ahead of the QUACK: retry with the same seq after a `PICSOU_EVENT_QUACKED`; see
-/// `picsou_endpoint_transmit_capacity`).
+/// `picsou_endpoint_submit_capacity`).
 ///
 /// Thread safety: an endpoint is meant to be driven by one thread at a time; calls on the same
 /// endpoint from several threads are serialized by a lock inside it (never concurrent with
@@ -320,7 +320,7 @@ pub unsafe extern "C" fn picsou_endpoint_replica_address(
 /// `endpoint` must be NULL or a live handle; `data` must point to `len` readable bytes (NULL
 /// allowed when `len` is 0), likewise `proof` and `proof_len`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn picsou_endpoint_transmit(
+pub unsafe extern "C" fn picsou_endpoint_submit(
     endpoint: *const picsou_endpoint,
     now_ns: u64,
     seq: u64,
@@ -329,7 +329,7 @@ pub unsafe extern "C" fn picsou_endpoint_transmit(
     proof: *const u8,
     proof_len: usize,
 ) -> picsou_result {
-    guard("picsou_endpoint_transmit", || {
+    guard("picsou_endpoint_submit", || {
         // SAFETY: not freed during the call (contract); the slices are read inside it.
         unsafe {
             with(endpoint, |s| {
@@ -342,11 +342,11 @@ pub unsafe extern "C" fn picsou_endpoint_transmit(
                 }
                 let payload = Bytes::copy_from_slice(bytes_in(data, len, "data")?);
                 let proof = Bytes::copy_from_slice(bytes_in(proof, proof_len, "proof")?);
-                s.ep.transmit(Time::from_nanos(now_ns), seq, payload, proof).map_err(|e| {
+                s.ep.submit(Time::from_nanos(now_ns), seq, payload, proof).map_err(|e| {
                     let code = match e {
-                        TransmitError::OutOfOrder { .. } => PICSOU_ERR_OUT_OF_ORDER,
-                        TransmitError::PayloadTooLarge { .. } => PICSOU_ERR_PAYLOAD_TOO_LARGE,
-                        TransmitError::Backpressure { .. } => PICSOU_ERR_FULL,
+                        SubmitError::OutOfOrder { .. } => PICSOU_ERR_OUT_OF_ORDER,
+                        SubmitError::PayloadTooLarge { .. } => PICSOU_ERR_PAYLOAD_TOO_LARGE,
+                        SubmitError::Backpressure { .. } => PICSOU_ERR_FULL,
                         _ => PICSOU_ERR_INVALID_ARGUMENT,
                     };
                     Error::new(code, e.to_string())
@@ -356,42 +356,39 @@ pub unsafe extern "C" fn picsou_endpoint_transmit(
     })
 }
 
-/// Writes how many more messages `picsou_endpoint_transmit` accepts right now to `*out`.
+/// Writes how many more messages `picsou_endpoint_submit` accepts right now to `*out`.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn picsou_endpoint_transmit_capacity(
+pub unsafe extern "C" fn picsou_endpoint_submit_capacity(
     endpoint: *const picsou_endpoint,
     out: *mut u64,
 ) -> picsou_result {
-    guard("picsou_endpoint_transmit_capacity", || {
+    guard("picsou_endpoint_submit_capacity", || {
         // SAFETY: the caller guarantees `out` is NULL or writable.
         let out = unsafe { Out::checked(out, "out") }?;
         // SAFETY: not freed during the call (contract).
-        out.set(unsafe { with(endpoint, |s| Ok(s.ep.transmit_capacity())) }?);
+        out.set(unsafe { with(endpoint, |s| Ok(s.ep.submit_capacity())) }?);
         Ok(())
     })
 }
 
-/// Writes the seq `picsou_endpoint_transmit` expects next to `*out`.
+/// Writes the seq `picsou_endpoint_submit` expects next to `*out`.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn picsou_endpoint_next_transmit(
-    endpoint: *const picsou_endpoint,
-    out: *mut u64,
-) -> picsou_result {
-    guard("picsou_endpoint_next_transmit", || {
+pub unsafe extern "C" fn picsou_endpoint_next_submit(endpoint: *const picsou_endpoint, out: *mut u64) -> picsou_result {
+    guard("picsou_endpoint_next_submit", || {
         // SAFETY: the caller guarantees `out` is NULL or writable.
         let out = unsafe { Out::checked(out, "out") }?;
         // SAFETY: not freed during the call (contract).
-        out.set(unsafe { with(endpoint, |s| Ok(s.ep.next_transmit())) }?);
+        out.set(unsafe { with(endpoint, |s| Ok(s.ep.next_submit())) }?);
         Ok(())
     })
 }
@@ -403,7 +400,7 @@ pub unsafe extern "C" fn picsou_endpoint_next_transmit(
 ///
 /// Errors: `PICSOU_ERR_NULL_ARGUMENT`, `PICSOU_ERR_INVALID_ARGUMENT` (length).
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `data` must point to `len` readable bytes.
@@ -431,7 +428,7 @@ pub unsafe extern "C" fn picsou_endpoint_handle_frame(
 /// at or after the deadline from `picsou_endpoint_poll_timeout` (calling it earlier is
 /// harmless).
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle.
@@ -454,7 +451,7 @@ pub unsafe extern "C" fn picsou_endpoint_handle_timeout(
 /// Writes when `picsou_endpoint_handle_timeout` should next be called (same clock as
 /// `now_ns`) to `*out_deadline_ns`, or returns `PICSOU_EMPTY` if nothing is scheduled.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `out_deadline_ns` must be NULL or writable.
@@ -483,7 +480,7 @@ pub unsafe extern "C" fn picsou_endpoint_poll_timeout(
 /// ask for the size). Frames are at most `tuning.max_frame_bytes` (256 KiB by default), except
 /// one carrying a single larger message.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `buf` must be NULL or point to `buf_len` writable
@@ -543,7 +540,7 @@ fn event_bytes(ev: &Event) -> usize {
 /// in `*out_len` and keeps the event for the next call (`buf` may be NULL with `buf_len` 0:
 /// events without bytes still fit). A payload is at most `tuning.max_payload_bytes`.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `buf` must be NULL or point to `buf_len` writable
@@ -625,7 +622,7 @@ pub unsafe extern "C" fn picsou_endpoint_poll_event(
 /// engine (built fresh once unblocked), so a slow or dead peer never holds up the others.
 /// Unknown peers are ignored.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle.
@@ -652,7 +649,7 @@ pub unsafe extern "C" fn picsou_endpoint_set_blocked(
 /// Errors: `PICSOU_ERR_INVALID_STATE` under library-managed dissemination,
 /// `PICSOU_ERR_INVALID_ARGUMENT` if `seq` is beyond the receive window.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle.
@@ -681,24 +678,24 @@ pub unsafe extern "C" fn picsou_endpoint_local_has(
 /// Writes the QUACK of the outgoing stream to `*out`: every seq below it is held by at least
 /// one correct replica of the other RSM.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn picsou_endpoint_quack(endpoint: *const picsou_endpoint, out: *mut u64) -> picsou_result {
-    guard("picsou_endpoint_quack", || {
+pub unsafe extern "C" fn picsou_endpoint_quacked(endpoint: *const picsou_endpoint, out: *mut u64) -> picsou_result {
+    guard("picsou_endpoint_quacked", || {
         // SAFETY: the caller guarantees `out` is NULL or writable.
         let out = unsafe { Out::checked(out, "out") }?;
         // SAFETY: not freed during the call (contract).
-        out.set(unsafe { with(endpoint, |s| Ok(s.ep.quack())) }?);
+        out.set(unsafe { with(endpoint, |s| Ok(s.ep.quacked())) }?);
         Ok(())
     })
 }
 
 /// Writes the cumulative ack of the incoming stream to `*out`: every seq below it is held here.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
@@ -715,7 +712,7 @@ pub unsafe extern "C" fn picsou_endpoint_received(endpoint: *const picsou_endpoi
 
 /// Writes the engine's counters to `*out`.
 ///
-/// Thread safety: see `picsou_endpoint_transmit`.
+/// Thread safety: see `picsou_endpoint_submit`.
 ///
 /// # Safety
 /// `endpoint` must be NULL or a live handle; `out` must be NULL or writable.
@@ -731,4 +728,65 @@ pub unsafe extern "C" fn picsou_endpoint_get_stats(
         out.set((&unsafe { with(endpoint, |s| Ok(s.ep.stats())) }?).into());
         Ok(())
     })
+}
+
+// Names of the previous release, kept for one release: same behaviour as the new names.
+
+/// Deprecated alias of `picsou_endpoint_submit` (the name of the previous release; removed in
+/// the next one).
+///
+/// # Safety
+/// As `picsou_endpoint_submit`.
+#[deprecated(note = "use picsou_endpoint_submit")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn picsou_endpoint_transmit(
+    endpoint: *const picsou_endpoint,
+    now_ns: u64,
+    seq: u64,
+    data: *const u8,
+    len: usize,
+    proof: *const u8,
+    proof_len: usize,
+) -> picsou_result {
+    // SAFETY: the caller upholds `picsou_endpoint_submit`'s contract.
+    unsafe { picsou_endpoint_submit(endpoint, now_ns, seq, data, len, proof, proof_len) }
+}
+
+/// Deprecated alias of `picsou_endpoint_submit_capacity` (removed in the next release).
+///
+/// # Safety
+/// As `picsou_endpoint_submit_capacity`.
+#[deprecated(note = "use picsou_endpoint_submit_capacity")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn picsou_endpoint_transmit_capacity(
+    endpoint: *const picsou_endpoint,
+    out: *mut u64,
+) -> picsou_result {
+    // SAFETY: the caller upholds `picsou_endpoint_submit_capacity`'s contract.
+    unsafe { picsou_endpoint_submit_capacity(endpoint, out) }
+}
+
+/// Deprecated alias of `picsou_endpoint_next_submit` (removed in the next release).
+///
+/// # Safety
+/// As `picsou_endpoint_next_submit`.
+#[deprecated(note = "use picsou_endpoint_next_submit")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn picsou_endpoint_next_transmit(
+    endpoint: *const picsou_endpoint,
+    out: *mut u64,
+) -> picsou_result {
+    // SAFETY: the caller upholds `picsou_endpoint_next_submit`'s contract.
+    unsafe { picsou_endpoint_next_submit(endpoint, out) }
+}
+
+/// Deprecated alias of `picsou_endpoint_quacked` (removed in the next release).
+///
+/// # Safety
+/// As `picsou_endpoint_quacked`.
+#[deprecated(note = "use picsou_endpoint_quacked")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn picsou_endpoint_quack(endpoint: *const picsou_endpoint, out: *mut u64) -> picsou_result {
+    // SAFETY: the caller upholds `picsou_endpoint_quacked`'s contract.
+    unsafe { picsou_endpoint_quacked(endpoint, out) }
 }

@@ -59,7 +59,7 @@ fn endpoints_exchange_both_streams_in_memory() {
         for seq in 0..N {
             let m = message(r.rsm, seq);
             // SAFETY: live handle, valid slices.
-            let res = unsafe { picsou_endpoint_transmit(ep, 1, seq, m.as_ptr(), m.len(), null(), 0) };
+            let res = unsafe { picsou_endpoint_submit(ep, 1, seq, m.as_ptr(), m.len(), null(), 0) };
             assert_eq!(res, PICSOU_OK, "{}", last_error());
         }
     }
@@ -128,7 +128,7 @@ fn too_small_buffers_report_the_size_and_keep_the_item() {
     let b = new_endpoint(&config, c"beta", 0).unwrap();
     let payload = vec![7u8; 3000];
     // SAFETY: live handle, valid slice.
-    assert_eq!(unsafe { picsou_endpoint_transmit(a, 1, 0, payload.as_ptr(), payload.len(), null(), 0) }, PICSOU_OK);
+    assert_eq!(unsafe { picsou_endpoint_submit(a, 1, 0, payload.as_ptr(), payload.len(), null(), 0) }, PICSOU_OK);
     let (mut to, mut len) = (picsou_replica { rsm: 9, index: 9 }, 0usize);
     // SAFETY: NULL buffer with length 0 asks for the size.
     let r = unsafe { picsou_endpoint_poll_transmit(a, 2, null_mut(), 0, &mut to, &mut len) };
@@ -196,7 +196,7 @@ fn bad_input_gets_typed_errors() {
         assert!(ep.is_null(), "no output on failure");
         assert_eq!(picsou_endpoint_new(config.as_ptr(), c"alpha".as_ptr(), 0, 0, null_mut()), PICSOU_ERR_NULL_ARGUMENT);
         let mut x = 0u64;
-        assert_eq!(picsou_endpoint_quack(null(), &mut x), PICSOU_ERR_NULL_ARGUMENT);
+        assert_eq!(picsou_endpoint_quacked(null(), &mut x), PICSOU_ERR_NULL_ARGUMENT);
         assert_eq!(picsou_node_quacked(null(), &mut x), PICSOU_ERR_NULL_ARGUMENT);
         assert_eq!(picsou_node_free(null_mut()), PICSOU_OK);
         assert_eq!(picsou_endpoint_free(null_mut()), PICSOU_OK);
@@ -205,12 +205,12 @@ fn bad_input_gets_typed_errors() {
     let ep = new_endpoint(&config, c"alpha", 0).unwrap();
     // SAFETY: live handle; NULL data with a length, and a huge length, are refused before use.
     unsafe {
-        assert_eq!(picsou_endpoint_transmit(ep, 1, 0, null(), 5, null(), 0), PICSOU_ERR_NULL_ARGUMENT);
+        assert_eq!(picsou_endpoint_submit(ep, 1, 0, null(), 5, null(), 0), PICSOU_ERR_NULL_ARGUMENT);
         assert_eq!(
-            picsou_endpoint_transmit(ep, 1, 0, b"x".as_ptr(), usize::MAX, null(), 0),
+            picsou_endpoint_submit(ep, 1, 0, b"x".as_ptr(), usize::MAX, null(), 0),
             PICSOU_ERR_PAYLOAD_TOO_LARGE
         );
-        assert_eq!(picsou_endpoint_transmit(ep, 1, 1, b"x".as_ptr(), 1, null(), 0), PICSOU_ERR_OUT_OF_ORDER);
+        assert_eq!(picsou_endpoint_submit(ep, 1, 1, b"x".as_ptr(), 1, null(), 0), PICSOU_ERR_OUT_OF_ORDER);
         assert!(last_error().contains("expected seq 0, got 1"), "{}", last_error());
         assert_eq!(
             picsou_endpoint_handle_frame(ep, 1, picsou_replica::default(), b"x".as_ptr(), usize::MAX),
@@ -221,7 +221,30 @@ fn bad_input_gets_typed_errors() {
         let mut x = 0u64;
         assert_eq!(picsou_node_quacked(ep.cast(), &mut x), PICSOU_ERR_INVALID_HANDLE);
         assert_eq!(picsou_endpoint_free(ep), PICSOU_OK);
-        assert_eq!(picsou_endpoint_quack(ep, &mut x), PICSOU_ERR_INVALID_HANDLE);
+        assert_eq!(picsou_endpoint_quacked(ep, &mut x), PICSOU_ERR_INVALID_HANDLE);
+    }
+}
+
+/// The endpoint functions of the previous release still work, as aliases of the new names.
+#[test]
+#[allow(deprecated)]
+fn previous_names_are_aliases() {
+    let config = deployment(1, 0, 21350, "mem");
+    let ep = new_endpoint(&config, c"alpha", 0).unwrap();
+    let mut x = 0u64;
+    // SAFETY: live handle and writable outputs.
+    unsafe {
+        assert_eq!(picsou_endpoint_transmit(ep, 1, 0, b"x".as_ptr(), 1, null(), 0), PICSOU_OK);
+        assert_eq!(picsou_endpoint_transmit(ep, 1, 5, b"x".as_ptr(), 1, null(), 0), PICSOU_ERR_OUT_OF_ORDER);
+        assert_eq!(picsou_endpoint_next_transmit(ep, &mut x), PICSOU_OK);
+        assert_eq!(x, 1);
+        assert_eq!(picsou_endpoint_transmit_capacity(ep, &mut x), PICSOU_OK);
+        let mut y = 0u64;
+        assert_eq!(picsou_endpoint_submit_capacity(ep, &mut y), PICSOU_OK);
+        assert_eq!(x, y);
+        assert_eq!(picsou_endpoint_quack(ep, &mut x), PICSOU_OK);
+        assert_eq!(x, 0);
+        assert_eq!(picsou_endpoint_free(ep), PICSOU_OK);
     }
 }
 

@@ -5,12 +5,14 @@
 use std::path::Path;
 
 /// The header as cbindgen generates it now: `cbindgen.toml`, plus the version macros (from
-/// `Cargo.toml`, so that a version bump also requires regenerating the header).
+/// `Cargo.toml`, so that a version bump also requires regenerating the header) ahead of the
+/// `after_includes` of `cbindgen.toml`.
 fn generate() -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let macros = config.after_includes.take().unwrap_or_default();
     config.after_includes = Some(format!(
-        "\n/** The version of libpicsou this header belongs to (`picsou_version()` gives the version of\n * the library linked at run time). */\n#define PICSOU_VERSION_MAJOR {}\n#define PICSOU_VERSION_MINOR {}\n#define PICSOU_VERSION_PATCH {}\n#define PICSOU_VERSION_STRING \"{}\"",
+        "\n/** The version of libpicsou this header belongs to (`picsou_version()` gives the version of\n * the library linked at run time). */\n#define PICSOU_VERSION_MAJOR {}\n#define PICSOU_VERSION_MINOR {}\n#define PICSOU_VERSION_PATCH {}\n#define PICSOU_VERSION_STRING \"{}\"\n{macros}",
         env!("CARGO_PKG_VERSION_MAJOR"),
         env!("CARGO_PKG_VERSION_MINOR"),
         env!("CARGO_PKG_VERSION_PATCH"),

@@ -16,8 +16,8 @@ use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use picsou_core::adversary::Behavior;
-use picsou_core::sim::{Partition, Scenario, ScenarioOverrides, SimReport, run};
 use picsou_core::{FaultModel, ProtocolParams, Strategy};
+use picsou_sim::{Partition, Scenario, ScenarioOverrides, SimReport, run};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};

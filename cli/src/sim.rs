@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use picsou_core::adversary::Behavior;
-use picsou_core::sim::{Partition, Scenario, ScenarioOverrides, SimReport, run};
 use picsou_core::{ConfigError, FaultModel, Strategy};
+use picsou_sim::{Partition, Scenario, ScenarioOverrides, SimReport, run};
 
 /// Fault model, as a command-line value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

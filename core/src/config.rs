@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "adversary")]
 use crate::adversary::Behavior;
 use crate::ids::{ReplicaId, RsmId};
 use crate::keys::LinkKeys;
@@ -411,11 +412,34 @@ pub struct EndpointConfig {
     pub keys: LinkKeys,
     /// Checks that the remote RSM committed each message it sends (BFT); unused under CFT.
     pub verifier: Arc<dyn ProofVerifier>,
-    /// Byzantine behaviour to exhibit (simulator only); `None` for a correct replica.
+    /// Byzantine behaviour to exhibit (simulator and tests only); `None` for a correct replica.
+    #[cfg(feature = "adversary")]
     pub behavior: Option<Behavior>,
 }
 
 impl EndpointConfig {
+    /// The configuration of a correct replica (with the `adversary` feature, set `behavior`
+    /// afterwards to make it Byzantine).
+    pub fn new(
+        membership: Arc<Membership>,
+        local: ReplicaId,
+        strategy: Strategy,
+        params: ProtocolParams,
+        keys: LinkKeys,
+        verifier: Arc<dyn ProofVerifier>,
+    ) -> Self {
+        Self {
+            membership,
+            local,
+            strategy,
+            params,
+            keys,
+            verifier,
+            #[cfg(feature = "adversary")]
+            behavior: None,
+        }
+    }
+
     /// Checks the whole configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.membership.validate()?;

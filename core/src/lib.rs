@@ -8,8 +8,9 @@
 //!
 //! This crate has no sockets, threads, clocks or async runtime: time enters as [`Time`], frames
 //! enter through [`Endpoint::handle_frame`], and everything the engine wants done comes out of
-//! the `poll_*` methods, in the style of `quinn-proto`. The same engine drives the deterministic
-//! simulator in [`sim`], the runtime's real transports, and the Python and C bindings.
+//! the `poll_*` methods, in the style of `quinn-proto` (the [`endpoint`] module documents the
+//! contract). The same engine drives the deterministic simulator (crate `picsou-sim`), the
+//! runtime's real transports, and the Python and C bindings.
 //!
 //! Modules, one concept each:
 //! - [`config`]: the two RSMs (replicas, stake, fault model, f), protocol tuning, validation.
@@ -21,28 +22,30 @@
 //! - [`quack`]: stake-weighted quorum acknowledgements (QUACKs).
 //! - [`schedule`]: apportioned round-robin choice of sender/receiver pairs and resend rotation.
 //! - [`endpoint`]: the protocol engine, Picsou and the four baselines.
-//! - [`adversary`]: Byzantine behaviours that the simulator injects into faulty replicas.
-//! - [`sim`]: a deterministic discrete-event network simulator with a C3B checker.
+//! - [`payload`]: deterministic, verifiable message contents for synthetic loads.
+//! - `adversary` (feature `adversary`): Byzantine behaviours that the simulator and tests plug
+//!   into faulty replicas; without the feature the engine contains none of it.
 #![forbid(unsafe_code)]
 
 pub mod ack;
+#[cfg(feature = "adversary")]
 pub mod adversary;
 pub mod bufpool;
 pub mod config;
 pub mod endpoint;
 pub mod ids;
 pub mod keys;
+pub mod payload;
 pub mod proof;
 pub mod quack;
 pub mod schedule;
 pub mod seqring;
-pub mod sim;
 pub mod time;
 pub mod wire;
 
 pub use config::{
     ConfigError, Dissemination, EndpointConfig, FaultModel, Membership, ProtocolParams, RsmSpec, Strategy,
 };
-pub use endpoint::{Endpoint, EndpointStats, Event, Misbehavior, StreamStart, Transmit, TransmitError};
+pub use endpoint::{Endpoint, EndpointStats, Event, Misbehavior, StreamStart, SubmitError, Transmit};
 pub use ids::{ReplicaId, RsmId};
 pub use time::Time;

@@ -851,14 +851,14 @@ impl Driver {
                 let Some(cmd) = self.pending.take().or_else(|| self.pop_command()) else { break };
                 match cmd {
                     Command::Submit { seq, payload, proof } => {
-                        if self.endpoint.transmit_capacity() == 0 {
+                        if self.endpoint.submit_capacity() == 0 {
                             self.pending = Some(Command::Submit { seq, payload, proof });
                             break;
                         }
                         self.transmit(now, seq, payload, proof);
                     }
                     Command::SubmitBatch { mut seq, mut items, bytes } => {
-                        while taken < budget && self.endpoint.transmit_capacity() > 0 {
+                        while taken < budget && self.endpoint.submit_capacity() > 0 {
                             let Some((payload, proof)) = items.next() else { break };
                             self.transmit(now, seq, payload, proof);
                             seq += 1;
@@ -889,7 +889,7 @@ impl Driver {
 
     /// Hands one submitted message to the engine, which has room for it.
     fn transmit(&mut self, now: Time, seq: u64, payload: Bytes, proof: Bytes) {
-        match self.endpoint.transmit(now, seq, payload, proof) {
+        match self.endpoint.submit(now, seq, payload, proof) {
             Ok(()) => self.stats.transmitted += 1,
             // Order and size were checked on submit; anything else is a bug in the checks:
             // report it rather than lose the message silently.

@@ -127,7 +127,6 @@ fn every_example_builds_an_endpoint_for_every_replica() {
             let ec = cfg.endpoint_config(r);
             assert_eq!(ec.local, r);
             assert_eq!(ec.keys.local(), r);
-            assert!(ec.behavior.is_none());
             if let Err(e) = Endpoint::new(ec, Time::ZERO) {
                 panic!("{name}: replica {r}: {e}");
             }

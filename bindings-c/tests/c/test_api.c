@@ -157,7 +157,7 @@ static void test_null_and_freed_handles(void) {
     CHECK_RC(picsou_node_next_delivery(NULL, 0, &d), PICSOU_ERR_NULL_ARGUMENT);
     const uint8_t *data = NULL;
     CHECK_RC(picsou_delivery_get(NULL, &u, &data, &len), PICSOU_ERR_NULL_ARGUMENT);
-    CHECK_RC(picsou_endpoint_transmit(NULL, 0, 0, buf, 1, NULL, 0), PICSOU_ERR_NULL_ARGUMENT);
+    CHECK_RC(picsou_endpoint_submit(NULL, 0, 0, buf, 1, NULL, 0), PICSOU_ERR_NULL_ARGUMENT);
     CHECK_RC(picsou_endpoint_poll_transmit(NULL, 0, buf, sizeof buf, &r, &len), PICSOU_ERR_NULL_ARGUMENT);
     CHECK_RC(picsou_endpoint_poll_event(NULL, buf, sizeof buf, &ev, &len), PICSOU_ERR_NULL_ARGUMENT);
     CHECK_RC(picsou_endpoint_handle_timeout(NULL, 0), PICSOU_ERR_NULL_ARGUMENT);
@@ -171,10 +171,10 @@ static void test_null_and_freed_handles(void) {
     CHECK_OK(picsou_endpoint_new(CONFIG, "alpha", 1, 0, &ep));
     CHECK(ep != NULL);
     /* NULL arguments: outputs and buffers. */
-    CHECK_RC(picsou_endpoint_quack(ep, NULL), PICSOU_ERR_NULL_ARGUMENT);
+    CHECK_RC(picsou_endpoint_quacked(ep, NULL), PICSOU_ERR_NULL_ARGUMENT);
     CHECK_RC(picsou_endpoint_poll_transmit(ep, 0, NULL, 10, &r, &len), PICSOU_ERR_NULL_ARGUMENT);
     CHECK_RC(picsou_endpoint_poll_event(ep, buf, sizeof buf, NULL, &len), PICSOU_ERR_NULL_ARGUMENT);
-    CHECK_RC(picsou_endpoint_transmit(ep, 0, 0, NULL, 3, NULL, 0), PICSOU_ERR_NULL_ARGUMENT);
+    CHECK_RC(picsou_endpoint_submit(ep, 0, 0, NULL, 3, NULL, 0), PICSOU_ERR_NULL_ARGUMENT);
     CHECK(contains(picsou_last_error_message(), "`data` is NULL"));
     CHECK_RC(picsou_endpoint_handle_frame(ep, 0, r, NULL, 3), PICSOU_ERR_NULL_ARGUMENT);
     CHECK_RC(picsou_endpoint_handle_frame(ep, 0, r, buf, SIZE_MAX), PICSOU_ERR_INVALID_ARGUMENT);
@@ -182,14 +182,25 @@ static void test_null_and_freed_handles(void) {
     CHECK_RC(picsou_node_quacked((const picsou_node *)ep, &u), PICSOU_ERR_INVALID_HANDLE);
     CHECK(contains(picsou_last_error_message(), "`node` is a picsou_endpoint, not a picsou_node"));
     /* An empty payload (NULL, 0) is a valid message. */
-    CHECK_OK(picsou_endpoint_transmit(ep, 0, 0, NULL, 0, NULL, 0));
-    CHECK_OK(picsou_endpoint_next_transmit(ep, &u));
+    CHECK_OK(picsou_endpoint_submit(ep, 0, 0, NULL, 0, NULL, 0));
+    CHECK_OK(picsou_endpoint_next_submit(ep, &u));
     CHECK(u == 1);
+    /* The names of the previous release still work for one release (and warn as deprecated). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    CHECK_OK(picsou_endpoint_transmit(ep, 0, 1, NULL, 0, NULL, 0));
+    CHECK_OK(picsou_endpoint_next_transmit(ep, &u));
+    CHECK(u == 2);
+    CHECK_OK(picsou_endpoint_transmit_capacity(ep, &u));
+    CHECK(u > 0);
+    CHECK_OK(picsou_endpoint_quack(ep, &u));
+    CHECK(u == 0);
+#pragma GCC diagnostic pop
     /* Double free and use after free are refused, not undefined behaviour. */
     CHECK_OK(picsou_endpoint_free(ep));
     CHECK_RC(picsou_endpoint_free(ep), PICSOU_ERR_INVALID_HANDLE);
     CHECK(contains(picsou_last_error_message(), "already freed"));
-    CHECK_RC(picsou_endpoint_quack(ep, &u), PICSOU_ERR_INVALID_HANDLE);
+    CHECK_RC(picsou_endpoint_quacked(ep, &u), PICSOU_ERR_INVALID_HANDLE);
     /* A pointer libpicsou never allocated. */
     int not_a_handle = 0;
     CHECK_RC(picsou_endpoint_free((picsou_endpoint *)&not_a_handle), PICSOU_ERR_INVALID_HANDLE);
@@ -217,17 +228,17 @@ static void test_limits_and_small_buffers(void) {
     /* Payload limit, then the backpressure window of 8 messages. */
     uint8_t *big = calloc(1, 4096);
     CHECK(big != NULL);
-    CHECK_RC(picsou_endpoint_transmit(a, 1000, 0, big, 2049, NULL, 0), PICSOU_ERR_PAYLOAD_TOO_LARGE);
+    CHECK_RC(picsou_endpoint_submit(a, 1000, 0, big, 2049, NULL, 0), PICSOU_ERR_PAYLOAD_TOO_LARGE);
     CHECK(contains(picsou_last_error_message(), "2049 bytes exceeds the limit of 2048"));
     uint64_t cap = 0;
-    CHECK_OK(picsou_endpoint_transmit_capacity(a, &cap));
+    CHECK_OK(picsou_endpoint_submit_capacity(a, &cap));
     CHECK(cap == 8);
     for (uint64_t seq = 0; seq < 8; seq++) {
         memset(big, (int)seq + 1, 2048);
-        CHECK_OK(picsou_endpoint_transmit(a, 1000, seq, big, 2048, NULL, 0));
+        CHECK_OK(picsou_endpoint_submit(a, 1000, seq, big, 2048, NULL, 0));
     }
-    CHECK_RC(picsou_endpoint_transmit(a, 1000, 8, big, 10, NULL, 0), PICSOU_ERR_FULL);
-    CHECK_RC(picsou_endpoint_transmit(a, 1000, 9, big, 10, NULL, 0), PICSOU_ERR_OUT_OF_ORDER);
+    CHECK_RC(picsou_endpoint_submit(a, 1000, 8, big, 10, NULL, 0), PICSOU_ERR_FULL);
+    CHECK_RC(picsou_endpoint_submit(a, 1000, 9, big, 10, NULL, 0), PICSOU_ERR_OUT_OF_ORDER);
     CHECK(contains(picsou_last_error_message(), "expected seq 8, got 9"));
 
     /* A frame larger than the buffer: the size needed, then the same frame. */
@@ -302,7 +313,7 @@ static void test_full_exchange(void) {
     for (int k = 0; k < N_REPLICAS; k++) {
         for (uint64_t seq = 0; seq < N_MESSAGES; seq++) {
             size_t len = message(ids[k].rsm, seq, msg);
-            CHECK_OK(picsou_endpoint_transmit(eps[k], now, seq, len ? msg : NULL, len, NULL, 0));
+            CHECK_OK(picsou_endpoint_submit(eps[k], now, seq, len ? msg : NULL, len, NULL, 0));
         }
     }
     uint64_t delivered[N_REPLICAS] = {0};
@@ -315,7 +326,7 @@ static void test_full_exchange(void) {
         int done = 1;
         for (int k = 0; k < N_REPLICAS; k++) {
             uint64_t q = 0;
-            CHECK_OK(picsou_endpoint_quack(eps[k], &q));
+            CHECK_OK(picsou_endpoint_quacked(eps[k], &q));
             if (delivered[k] < N_MESSAGES || q < N_MESSAGES) done = 0;
         }
         if (done) break;

@@ -61,13 +61,13 @@ int main() {
     const uint64_t n = 100;
     for (uint64_t seq = 0; seq < n; seq++) {
         std::string ma = message(0, seq), mb = message(1, seq);
-        CHECK(a.transmit(now, seq, ma.data(), ma.size()));
-        CHECK(b.transmit(now, seq, mb.data(), mb.size()));
+        CHECK(a.submit(now, seq, ma.data(), ma.size()));
+        CHECK(b.submit(now, seq, mb.data(), mb.size()));
     }
     std::vector<uint8_t> frame, payload;  // start empty: the wrappers grow them
     picsou::Endpoint *eps[2] = {&a, &b};
     uint64_t delivered[2] = {0, 0};
-    for (int round = 0; round < 10000 && (delivered[0] < n || delivered[1] < n || a.quack() < n || b.quack() < n);
+    for (int round = 0; round < 10000 && (delivered[0] < n || delivered[1] < n || a.quacked() < n || b.quacked() < n);
          round++) {
         now += 200000;
         for (int k = 0; k < 2; k++) {
@@ -89,7 +89,7 @@ int main() {
             }
         }
     }
-    CHECK(delivered[0] == n && delivered[1] == n && a.quack() == n && b.quack() == n);
+    CHECK(delivered[0] == n && delivered[1] == n && a.quacked() == n && b.quacked() == n);
     CHECK(frame.size() > 5000 && payload.size() >= 5000);
     CHECK(a.stats().delivered == n && b.received() == n);
 

@@ -20,13 +20,15 @@
 
 use std::time::Duration;
 
-use super::{Endpoint, Event, Held, Misbehavior, Pending, QueuedSection};
+use super::incoming::Held;
+use super::index::{Dest, PeerIdx};
+use super::link::{Pending, QueuedSection};
+use super::{Endpoint, Event, Misbehavior};
 use crate::ack::Insert;
-use crate::adversary::Behavior;
 use crate::config::Dissemination;
 use crate::ids::ReplicaId;
 use crate::time::Time;
-use crate::wire::{AckReport, Record, RecordKind, RecordSection};
+use crate::wire::{Record, RecordKind, RecordSection};
 
 /// Most messages one repair pass sends to one peer.
 const REPAIR_BATCH: u64 = 4096;
@@ -43,7 +45,7 @@ impl Endpoint {
         section: RecordSection,
     ) {
         let count = records.len();
-        let mut fresh = std::mem::take(&mut self.fresh_scratch);
+        let mut fresh = std::mem::take(&mut self.scratch.fresh);
         for rec in records {
             let (seq, kind) = (rec.seq, rec.kind);
             if self.on_record(now, from, cross, rec) {
@@ -51,7 +53,7 @@ impl Endpoint {
             }
         }
         if self.params.dissemination == Dissemination::Library {
-            if cross && self.plan.forwards() && self.behavior != Some(Behavior::NoRebroadcast) && !fresh.is_empty() {
+            if cross && self.plan.forwards() && !fresh.is_empty() && !self.hooks.skips_rebroadcast(now) {
                 if fresh.len() == count && fresh.iter().all(|&(_, kind)| kind == RecordKind::First) {
                     self.forward_section(now, section, &fresh);
                 } else {
@@ -60,10 +62,20 @@ impl Endpoint {
                     }
                 }
             }
-            self.deliver_in_order();
+            let delivered = self.inc.deliver_in_order(&mut self.events);
+            self.stats.delivered += delivered;
+            if delivered > 0 {
+                self.inc.trim(self.params.retention, self.params.retention_bytes);
+            }
         }
         fresh.clear();
-        self.fresh_scratch = fresh;
+        self.scratch.fresh = fresh;
+    }
+
+    /// The peers that forwards and repairs go to: every other replica of this RSM.
+    fn others(&self) -> impl Iterator<Item = PeerIdx> + use<> {
+        let me = self.layout.me();
+        self.layout.peers().filter(move |&p| p != me)
     }
 
     /// Forwards every record of `section` (all new, first-hand, listed in `fresh`) to each
@@ -74,13 +86,12 @@ impl Endpoint {
     fn forward_section(&mut self, now: Time, section: RecordSection, fresh: &[(u64, RecordKind)]) {
         let records = fresh.len() as u32;
         let mut mask = 0u64;
-        for p in 0..self.n_local {
-            let d = self.n_remote + p;
-            if p == usize::from(self.local.index) || self.silent(now, d) {
+        for p in self.others() {
+            if self.peer_silent(now, p) {
                 continue;
             }
             self.stats.forwards += u64::from(records);
-            if !self.queues[d].is_empty() {
+            if !self.links[Dest::Peer(p)].queue.is_empty() {
                 // Single records wait for p (repairs, resent copies: often what its in-order
                 // delivery waits for), and sections leave before them: these messages go
                 // behind them one by one instead, so p gets everything in arrival order.
@@ -91,20 +102,21 @@ impl Endpoint {
             }
             // A peer blocked for that long loses its oldest queued sections (repairs cover
             // what they held).
-            while self.section_records[d] + u64::from(records) > self.params.recv_window {
-                let Some(old) = self.sections[d].pop_front() else { break };
-                self.section_records[d] -= u64::from(old.records);
+            let link = &mut self.links[Dest::Peer(p)];
+            while link.section_records + u64::from(records) > self.params.recv_window {
+                let Some(old) = link.sections.pop_front() else { break };
+                link.section_records -= u64::from(old.records);
             }
-            self.sections[d].push_back(QueuedSection { section: section.clone(), records, at: now });
-            self.section_records[d] += u64::from(records);
-            if p < 64 {
-                mask |= 1 << p;
+            link.sections.push_back(QueuedSection { section: section.clone(), records, at: now });
+            link.section_records += u64::from(records);
+            if p.get() < 64 {
+                mask |= 1 << p.get();
             }
         }
         // What repairs need to know: these peers were sent these messages now.
         if mask != 0 {
             for &(seq, _) in fresh {
-                if let Some(h) = self.held.get_mut(seq) {
+                if let Some(h) = self.inc.held.get_mut(seq) {
                     h.sent_to |= mask;
                     h.sent_at = now;
                 }
@@ -116,11 +128,11 @@ impl Endpoint {
     /// silent; a resent copy only to those whose latest report lacks it.
     fn forward_record(&mut self, now: Time, seq: u64, kind: RecordKind) {
         let resent = matches!(kind, RecordKind::Resend { .. });
-        for p in 0..self.n_local {
-            if p == usize::from(self.local.index) || self.silent(now, self.n_remote + p) {
+        for p in self.others() {
+            if self.peer_silent(now, p) {
                 continue;
             }
-            if resent && self.peer_reports[p].as_ref().is_some_and(|r| r.covers(seq)) {
+            if resent && self.peers.holds(p, seq) {
                 continue;
             }
             self.queue_internal(now, p, seq, RecordKind::Forward);
@@ -144,25 +156,26 @@ impl Endpoint {
             return false;
         }
         let seq = rec.seq;
-        if self.window.contains(seq) {
+        if self.inc.window.contains(seq) {
             self.stats.duplicates += 1;
             return false;
         }
-        if seq >= self.window.next().saturating_add(self.params.recv_window) {
+        if seq >= self.inc.window.next().saturating_add(self.params.recv_window) {
             // A correct sender can be ahead of this replica (the QUACK only needs f+1 stake);
             // this replica catches up through repairs, so this is not misbehaviour.
             return false;
         }
-        if self.verify_proofs
-            && let Err(error) = self.verifier.verify(self.in_stream, seq, &rec.payload, &rec.proof)
+        let inc = &self.inc;
+        if inc.verify_proofs
+            && let Err(error) = inc.verifier.verify(inc.stream, seq, &rec.payload, &rec.proof)
         {
             self.misbehaved(from, Misbehavior::InvalidProof { seq, error });
             return false;
         }
-        if self.window.insert(seq) != Insert::New {
+        if self.inc.window.insert(seq) != Insert::New {
             return false;
         }
-        self.report_changed();
+        self.inc.changed();
         match self.params.dissemination {
             Dissemination::Application => {
                 if !cross {
@@ -171,84 +184,27 @@ impl Endpoint {
                 self.stats.delivered += 1;
                 self.events.push_back(Event::Received { seq, payload: rec.payload, proof: rec.proof });
             }
-            Dissemination::Library => {
-                self.held_bytes += rec.payload.len();
-                let _ = self.held.insert(seq, Held::new(rec.payload, rec.proof, now));
-            }
+            Dissemination::Library => self.inc.hold(now, seq, rec.payload, rec.proof),
         }
         true
     }
 
-    /// Delivers every held message from `deliver_next` on that is contiguous.
-    fn deliver_in_order(&mut self) {
-        let start = self.deliver_next;
-        while let Some(h) = self.held.get(self.deliver_next) {
-            self.events.push_back(Event::Deliver { seq: self.deliver_next, payload: h.payload.clone() });
-            self.deliver_next += 1;
-        }
-        self.stats.delivered += self.deliver_next - start;
-        if self.deliver_next != start {
-            self.trim_held();
-        }
-    }
-
-    /// Drops delivered messages beyond the retention limits (count and bytes).
-    ///
-    /// Messages are kept even once every peer reported holding them: a peer that restarts
-    /// resumes from its last checkpoint, which may be older than what it reported before the
-    /// crash, and catches up from what its peers retained.
-    fn trim_held(&mut self) {
-        let target = self.deliver_next.saturating_sub(self.params.retention);
-        while self.held.base() < target
-            || (self.held_bytes > self.params.retention_bytes && self.held.base() < self.deliver_next)
-        {
-            // A message with forwards or repairs still queued is needed: trimming stops there
-            // (queues are bounded, so this is too).
-            if self.held.get(self.held.base()).is_some_and(|h| h.pending > 0) {
-                break;
-            }
-            if let Some(h) = self.held.pop_front() {
-                self.held_bytes -= h.payload.len();
-            }
-        }
-    }
-
     /// Queues a forward or repair of held message `seq` to peer `p`, bounding the queue: a
     /// peer blocked for that long loses its oldest queued records (repairs cover it later).
-    fn queue_internal(&mut self, now: Time, p: usize, seq: u64, kind: RecordKind) {
-        let d = self.n_remote + p;
-        if self.queues[d].len() as u64 >= self.params.recv_window
-            && let Some(old) = self.queues[d].pop_front()
+    fn queue_internal(&mut self, now: Time, p: PeerIdx, seq: u64, kind: RecordKind) {
+        let link = &mut self.links[Dest::Peer(p)];
+        if link.queue.len() as u64 >= self.params.recv_window
+            && let Some(old) = link.queue.pop_front()
         {
-            self.internal_sent(old.seq);
+            self.inc.internal_sent(old.seq);
         }
-        let Some(h) = self.held.get_mut(seq) else { return };
+        let Some(h) = self.inc.held.get_mut(seq) else { return };
         h.pending += 1;
-        if p < 64 {
-            h.sent_to |= 1 << p;
+        if p.get() < 64 {
+            h.sent_to |= 1 << p.get();
         }
         h.sent_at = now;
-        self.queues[d].push_back(Pending::new(seq, kind, &h.payload, h.proof.get()));
-    }
-
-    /// A queued forward or repair of `seq` left its queue (sent or dropped).
-    pub(super) fn internal_sent(&mut self, seq: u64) {
-        if let Some(h) = self.held.get_mut(seq) {
-            h.pending = h.pending.saturating_sub(1);
-        }
-    }
-
-    /// Stores the report a peer of this RSM piggybacked (about the incoming stream).
-    /// `was_silent`: the peer had been silent long enough to be suspected until this frame.
-    /// Either that or a report going backwards (a restart from an older checkpoint) means what
-    /// was sent to it before may be lost: it becomes repairable at once.
-    pub(super) fn on_peer_report(&mut self, now: Time, p: usize, report: AckReport, was_silent: bool) {
-        let regressed = self.peer_reports[p].as_ref().is_some_and(|old| report.next < old.next);
-        if was_silent || regressed {
-            self.peer_reset_at[p] = now;
-        }
-        self.peer_report_version[p] += 1;
-        self.peer_reports[p] = Some(report);
+        self.links[Dest::Peer(p)].queue.push_back(Pending::new(seq, kind, &h.payload, h.proof.get()));
     }
 
     /// How long after queuing message `h` to a peer this replica waits before repairing it to
@@ -272,31 +228,33 @@ impl Endpoint {
     /// restarted or fell silent meanwhile — without that, every report a peer sent while a
     /// copy was in flight triggered another copy.
     pub(super) fn repair_peers(&mut self, now: Time) {
-        if now < self.next_repair {
+        if now < self.timers.repair {
             return;
         }
-        let base_delay = self.params.repair_delay.max(self.forward_delay.get() * 2);
-        self.next_repair = now + base_delay / 2;
-        if self.params.dissemination != Dissemination::Library || self.behavior == Some(Behavior::NoRebroadcast) {
+        let base_delay = self.params.repair_delay.max(self.inc.forward_delay.get() * 2);
+        self.timers.repair = now + base_delay / 2;
+        if self.params.dissemination != Dissemination::Library || self.hooks.skips_rebroadcast(now) {
             return;
         }
-        let me = usize::from(self.local.index);
-        let n = self.n_local;
-        for p in 0..n {
-            if p == me || self.repaired_version[p] == self.peer_report_version[p] {
+        let me = self.layout.me();
+        let n = self.layout.n_local();
+        for p in self.others() {
+            if !self.peers.awaits_repair(p) {
                 continue;
             }
-            let Some(report) = self.peer_reports[p].as_ref() else { continue };
+            let peer = &self.peers[p];
+            let Some(report) = peer.report.as_ref() else { continue };
             // A forward to p may still be crossing a loaded link: wait for it at least as
             // long as a copy takes to get there.
-            let delay = base_delay.max(self.peer_rtt[p].rto());
-            let lo = report.next.max(self.held.base());
-            let hi = self.held.end().min(lo + REPAIR_BATCH);
+            let delay = base_delay.max(peer.contact.rtt.rto());
+            let held = &self.inc.held;
+            let lo = report.next.max(held.base());
+            let hi = held.end().min(lo + REPAIR_BATCH);
             let mut deferred = false;
-            let mut repairs = std::mem::take(&mut self.repair_scratch);
+            let mut repairs = std::mem::take(&mut self.scratch.repair);
             for k in report.missing_in(lo, hi) {
-                let Some(h) = self.held.get(k) else { continue };
-                let sent = p < 64 && h.sent_to & (1 << p) != 0 && h.sent_at >= self.peer_reset_at[p];
+                let Some(h) = held.get(k) else { continue };
+                let sent = p.get() < 64 && h.sent_to & (1 << p.get()) != 0 && h.sent_at >= peer.reset_at;
                 if sent {
                     // Still on its way over a FIFO link, most likely.
                     if now < h.sent_at + self.resend_wait(h, delay) {
@@ -310,9 +268,9 @@ impl Endpoint {
                 }
                 // Holders of k strictly between p and this replica in ring order go first.
                 let rank = (1..n)
-                    .map(|step| (p + step) % n)
+                    .map(|step| PeerIdx::new(((p.get() + step) % n) as u16))
                     .take_while(|&q| q != me)
-                    .filter(|&q| self.peer_reports[q].as_ref().is_some_and(|r| r.covers(k)))
+                    .filter(|&q| self.peers.holds(q, k))
                     .count() as u32;
                 if now < h.at + delay * (rank + 1) {
                     deferred = true;
@@ -322,30 +280,16 @@ impl Endpoint {
             }
             for &k in &repairs {
                 self.queue_internal(now, p, k, RecordKind::Repair);
-                if let Some(h) = self.held.get_mut(k) {
+                if let Some(h) = self.inc.held.get_mut(k) {
                     h.repairs = h.repairs.saturating_add(1);
                 }
                 self.stats.repairs += 1;
             }
             repairs.clear();
-            self.repair_scratch = repairs;
+            self.scratch.repair = repairs;
             if !deferred {
-                self.repaired_version[p] = self.peer_report_version[p];
+                self.peers.repaired(p);
             }
         }
-    }
-
-    /// When the next repair pass is useful.
-    pub(super) fn next_repair_deadline(&self) -> Option<Time> {
-        let me = usize::from(self.local.index);
-        let pending = (0..self.n_local).any(|p| {
-            p != me && self.peer_reports[p].is_some() && self.repaired_version[p] != self.peer_report_version[p]
-        });
-        (pending && self.params.dissemination == Dissemination::Library).then_some(self.next_repair)
-    }
-
-    /// The incoming window changed: the report is rebuilt before the next frame.
-    pub(super) fn report_changed(&mut self) {
-        self.report_version += 1;
     }
 }

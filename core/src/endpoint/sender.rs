@@ -1,6 +1,7 @@
-//! The sending half: transmit, flow control, QUACKs, duplicate-QUACK loss detection, resends.
+//! The sending half: submitted messages, flow control, QUACKs, duplicate-QUACK loss detection,
+//! resends.
 //!
-//! Every replica of the sending RSM is handed every message ([`Endpoint::transmit`]) but keeps
+//! Every replica of the sending RSM is handed every message ([`Endpoint::submit`]) but keeps
 //! only those it has a duty for in the plan. A message enters the send window once it is less
 //! than `send_window` beyond the QUACK; its first sender then queues it for its first receiver.
 //!
@@ -30,9 +31,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::index::{Dest, PeerIdx, RemoteIdx};
+use super::link::{Pending, record_len};
+use super::outgoing::{LossTrack, OutMsg};
 use super::plan::resend_number;
-use super::{Endpoint, Event, LossTrack, OutMsg, Pending, StoredProof, TransmitError, record_len};
-use crate::adversary::Behavior;
+use super::stored_proof::StoredProof;
+use super::{Endpoint, Event, SubmitError};
 use crate::config::Strategy;
 use crate::time::Time;
 use crate::wire::{AckReport, RecordKind};
@@ -41,22 +45,24 @@ impl Endpoint {
     /// Hands the engine message `seq` that the local RSM committed for the other RSM. Every
     /// replica of the local RSM calls this for every message, in order from 0; `proof` shows the
     /// local RSM committed it (empty under CFT).
-    pub fn transmit(&mut self, now: Time, seq: u64, payload: Bytes, proof: Bytes) -> Result<(), TransmitError> {
-        if seq != self.next_transmit {
-            return Err(TransmitError::OutOfOrder { expected: self.next_transmit, got: seq });
+    pub fn submit(&mut self, now: Time, seq: u64, payload: Bytes, proof: Bytes) -> Result<(), SubmitError> {
+        let now = self.clock(now);
+        let out = &mut self.out;
+        if seq != out.next_submit {
+            return Err(SubmitError::OutOfOrder { expected: out.next_submit, got: seq });
         }
         if payload.len() > self.params.max_payload_bytes {
-            return Err(TransmitError::PayloadTooLarge { len: payload.len(), max: self.params.max_payload_bytes });
+            return Err(SubmitError::PayloadTooLarge { len: payload.len(), max: self.params.max_payload_bytes });
         }
-        if self.transmit_capacity() == 0 {
-            return Err(TransmitError::Backpressure {
+        if out.capacity(&self.params) == 0 {
+            return Err(SubmitError::Backpressure {
                 seq,
-                quack: self.quack.value(),
+                quack: out.quack.value(),
                 max_buffered: self.params.max_buffered,
             });
         }
-        self.next_transmit += 1;
-        self.tx_offsets.push(payload.len() as u64);
+        out.next_submit += 1;
+        out.offsets.push(payload.len() as u64);
         let (stores, first) = self.plan.duty(seq);
         if stores {
             let msg = OutMsg {
@@ -68,13 +74,13 @@ impl Endpoint {
                 ahead: 0,
                 first,
             };
-            // The ring's base is the QUACK, which never passes next_transmit.
-            let _ = self.out.insert(seq, msg);
+            // The ring's base is the QUACK, which never passes next_submit.
+            let _ = out.msgs.insert(seq, msg);
         }
         // If an earlier message still waits for the window, so does this one: the window
         // opens only on reports (which release) or with time (`handle_timeout` releases), so
         // the per-message cost of recomputing it is skipped.
-        if self.released == seq {
+        if out.released == seq {
             self.release(now);
         }
         Ok(())
@@ -85,50 +91,46 @@ impl Endpoint {
         // The window is bounded from the slowest active receiver in messages and in bytes,
         // and never beyond what a receiver retains for repairs: a receiver that far behind
         // its peers could no longer be repaired by them.
-        let base = self.pace_base(now);
+        let base = self.remotes.pace_base(now, self.out.quack.value(), self.params.suspect_after);
         let window = self.params.send_window.min(self.params.retention);
         let window_bytes = self.params.send_window_bytes.min(self.params.retention_bytes as u64);
-        let limit = self.next_transmit.min(base.saturating_add(window));
-        let silent = self.behavior == Some(Behavior::Silent);
+        let limit = self.out.next_submit.min(base.saturating_add(window));
         // Sizes below the pace base are no longer needed (nor, to bound memory with a receiver
         // excluded from pacing, below the oldest message that can still be buffered).
-        let floor = self.next_transmit.saturating_sub(self.params.max_buffered + self.params.send_window);
-        self.tx_offsets.trim_below(base.max(floor));
-        while self.released < limit {
-            let seq = self.released;
-            let size = self.tx_offsets.size(seq);
-            if self.released_bytes > 0 && self.released_bytes + size > self.params.send_window_bytes {
+        let floor = self.out.next_submit.saturating_sub(self.params.max_buffered + self.params.send_window);
+        self.out.offsets.trim_below(base.max(floor));
+        while self.out.released < limit {
+            let out = &mut self.out;
+            let seq = out.released;
+            let size = out.offsets.size(seq);
+            if out.released_bytes > 0 && out.released_bytes + size > self.params.send_window_bytes {
                 break;
             }
-            if seq > base && self.tx_offsets.bytes(base, seq) + size > window_bytes {
+            if seq > base && out.offsets.bytes(base, seq) + size > window_bytes {
                 break;
             }
-            let ahead = self.released_bytes;
-            self.released_bytes += size;
-            self.released += 1;
-            let Some(m) = self.out.get_mut(seq) else { continue };
+            let ahead = out.released_bytes;
+            out.released_bytes += size;
+            out.released += 1;
+            let Some(m) = out.msgs.get_mut(seq) else { continue };
             m.released_at = Some(now);
             m.ahead = ahead;
-            if self.plan.strategy() == Strategy::Otu && self.next_otu_check.is_none() {
-                self.next_otu_check = Some(now + self.params.otu_timeout);
+            if self.plan.strategy() == Strategy::Otu && self.timers.otu.is_none() {
+                self.timers.otu = Some(now + self.params.otu_timeout);
             }
-            if silent {
+            if self.hooks.skips_first_send(now, seq) {
                 continue;
             }
             if self.plan.strategy() == Strategy::Picsou {
                 if let Some(r) = m.first {
-                    self.queues[usize::from(r)].push_back(Pending::new(
-                        seq,
-                        RecordKind::First,
-                        &m.payload,
-                        m.proof.get(),
-                    ));
+                    let p = Pending::new(seq, RecordKind::First, &m.payload, m.proof.get());
+                    self.links.remote_mut(RemoteIdx::new(r)).queue.push_back(p);
                     self.stats.first_sends += 1;
                 }
             } else {
                 let p = Pending::new(seq, RecordKind::First, &m.payload, m.proof.get());
                 for r in self.plan.first_dests(seq) {
-                    self.queues[usize::from(r)].push_back(p);
+                    self.links.remote_mut(RemoteIdx::new(r)).queue.push_back(p);
                     self.stats.first_sends += 1;
                 }
             }
@@ -149,8 +151,8 @@ impl Endpoint {
 
     /// Proactive resends for every message in flight (after a new suspicion).
     fn resend_in_flight(&mut self, now: Time) {
-        for seq in self.quack.value()..self.released {
-            if self.out.get(seq).is_some() {
+        for seq in self.out.quack.value()..self.out.released {
+            if self.out.msgs.get(seq).is_some() {
                 self.resend_proactively(now, seq);
             }
         }
@@ -163,35 +165,30 @@ impl Endpoint {
             return false;
         }
         let mut changed = false;
-        for d in 0..self.last_heard.len() {
-            let s = if d < self.n_remote {
-                self.receiver_suspected(now, d as u16)
-            } else {
-                self.sender_suspected(now, (d - self.n_remote) as u16)
+        let mut any = false;
+        for slot in 0..self.layout.n_dest() {
+            let d = self.layout.dest(slot);
+            let s = match d {
+                Dest::Remote(j) => self.receiver_suspected(now, j),
+                Dest::Peer(p) => self.sender_suspected(now, p),
             };
-            changed |= s && !self.suspected[d];
-            self.suspected[d] = s;
+            let contact = self.contact_mut(d);
+            let was = contact.suspected;
+            contact.suspected = s;
+            changed |= s && !was;
+            any |= s;
+            if s != was {
+                self.update_silence_timer(d);
+            }
         }
-        self.any_suspected = self.suspected.iter().any(|s| *s);
+        self.any_suspected = any;
         changed
     }
 
-    /// When the next replica may become suspected (for `poll_timeout`).
-    pub(super) fn next_suspicion(&self) -> Option<Time> {
-        if self.plan.strategy() != Strategy::Picsou {
-            return None;
-        }
-        let me = self.n_remote + usize::from(self.local.index);
-        (0..self.last_heard.len())
-            .filter(|&d| d != me && !self.suspected[d])
-            .map(|d| self.last_heard[d] + self.silence_limit(d) + Duration::from_nanos(1))
-            .min()
-    }
-
-    /// Whether replica `r` of the other RSM is suspected: silent for `suspect_after` (or
-    /// longer, see `silence_limit`).
-    fn receiver_suspected(&self, now: Time, r: u16) -> bool {
-        self.silent(now, usize::from(r))
+    /// Whether replica `j` of the other RSM is suspected: silent for `suspect_after` (or
+    /// longer, see `Contact::silence_limit`).
+    fn receiver_suspected(&self, now: Time, j: RemoteIdx) -> bool {
+        self.remote_silent(now, j)
     }
 
     /// Whether sender replica `s` of this RSM is suspected: silent for `suspect_after`, or,
@@ -201,39 +198,27 @@ impl Endpoint {
     /// its failed first sends were merely slow (a loaded replica's queues) or lost, which
     /// duplicate-QUACK detection recovers message by message; suspecting it would resend
     /// every message in flight that it sent first.
-    fn sender_suspected(&self, now: Time, s: u16) -> bool {
-        if s == self.local.index {
+    fn sender_suspected(&self, now: Time, s: PeerIdx) -> bool {
+        if s == self.layout.me() {
             return false;
         }
-        let i = usize::from(s);
-        if self.silent(now, self.n_remote + i) {
+        if self.peer_silent(now, s) {
             return true;
         }
-        if !self.local_bft {
-            return false;
-        }
-        let score = self.first_send_failures[i];
-        let total: f64 = self.first_send_failures.iter().sum();
-        score >= 16.0 && score * self.n_local as f64 >= 1.5 * total
+        self.peers.bft() && self.peers.failing_first_sends(s)
     }
 
     /// Counts a failed first send against its sender (scores halve every second), unless its
     /// receiver is suspected, which explains the failure instead.
     fn note_failed_first_send(&mut self, now: Time, k: u64) {
-        if !self.local_bft {
+        if !self.peers.bft() {
             return;
         }
         let Some((s, r)) = self.plan.pair(k, 0) else { return };
-        if self.receiver_suspected(now, r) {
+        if self.receiver_suspected(now, RemoteIdx::new(r)) {
             return;
         }
-        let dt = now.saturating_since(self.failures_at).as_secs_f64();
-        if dt > 0.0 {
-            let decay = 0.5f64.powf(dt);
-            self.first_send_failures.iter_mut().for_each(|x| *x *= decay);
-            self.failures_at = now;
-        }
-        self.first_send_failures[usize::from(s)] += 1.0;
+        self.peers.first_send_failed(now, PeerIdx::new(s));
         if self.refresh_suspicions(now) {
             self.resend_in_flight(now);
         }
@@ -247,68 +232,38 @@ impl Endpoint {
     /// duplicate-QUACK detection brings the resend). A false suspicion of a slow replica thus
     /// costs resends only of what nobody has acknowledged yet.
     fn resend_proactively(&mut self, now: Time, seq: u64) {
-        let held = (0..self.n_remote).any(|j| !self.suspected[j] && self.reports[j].covers(seq));
-        if held {
+        if self.remotes.unsuspected_holder(seq) {
             return;
         }
-        let (flags, n_remote) = (&self.suspected, self.n_remote);
-        let suspected = |s: u16, r: u16| flags[n_remote + usize::from(s)] || flags[usize::from(r)];
+        let (remotes, peers) = (&self.remotes, &self.peers);
+        let suspected =
+            |s: u16, r: u16| peers[PeerIdx::new(s)].contact.suspected || remotes[RemoteIdx::new(r)].contact.suspected;
         let Some((round, recv)) = self.plan.proactive_resend(seq, suspected) else { return };
-        let Some(m) = self.out.get_mut(seq) else { return };
+        let Some(m) = self.out.msgs.get_mut(seq) else { return };
         if m.loss.as_ref().is_some_and(|l| l.round >= round) {
             return;
         }
-        m.loss = Some(Box::new(LossTrack { round, round_at: now, ahead: self.released_bytes, counts: Vec::new() }));
+        m.loss = Some(Box::new(LossTrack { round, round_at: now, ahead: self.out.released_bytes, counts: Vec::new() }));
         let number = resend_number(round);
         let p = Pending::new(seq, RecordKind::Resend { number }, &m.payload, m.proof.get());
-        self.queues[usize::from(recv)].push_back(p);
+        self.links.remote_mut(RemoteIdx::new(recv)).queue.push_back(p);
         self.stats.resends += 1;
         self.events.push_back(Event::Resent { seq, number });
     }
 
-    /// The base of the send window: the QUACK, or the cumulative ack of the slowest *active*
-    /// receiver if that is lower.
-    ///
-    /// Pacing to the slowest receiver keeps every correct receiver within `send_window` of
-    /// the stream, hence within its peers' retention, so library-managed dissemination
-    /// reaches every correct replica with bounded memory (without it, replicas slower than
-    /// the f+1 that make the QUACK fall behind without bound and stall once their peers
-    /// trimmed what they miss). A receiver stops counting once it is silent for
-    /// `suspect_after` (crashed) or its ack has not advanced for ten times that (stuck, or
-    /// withholding acks): a faulty receiver delays the stream by at most that long.
-    fn pace_base(&self, now: Time) -> u64 {
-        let quack = self.quack.value();
-        let stuck_after = self.params.suspect_after * 10;
-        let mut base = quack;
-        for (j, &(ack, since)) in self.ack_progress.iter().enumerate() {
-            if ack < base && !self.silent(now, j) && now.saturating_since(since) <= stuck_after {
-                base = ack;
-            }
-        }
-        base
-    }
-
     /// Handles the ack report that remote replica `j` piggybacked on a frame.
-    pub(super) fn on_remote_report(&mut self, now: Time, j: usize, report: AckReport) {
+    pub(super) fn on_remote_report(&mut self, now: Time, j: RemoteIdx, report: AckReport) {
         // A receiver may legitimately hold messages this replica's application has not
-        // transmitted yet (replicas commit at different times); only what was transmitted
+        // submitted yet (replicas commit at different times); only what was submitted
         // here counts. Inflated acks are thereby clamped, and the f+1 threshold bounds them.
-        let next = report.next.min(self.next_transmit);
-        let (prev, since) = self.ack_progress[j];
-        let advanced = next > prev;
-        if advanced {
-            self.ack_progress[j] = (next, now);
-        } else if next < prev {
-            // The receiver restarted from an older checkpoint: pace to it again once it makes
-            // progress (until then it counts as stuck, as before its restart).
-            self.ack_progress[j] = (next, since);
-        }
-        if let Some(q) = self.quack.update(j, next) {
+        let next = report.next.min(self.out.next_submit);
+        let advanced = self.remotes.ack(j, now, next);
+        if let Some(q) = self.out.quack.update(j.get(), next) {
             self.on_quack(now, q);
         } else if advanced {
             self.release(now);
         }
-        self.reports[j] = report;
+        self.remotes[j].report = report;
         if self.plan.strategy() == Strategy::Picsou {
             self.detect_losses(now, j);
         }
@@ -316,20 +271,21 @@ impl Endpoint {
 
     /// The QUACK advanced to `q`: free resend state below it and open the window.
     fn on_quack(&mut self, now: Time, q: u64) {
-        let old = self.out.base();
-        let bytes = self.tx_offsets.bytes(old, q);
-        if old < self.released {
-            self.released_bytes -= self.tx_offsets.bytes(old, q.min(self.released));
+        let out = &mut self.out;
+        let old = out.msgs.base();
+        let bytes = out.offsets.bytes(old, q);
+        if old < out.released {
+            out.released_bytes -= out.offsets.bytes(old, q.min(out.released));
         }
-        let interval = self.rtt.iter().map(|r| r.srtt()).min().unwrap_or_default().max(self.params.ack_interval);
-        self.delivery.quacked(now, bytes, interval);
-        self.out.advance_to(q);
-        self.released = self.released.max(q);
+        let interval = self.remotes.min_srtt().unwrap_or_default().max(self.params.ack_interval);
+        out.delivery.quacked(now, bytes, interval);
+        out.msgs.advance_to(q);
+        out.released = out.released.max(q);
         // Records for QUACKed messages are useless; a blocked or dead peer's queue would
         // otherwise grow with the stream.
-        for queue in &mut self.queues[..self.n_remote] {
-            while queue.front().is_some_and(|p| p.seq < q) {
-                queue.pop_front();
+        for link in self.links.remotes_mut() {
+            while link.queue.front().is_some_and(|p| p.seq < q) {
+                link.queue.pop_front();
             }
         }
         self.events.push_back(Event::Quacked { up_to: q });
@@ -337,22 +293,23 @@ impl Endpoint {
     }
 
     /// Counts remote replica `j`'s latest report towards duplicate-QUACKs.
-    fn detect_losses(&mut self, now: Time, j: usize) {
-        let report = &self.reports[j];
-        let start = self.quack.value().max(report.next);
-        let end = report.phi_end().min(self.released);
+    fn detect_losses(&mut self, now: Time, j: RemoteIdx) {
+        let receiver = &self.remotes[j];
+        let report = &receiver.report;
+        let start = self.out.quack.value().max(report.next);
+        let end = report.phi_end().min(self.out.released);
         if start >= end {
             return;
         }
         let highest = report.highest_covered();
-        let srtt = self.rtt[j].srtt();
-        let rto = self.rtt[j].rto();
+        let srtt = receiver.contact.rtt.srtt();
+        let rto = receiver.contact.rtt.rto();
         let max_rto = self.params.max_rto;
         let threshold = self.params.dup_threshold;
-        let n_remote = self.n_remote;
-        let mut escalate = std::mem::take(&mut self.escalate_scratch);
+        let n_remote = self.layout.n_remote();
+        let mut escalate = std::mem::take(&mut self.scratch.escalate);
         for k in report.missing_in(start, end) {
-            let Some(m) = self.out.get_mut(k) else { continue };
+            let Some(m) = self.out.msgs.get_mut(k) else { continue };
             let Some(released_at) = m.released_at else { continue };
             let (round, base, ahead) =
                 m.loss.as_ref().map_or((0, released_at, m.ahead), |l| (l.round, l.round_at, l.ahead));
@@ -360,8 +317,8 @@ impl Endpoint {
             // Other receivers get k only through forwarding, which may lag behind; their
             // reports count after a full RTO.
             let gap = highest.is_some_and(|h| h > k);
-            let quick = gap && self.plan.pair_receiver(k, round) == Some(j as u16);
-            let mut wait: Duration = if quick { srtt } else { rto } + self.delivery.drain(ahead, max_rto);
+            let quick = gap && self.plan.pair_receiver(k, round) == Some(j.index());
+            let mut wait: Duration = if quick { srtt } else { rto } + self.out.delivery.drain(ahead, max_rto);
             // Past the rotation (every pair's copy was lost, which reliable links between
             // correct replicas never do: a transport dropped them), back off per lap.
             // (Round 0 is always in the first lap: no schedule lookup on the common path.)
@@ -378,23 +335,16 @@ impl Endpoint {
             if loss.counts.is_empty() {
                 loss.counts.resize(n_remote, 0);
             }
-            loss.counts[j] = loss.counts[j].saturating_add(1);
-            if loss.counts[j] < threshold {
+            let count = &mut loss.counts[j.get()];
+            *count = count.saturating_add(1);
+            if *count < threshold {
                 continue;
             }
-            let stake: u64 = loss
-                .counts
-                .iter()
-                .zip(&self.reports)
-                .zip(&self.remote_stakes)
-                .filter(|((c, r), _)| **c >= threshold && !r.covers(k))
-                .map(|(_, s)| *s)
-                .sum();
+            let stake = self.remotes.missing_stake(k, &loss.counts, threshold);
             // If some receivers already hold k, it is being forwarded: give forwarding time
             // (a receiver that lies about holding it only delays the resend, by 4 RTOs).
-            let holding: u64 =
-                self.reports.iter().zip(&self.remote_stakes).filter(|(r, _)| r.covers(k)).map(|(_, s)| *s).sum();
-            if stake > self.f_remote && (holding == 0 || now >= base + rto * 4) {
+            let holding = self.remotes.holding_stake(k);
+            if stake > self.remotes.f() && (holding == 0 || now >= base + rto * 4) {
                 escalate.push(k);
             }
         }
@@ -402,29 +352,31 @@ impl Endpoint {
             self.escalate(now, k);
         }
         escalate.clear();
-        self.escalate_scratch = escalate;
+        self.scratch.escalate = escalate;
     }
 
     /// Message `k` is definitely lost as of this round: advance its rotation and, if the next
     /// pair is this replica's, resend it.
     fn escalate(&mut self, now: Time, k: u64) {
-        if self.out.get(k).and_then(|m| m.loss.as_ref()).is_some_and(|l| l.round == 0) {
+        if self.out.msgs.get(k).and_then(|m| m.loss.as_ref()).is_some_and(|l| l.round == 0) {
             self.note_failed_first_send(now, k);
         }
-        let Some(m) = self.out.get_mut(k) else { return };
+        let released_bytes = self.out.released_bytes;
+        let Some(m) = self.out.msgs.get_mut(k) else { return };
         let len = record_len(&m.payload, m.proof.get());
         let Some(loss) = m.loss.as_mut() else { return };
         loss.round += 1;
         loss.round_at = now;
-        loss.ahead = self.released_bytes;
+        loss.ahead = released_bytes;
         loss.counts.fill(0);
         let round = loss.round;
-        if self.behavior == Some(Behavior::Silent) {
+        if self.hooks.skips_resend(now, k) {
             return;
         }
         if let Some(r) = self.plan.resend_dest(k, round) {
             let number = resend_number(round);
-            self.queues[usize::from(r)].push_back(Pending { seq: k, kind: RecordKind::Resend { number }, len });
+            let p = Pending { seq: k, kind: RecordKind::Resend { number }, len };
+            self.links.remote_mut(RemoteIdx::new(r)).queue.push_back(p);
             self.stats.resends += 1;
             self.events.push_back(Event::Resent { seq: k, number });
         }
@@ -433,37 +385,37 @@ impl Endpoint {
     /// OTU baseline: a message not QUACKed `otu_timeout · a` after release is resent by sender
     /// replica `a mod n` (GeoBFT's remote leader takeover, without a resend cap).
     pub(super) fn otu_check(&mut self, now: Time) {
-        let Some(at) = self.next_otu_check else { return };
+        let Some(at) = self.timers.otu else { return };
         if now < at {
             return;
         }
         let timeout = self.params.otu_timeout;
-        let q = self.quack.value();
-        let hi = self.released.min(q + 4096);
+        let q = self.out.quack.value();
+        let hi = self.out.released.min(q + 4096);
         let me = self.local.index;
-        let silent = self.behavior == Some(Behavior::Silent);
         for k in q..hi {
-            let Some(m) = self.out.get_mut(k) else { continue };
+            let Some(m) = self.out.msgs.get_mut(k) else { continue };
             let Some(rel) = m.released_at else { continue };
             let attempt = (now.saturating_since(rel).as_nanos() / timeout.as_nanos().max(1)) as u64;
             if attempt == 0 || attempt <= m.otu_attempts {
                 continue;
             }
             m.otu_attempts = attempt;
-            if silent || self.plan.otu_takeover(attempt) != me {
+            if self.plan.otu_takeover(attempt) != me || self.hooks.skips_resend(now, k) {
                 continue;
             }
             let number = u16::try_from(attempt).unwrap_or(u16::MAX);
             let p = Pending::new(k, RecordKind::Resend { number }, &m.payload, m.proof.get());
             for &r in self.plan.otu_out_set() {
-                self.queues[usize::from(r)].push_back(p);
+                self.links.remote_mut(RemoteIdx::new(r)).queue.push_back(p);
                 self.stats.resends += 1;
             }
             self.events.push_back(Event::Resent { seq: k, number });
         }
-        self.next_otu_check = (self.quack.value() < self.released).then(|| now + timeout / 4);
-        if self.next_otu_check.is_none() && self.released < self.next_transmit {
-            self.next_otu_check = Some(now + timeout / 4);
+        let q = self.out.quack.value();
+        self.timers.otu = (q < self.out.released).then(|| now + timeout / 4);
+        if self.timers.otu.is_none() && self.out.released < self.out.next_submit {
+            self.timers.otu = Some(now + timeout / 4);
         }
     }
 }

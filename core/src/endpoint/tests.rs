@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::incoming::Held;
+use super::outgoing::OutMsg;
 use super::*;
 use crate::config::{Membership, RsmSpec, Strategy};
 use crate::keys::LinkKeys;
 use crate::proof::NoProof;
+use crate::wire::AckReport;
 
 /// A frame in flight: delivery time, tie-break, source, destination, bytes.
 type Flight = Reverse<(Time, u64, usize, usize, Bytes)>;
@@ -45,20 +48,30 @@ fn rid(n0: usize, i: usize) -> ReplicaId {
 
 impl Net {
     fn new(strategy: Strategy, m: Membership, params: ProtocolParams) -> Self {
+        Self::with_byzantine(strategy, m, params, &[])
+    }
+
+    /// Like `new`, with replica `i` (global index) exhibiting behaviour `b` for each `(i, b)`.
+    fn with_byzantine(
+        strategy: Strategy,
+        m: Membership,
+        params: ProtocolParams,
+        byzantine: &[(usize, crate::adversary::Behavior)],
+    ) -> Self {
         let m = Arc::new(m);
         let (n0, n1) = (m.rsms[0].n(), m.rsms[1].n());
         let eps = (0..n0 + n1)
             .map(|i| {
                 let local = rid(n0, i);
-                let cfg = EndpointConfig {
-                    membership: m.clone(),
+                let mut cfg = EndpointConfig::new(
+                    m.clone(),
                     local,
                     strategy,
-                    params: params.clone(),
-                    keys: LinkKeys::derived(local, [9; 32]),
-                    verifier: Arc::new(NoProof),
-                    behavior: None,
-                };
+                    params.clone(),
+                    LinkKeys::derived(local, [9; 32]),
+                    Arc::new(NoProof),
+                );
+                cfg.behavior = byzantine.iter().find(|(j, _)| *j == i).map(|(_, b)| *b);
                 Endpoint::new(cfg, Time::ZERO).unwrap()
             })
             .collect();
@@ -86,7 +99,9 @@ impl Net {
     }
 
     fn drain(&mut self, i: usize) {
+        assert_timer_table_exact(&self.eps[i]);
         while let Some(t) = self.eps[i].poll_transmit(self.now) {
+            assert_timer_table_exact(&self.eps[i]);
             let to = self.idx(t.to);
             if i < self.n0 && to >= self.n0 && self.now < self.drop_cross_until {
                 continue;
@@ -150,10 +165,10 @@ impl Net {
                     continue;
                 }
                 if i < self.n0 {
-                    while self.eps[i].next_transmit() < messages && self.eps[i].transmit_capacity() > 0 {
-                        let s = self.eps[i].next_transmit();
+                    while self.eps[i].next_submit() < messages && self.eps[i].submit_capacity() > 0 {
+                        let s = self.eps[i].next_submit();
                         let payload = Bytes::from(format!("message {s}"));
-                        self.eps[i].transmit(self.now, s, payload, Bytes::new()).unwrap();
+                        self.eps[i].submit(self.now, s, payload, Bytes::new()).unwrap();
                     }
                 }
                 self.drain(i);
@@ -179,11 +194,13 @@ impl Net {
                 if !self.crashed.contains(&to) {
                     let from = rid(self.n0, from);
                     self.eps[to].handle_frame(self.now, from, frame);
+                    assert_timer_table_exact(&self.eps[to]);
                 }
             }
             for i in 0..self.eps.len() {
                 if !self.crashed.contains(&i) && self.eps[i].poll_timeout().is_some_and(|t| t <= self.now) {
                     self.eps[i].handle_timeout(self.now);
+                    assert_timer_table_exact(&self.eps[i]);
                 }
             }
         }
@@ -293,6 +310,29 @@ fn slow_forwarding_does_not_set_off_a_repair_storm() {
 }
 
 #[test]
+fn byzantine_behaviours_plug_in_through_the_adversary_hooks() {
+    use crate::adversary::Behavior;
+    // A silent sender skips its first sends (and resends); the others' rotations cover them.
+    let mut net =
+        Net::with_byzantine(Strategy::Picsou, uniform(4, 1), ProtocolParams::default(), &[(1, Behavior::Silent)]);
+    net.run(400, Duration::from_secs(20));
+    net.assert_all_delivered(400);
+    assert_eq!(net.eps[1].stats().first_sends, 0);
+    assert!(net.resends > 0);
+    // A receiver that never forwards nor repairs: the others still deliver everything.
+    let mut net = Net::with_byzantine(
+        Strategy::Picsou,
+        uniform(4, 1),
+        ProtocolParams::default(),
+        &[(4, Behavior::NoRebroadcast)],
+    );
+    net.run(400, Duration::from_secs(20));
+    net.assert_all_delivered(400);
+    let s = net.eps[4].stats();
+    assert_eq!((s.forwards, s.repairs), (0, 0));
+}
+
+#[test]
 fn resend_numbers_wrap_within_the_wire_format() {
     use super::plan::resend_number;
     assert_eq!(resend_number(1), 1);
@@ -322,23 +362,23 @@ fn application_managed_dissemination_hands_over_first_hand_messages() {
 }
 
 #[test]
-fn transmit_rejects_misuse() {
+fn submit_rejects_misuse() {
     let params = ProtocolParams { send_window: 4, max_buffered: 8, max_payload_bytes: 16, ..ProtocolParams::default() };
     let mut net = Net::new(Strategy::Picsou, uniform(4, 1), params);
     let ep = &mut net.eps[0];
     assert_eq!(
-        ep.transmit(Time::ZERO, 1, Bytes::new(), Bytes::new()),
-        Err(TransmitError::OutOfOrder { expected: 0, got: 1 })
+        ep.submit(Time::ZERO, 1, Bytes::new(), Bytes::new()),
+        Err(SubmitError::OutOfOrder { expected: 0, got: 1 })
     );
     assert_eq!(
-        ep.transmit(Time::ZERO, 0, Bytes::from(vec![0; 17]), Bytes::new()),
-        Err(TransmitError::PayloadTooLarge { len: 17, max: 16 })
+        ep.submit(Time::ZERO, 0, Bytes::from(vec![0; 17]), Bytes::new()),
+        Err(SubmitError::PayloadTooLarge { len: 17, max: 16 })
     );
     for s in 0..8 {
-        ep.transmit(Time::ZERO, s, Bytes::new(), Bytes::new()).unwrap();
+        ep.submit(Time::ZERO, s, Bytes::new(), Bytes::new()).unwrap();
     }
-    assert_eq!(ep.transmit_capacity(), 0);
-    assert!(matches!(ep.transmit(Time::ZERO, 8, Bytes::new(), Bytes::new()), Err(TransmitError::Backpressure { .. })));
+    assert_eq!(ep.submit_capacity(), 0);
+    assert!(matches!(ep.submit(Time::ZERO, 8, Bytes::new(), Bytes::new()), Err(SubmitError::Backpressure { .. })));
 }
 
 #[test]
@@ -356,14 +396,11 @@ fn large_messages_are_backpressured_by_bytes() {
     let payload = Bytes::from(vec![7u8; 1024]);
     let ep = &mut net.eps[0];
     for s in 0..4 {
-        assert!(ep.transmit_capacity() > 0);
-        ep.transmit(Time::ZERO, s, payload.clone(), Bytes::new()).unwrap();
+        assert!(ep.submit_capacity() > 0);
+        ep.submit(Time::ZERO, s, payload.clone(), Bytes::new()).unwrap();
     }
-    assert_eq!(ep.transmit_capacity(), 0, "4 KiB buffered");
-    assert!(matches!(
-        ep.transmit(Time::ZERO, 4, payload.clone(), Bytes::new()),
-        Err(TransmitError::Backpressure { .. })
-    ));
+    assert_eq!(ep.submit_capacity(), 0, "4 KiB buffered");
+    assert!(matches!(ep.submit(Time::ZERO, 4, payload.clone(), Bytes::new()), Err(SubmitError::Backpressure { .. })));
 }
 
 #[test]
@@ -412,15 +449,14 @@ mod fuzz {
     fn target() -> Endpoint {
         let m = Arc::new(uniform(4, 1));
         let local = ReplicaId::new(1, 0);
-        let cfg = EndpointConfig {
-            membership: m,
+        let cfg = EndpointConfig::new(
+            m,
             local,
-            strategy: Strategy::Picsou,
-            params: ProtocolParams::default(),
-            keys: LinkKeys::derived(local, [9; 32]),
-            verifier: Arc::new(NoProof),
-            behavior: None,
-        };
+            Strategy::Picsou,
+            ProtocolParams::default(),
+            LinkKeys::derived(local, [9; 32]),
+            Arc::new(NoProof),
+        );
         Endpoint::new(cfg, Time::ZERO).unwrap()
     }
 
@@ -493,4 +529,195 @@ fn per_message_records_stay_small() {
     let out = size_of::<Option<OutMsg>>();
     assert!(held <= 72, "a retention slot takes {held} bytes");
     assert!(out <= 88, "a send window slot takes {out} bytes");
+}
+
+/// `poll_timeout` computed the way the engine did before it had a timer table: a scan of every
+/// destination and peer, straight from the definitions of the deadlines.
+fn poll_timeout_by_scan(ep: &Endpoint) -> Option<Time> {
+    let p = &ep.params;
+    let l = &ep.layout;
+    let me = l.me();
+    let library = p.dissemination == Dissemination::Library;
+    let ack = (0..l.n_dest())
+        .filter_map(|slot| {
+            let d = l.dest(slot);
+            let link = &ep.links[d];
+            if link.ack_due {
+                return None;
+            }
+            let changed = link.sent_version != ep.inc.version;
+            match d {
+                Dest::Remote(_) => Some(link.last_sent + if changed { p.ack_interval } else { p.ack_keepalive }),
+                Dest::Peer(q) if q == me || !library => None,
+                Dest::Peer(_) => {
+                    let interval = p.ack_interval * 4;
+                    Some(link.last_sent + if changed { interval } else { p.ack_keepalive.max(interval) })
+                }
+            }
+        })
+        .min();
+    let repair = (library && l.peers().any(|q| q != me && ep.peers.awaits_repair(q))).then_some(ep.timers.repair);
+    let suspicion = (ep.plan.strategy() == Strategy::Picsou)
+        .then(|| {
+            (0..l.n_dest())
+                .map(|slot| l.dest(slot))
+                .filter(|&d| d != Dest::Peer(me) && !ep.contact(d).suspected)
+                .map(|d| ep.contact(d).silent_from(p.suspect_after))
+                .min()
+        })
+        .flatten();
+    [ack, repair, ep.timers.otu, suspicion].into_iter().flatten().min()
+}
+
+/// The timer table's answer is exactly the earliest deadline (never later, nor earlier).
+fn assert_timer_table_exact(ep: &Endpoint) {
+    assert_eq!(ep.poll_timeout(), poll_timeout_by_scan(ep), "timer table of {}", ep.local());
+}
+
+mod timer_table {
+    use proptest::prelude::{ProptestConfig, any, prop, proptest};
+    use proptest::strategy::Strategy as _;
+
+    use super::*;
+
+    /// What the network does in one random run.
+    #[derive(Clone, Debug)]
+    struct Run {
+        strategy: Strategy,
+        n0: usize,
+        n1: usize,
+        application: bool,
+        messages: u64,
+        crash: Option<(usize, u64)>,
+        steps: Vec<Step>,
+    }
+
+    /// One step of a run.
+    #[derive(Clone, Debug)]
+    struct Step {
+        /// How far time advances, in µs.
+        advance: u64,
+        /// Which endpoint gets an early `handle_timeout`.
+        early: usize,
+        /// Block or unblock the link of (endpoint, peer).
+        block: Option<(usize, usize)>,
+        /// Drop this step's frames.
+        drop: bool,
+    }
+
+    fn run() -> impl proptest::strategy::Strategy<Value = Run> {
+        (
+            prop::sample::select(Strategy::ALL.to_vec()),
+            1usize..5,
+            1usize..5,
+            any::<bool>(),
+            1u64..200,
+            prop::option::of((0usize..10, 0u64..300)),
+            prop::collection::vec(
+                (0u64..30_000, 0usize..10, prop::option::of((0usize..10, 0usize..10)), prop::bool::weighted(0.1))
+                    .prop_map(|(advance, early, block, drop)| Step { advance, early, block, drop }),
+                1..300,
+            ),
+        )
+            .prop_map(|(strategy, n0, n1, application, messages, crash, steps)| Run {
+                strategy,
+                n0,
+                n1,
+                application,
+                messages,
+                crash,
+                steps,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Random deployments, loss, blocked links, crashes, late and early timeouts: after
+        /// every input and output, `poll_timeout` equals a scan of every deadline.
+        #[test]
+        fn timer_table_matches_a_scan(r in run()) {
+            let f = |n: usize| (n as u64 - 1) / 2;
+            let m = Membership::new(
+                RsmSpec::uniform("a", r.n0, FaultModel::Cft, f(r.n0)),
+                RsmSpec::uniform("b", r.n1, FaultModel::Cft, f(r.n1)),
+            )
+            .unwrap();
+            let dissemination = if r.application { Dissemination::Application } else { Dissemination::Library };
+            let params = ProtocolParams {
+                dissemination,
+                suspect_after: Duration::from_millis(20),
+                otu_timeout: Duration::from_millis(5),
+                ..ProtocolParams::default()
+            };
+            let mut net = Net::new(r.strategy, m, params);
+            let n = net.eps.len();
+            let mut queue: Vec<(Time, usize, usize, Bytes)> = Vec::new();
+            for (step, &Step { advance, early, block, drop }) in r.steps.iter().enumerate() {
+                if let Some((who, at)) = r.crash && step as u64 == at {
+                    net.crashed.insert(who % n);
+                }
+                let live: Vec<usize> = (0..n).filter(|i| !net.crashed.contains(i)).collect();
+                for &i in &live {
+                    if i < net.n0 {
+                        while net.eps[i].next_submit() < r.messages && net.eps[i].submit_capacity() > 0 {
+                            let s = net.eps[i].next_submit();
+                            net.eps[i].submit(net.now, s, Bytes::from(vec![1; 40]), Bytes::new()).unwrap();
+                            assert_timer_table_exact(&net.eps[i]);
+                        }
+                    }
+                    while let Some(t) = net.eps[i].poll_transmit(net.now) {
+                        assert_timer_table_exact(&net.eps[i]);
+                        if !drop {
+                            let latency = Duration::from_micros(100 + (queue.len() as u64 * 37) % 900);
+                            queue.push((net.now + latency, i, net.idx(t.to), t.frame.into_bytes()));
+                        }
+                    }
+                    while net.eps[i].poll_event().is_some() {}
+                }
+                if let Some((i, peer)) = block {
+                    let (i, peer) = (i % n, peer % n);
+                    if i != peer {
+                        let blocked = step % 3 != 0;
+                        net.eps[i].set_blocked(rid(net.n0, peer), blocked);
+                        assert_timer_table_exact(&net.eps[i]);
+                    }
+                }
+                net.now = net.now + Duration::from_micros(advance);
+                queue.sort_by_key(|q| q.0);
+                let due = queue.partition_point(|q| q.0 <= net.now);
+                for (_, from, to, frame) in queue.drain(..due) {
+                    if !net.crashed.contains(&to) {
+                        net.eps[to].handle_frame(net.now, rid(net.n0, from), frame);
+                        assert_timer_table_exact(&net.eps[to]);
+                    }
+                }
+                for &i in &live {
+                    // Timeouts at their deadline or late (the step may have jumped past it),
+                    // and now and then early.
+                    if net.eps[i].poll_timeout().is_some_and(|t| t <= net.now) || early % n == i {
+                        net.eps[i].handle_timeout(net.now);
+                        assert_timer_table_exact(&net.eps[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Time given as earlier than before is taken as the latest time seen: no panic, and the
+    /// timers stay exact.
+    #[test]
+    fn time_going_backwards_is_clamped() {
+        let mut net = Net::new(Strategy::Picsou, uniform(4, 1), ProtocolParams::default());
+        net.run(50, Duration::from_millis(20));
+        let late = net.now;
+        let ep = &mut net.eps[0];
+        ep.handle_timeout(Time::ZERO);
+        assert_timer_table_exact(ep);
+        while let Some(t) = ep.poll_transmit(Time::ZERO) {
+            assert!(!t.frame.is_empty());
+        }
+        assert_timer_table_exact(ep);
+        assert!(ep.poll_timeout().is_none_or(|t| t >= late), "deadlines follow the latest time seen");
+    }
 }

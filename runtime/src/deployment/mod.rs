@@ -196,15 +196,14 @@ impl DeploymentConfig {
     /// # Panics
     /// If the other RSM is BFT and `keys.signing_seed` is `None` (parsing rejects that).
     pub fn endpoint_config(&self, local: ReplicaId) -> EndpointConfig {
-        EndpointConfig {
-            membership: Arc::new(self.membership()),
+        EndpointConfig::new(
+            Arc::new(self.membership()),
             local,
-            strategy: self.strategy,
-            params: self.tuning.clone(),
-            keys: LinkKeys::derived(local, self.keys.secret),
-            verifier: self.verifier(local.rsm.other()),
-            behavior: None,
-        }
+            self.strategy,
+            self.tuning.clone(),
+            LinkKeys::derived(local, self.keys.secret),
+            self.verifier(local.rsm.other()),
+        )
     }
 
     /// The verifier of the commit proofs of messages sent by `sender`.

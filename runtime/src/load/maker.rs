@@ -14,7 +14,7 @@
 
 use bytes::{Bytes, BytesMut};
 use picsou_core::bufpool::BufPool;
-use picsou_core::sim::payload::PayloadSpec;
+use picsou_core::payload::PayloadSpec;
 
 /// Payloads up to this size are sliced out of shared blocks; larger ones use pooled buffers.
 const SLICE_MAX: usize = 4096;

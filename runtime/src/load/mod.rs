@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use picsou_core::payload::PayloadSpec;
 use picsou_core::proof::{CommitSigner, QuorumCertificate, StreamId};
-use picsou_core::sim::payload::PayloadSpec;
 use picsou_core::{FaultModel, ReplicaId, StreamStart};
 use serde::Serialize;
 

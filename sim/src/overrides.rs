@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use super::scenario::{Partition, Scenario};
-use crate::adversary::Behavior;
-use crate::config::{ConfigError, FaultModel, Strategy};
+use picsou_core::adversary::Behavior;
+use picsou_core::config::{ConfigError, FaultModel, Strategy};
 
 /// Changes to a [`Scenario`]; `None` (or an empty list where noted) keeps its value.
 #[derive(Clone, Debug, Default)]

@@ -1,12 +1,14 @@
+//! # picsou-sim
+//!
 //! A deterministic discrete-event simulator of two RSMs running the engine, with a C3B checker.
 //!
 //! RSM 0 (replicas `s0`, `s1`, …) sends a stream of `messages` messages to RSM 1 (`r0`, `r1`,
 //! …). Every replica runs a real [`Endpoint`] (faulty ones with a Byzantine
-//! [`Behavior`](crate::adversary::Behavior) switched on); the simulator plays the network, the
+//! [`Behavior`](picsou_core::adversary::Behavior) switched on); the simulator plays the network, the
 //! clocks and RSM 0's consensus, and checks every event against C3B.
 //!
 //! ```
-//! use picsou_core::sim::{run, Scenario};
+//! use picsou_sim::{run, Scenario};
 //! # fn main() -> Result<(), picsou_core::ConfigError> {
 //! let scenario = Scenario { messages: 200, ..Scenario::default() };
 //! let report = run(&scenario)?;
@@ -24,10 +26,10 @@
 //! - [`rng`]: the seeded generator behind every random draw;
 //! - [`report`]: what a run measured.
 //!
-//! This module is the runner: a priority queue of compact events ordered by
+//! The crate root is the runner: a priority queue of compact events ordered by
 //! (virtual time, insertion counter), so ties resolve in a fixed order and the same seed always
 //! gives the same run. After any input to an endpoint the runner drains its events into the
-//! checker, feeds sender replicas new messages while `transmit_capacity()` allows (backpressure),
+//! checker, feeds sender replicas new messages while `submit_capacity()` allows (backpressure),
 //! polls frames while the replica's NIC backlog is below a socket-buffer-like limit (so acks
 //! stay fresh instead of queueing behind megabytes of data), and re-arms its one timer.
 
@@ -47,12 +49,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::{ConfigError, EndpointConfig, FaultModel, Strategy};
-use crate::endpoint::{Endpoint, Transmit};
-use crate::ids::ReplicaId;
-use crate::keys::LinkKeys;
-use crate::schedule::Schedule;
-use crate::time::Time;
+use picsou_core::config::{ConfigError, EndpointConfig, FaultModel, Strategy};
+use picsou_core::endpoint::{Endpoint, Transmit};
+use picsou_core::ids::ReplicaId;
+use picsou_core::keys::LinkKeys;
+use picsou_core::schedule::Schedule;
+use picsou_core::time::Time;
 
 use self::checker::{Checker, ResendBound};
 use self::network::{Network, serialization_ns};
@@ -404,15 +406,15 @@ impl<'a> Sim<'a> {
     fn feed(&mut self, r: usize) {
         let Self { endpoints, window, payloads, issuer, checker, first_tx, resolved, scenario, now, .. } = self;
         let ep = &mut endpoints[r];
-        let start = ep.next_transmit();
-        let end = scenario.messages.min(start.saturating_add(ep.transmit_capacity()));
+        let start = ep.next_submit();
+        let end = scenario.messages.min(start.saturating_add(ep.submit_capacity()));
         if start >= end {
             return;
         }
         let correct = resolved.replicas[r].is_correct();
         for seq in start..end {
             // Byte backpressure can close the window within the batch.
-            if seq > start && ep.transmit_capacity() == 0 {
+            if seq > start && ep.submit_capacity() == 0 {
                 break;
             }
             let (payload, proof) = window.get(seq, |s| {
@@ -420,10 +422,10 @@ impl<'a> Sim<'a> {
                 let proof = issuer.issue(s, &p);
                 (p, proof)
             });
-            if let Err(e) = ep.transmit(Time(*now), seq, payload, proof) {
+            if let Err(e) = ep.submit(Time(*now), seq, payload, proof) {
                 if resolved.replicas[r].is_honest() {
                     checker.report_violation(format!(
-                        "{} refused seq {seq} although transmit_capacity allowed it: {e}",
+                        "{} refused seq {seq} although submit_capacity allowed it: {e}",
                         resolved.replicas[r].id
                     ));
                 }
@@ -437,7 +439,7 @@ impl<'a> Sim<'a> {
         let now = *now;
         let slowest = (0..self.n_s)
             .filter(|&s| !self.net.is_crashed(s, now))
-            .map(|s| self.endpoints[s].next_transmit())
+            .map(|s| self.endpoints[s].next_submit())
             .min()
             .unwrap_or(u64::MAX);
         self.window.release_below(slowest);

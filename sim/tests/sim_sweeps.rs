@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use picsou_core::adversary::Behavior;
 use picsou_core::config::{FaultModel, Strategy};
-use picsou_core::sim::{Partition, Scenario, SimReport, run};
+use picsou_sim::{Partition, Scenario, SimReport, run};
 
 /// Runs `s` and checks C3B held and everything was delivered; `what` labels failures.
 fn check(what: &str, s: &Scenario) -> SimReport {
@@ -310,7 +310,7 @@ fn invalid_scenarios_are_config_errors_not_runs() {
 /// prints the scenario as TOML, to replay with `picsou sim --scenario FILE`.
 #[test]
 fn random_fault_mixes() {
-    use picsou_core::sim::rng::SimRng;
+    use picsou_sim::rng::SimRng;
     for case in 1..=120u64 {
         let mut rng = SimRng::derive(case, "sweep");
         let mut pick = |xs: &[f64]| xs[rng.up_to(xs.len() as u64 - 1) as usize];

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::network::{LinkClass, NetConfig, mbps_to_ps_per_byte, ms_to_ns};
 use super::rng::probability_threshold;
-use crate::adversary::Behavior;
-use crate::config::{ConfigError, Dissemination, FaultModel, Membership, ProtocolParams, RsmSpec, Strategy};
-use crate::ids::ReplicaId;
+use picsou_core::adversary::Behavior;
+use picsou_core::config::{ConfigError, Dissemination, FaultModel, Membership, ProtocolParams, RsmSpec, Strategy};
+use picsou_core::ids::ReplicaId;
 
 /// Largest RSM the simulator accepts (its link table is quadratic in the replica count).
 pub const MAX_REPLICAS_PER_RSM: usize = 256;

@@ -15,10 +15,10 @@ use bytes::Bytes;
 
 use super::rng::SimRng;
 use super::scenario::Resolved;
-use crate::config::FaultModel;
-use crate::ids::RsmId;
-use crate::keys::MacKey;
-use crate::proof::{
+use picsou_core::config::FaultModel;
+use picsou_core::ids::RsmId;
+use picsou_core::keys::MacKey;
+use picsou_core::proof::{
     CommitSigner, Ed25519QuorumVerifier, NoProof, OracleCertificate, ProofVerifier, QuorumCertificate, StreamId,
     derive_signing_key,
 };
@@ -95,8 +95,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::adversary::Behavior;
-    use crate::sim::scenario::Scenario;
+    use crate::scenario::Scenario;
+    use picsou_core::adversary::Behavior;
 
     #[test]
     fn cft_proofs_are_empty() {

@@ -20,8 +20,8 @@
 //! follow the protocol until they stop), so their events are checked too, but they are not
 //! required to deliver everything.
 
-use crate::endpoint::Event;
-use crate::schedule::Schedule;
+use picsou_core::endpoint::Event;
+use picsou_core::schedule::Schedule;
 
 use super::payload::PayloadSpec;
 use super::scenario::ReplicaPlan;
@@ -108,7 +108,7 @@ impl Checker {
         }
     }
 
-    fn global(&self, id: crate::ids::ReplicaId) -> Option<usize> {
+    fn global(&self, id: picsou_core::ids::ReplicaId) -> Option<usize> {
         self.plans.iter().position(|p| p.id == id)
     }
 
@@ -293,9 +293,9 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::adversary::Behavior;
-    use crate::endpoint::Misbehavior;
-    use crate::ids::ReplicaId;
+    use picsou_core::adversary::Behavior;
+    use picsou_core::endpoint::Misbehavior;
+    use picsou_core::ids::ReplicaId;
 
     const S0: usize = 0;
     const S1: usize = 1;

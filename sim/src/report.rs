@@ -61,7 +61,7 @@ pub struct SimReport {
     pub engine: EngineTotals,
 }
 
-/// [`EndpointStats`](crate::EndpointStats) counters summed over every replica of a run.
+/// [`EndpointStats`](picsou_core::EndpointStats) counters summed over every replica of a run.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineTotals {
     /// First sends of messages (cross-RSM).
@@ -82,7 +82,7 @@ pub struct EngineTotals {
 
 impl EngineTotals {
     /// Adds one endpoint's counters.
-    pub fn add(&mut self, s: &crate::EndpointStats) {
+    pub fn add(&mut self, s: &picsou_core::EndpointStats) {
         self.first_sends += s.first_sends;
         self.resends += s.resends;
         self.forwards += s.forwards;

@@ -282,7 +282,7 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::rng::probability_threshold;
+    use crate::rng::probability_threshold;
 
     const NEVER: u64 = u64::MAX;
 
