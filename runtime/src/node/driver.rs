@@ -13,7 +13,7 @@ use picsou_core::{Endpoint, Event, ReplicaId, Time};
 
 use super::queues::{Command, DeliveryBatch, MAX_DELIVERY_BATCH, Shared};
 use super::{Delivery, NodeError, NodeOptions, NodeStats};
-use crate::transport::{SendStatus, Transport, TransportEvent};
+use crate::transport::{SendStatus, Transport, TransportError, TransportEvent};
 
 /// Starts the node thread of `local`, named after it; it runs until `shared.stop` or an error.
 pub(super) fn spawn(
@@ -45,8 +45,11 @@ pub(super) fn spawn(
         driver.publish_stats();
         driver.shared.stopped.store(true, Ordering::SeqCst);
         driver.shared.app.notify();
-        if let Err(e) = &result {
-            tracing::error!(replica = %local, "node stopped: {e}");
+        match &result {
+            Ok(()) => {}
+            // The owner cancelled the transport on purpose (Ctrl-C in Python): not a failure.
+            Err(NodeError::Transport(TransportError::Cancelled)) => tracing::debug!(replica = %local, "node cancelled"),
+            Err(e) => tracing::error!(replica = %local, "node stopped: {e}"),
         }
         result
     })

@@ -1,277 +1,33 @@
-//! Helpers and scenarios shared by the integration tests. Every scenario is generic over the
-//! device, so the same checks run on the in-memory fake (everywhere) and on a real RDMA device
-//! (`tests/device.rs`, skipped with a visible message where there is none).
+//! What only the RDMA transport has, on any device: ring laps, credits running out, error
+//! completions resetting a queue pair. Every scenario is generic over the device, so the same
+//! checks run on the in-memory fake (`tests/fake.rs`, everywhere) and on a real device
+//! (`tests/device.rs`). The contract every transport keeps is the conformance suite's.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use picsou_core::ReplicaId;
-use picsou_core::keys::LinkKeys;
-use picsou_runtime::transport::{
-    EncodedFrame, SendStatus, Transport, TransportEvent, TransportOptions, TransportSetup,
+use picsou_runtime::transport::{LinkError, Transport, TransportError, TransportOptions};
+use picsou_transport_conformance::harness::{
+    self, A, B, addresses, exchange, init_logs, mixed_size, options as base_options, run_until,
 };
+use picsou_transport_conformance::{Kit, Node};
 use picsou_transport_rdma::RdmaTransport;
+use picsou_transport_rdma::error::RdmaLinkError;
 use picsou_transport_rdma::verbs::Device;
-
-pub const SECRET: [u8; 32] = [42; 32];
-pub const MAX_FRAME: usize = 1 << 20;
-
-pub const A: ReplicaId = ReplicaId::new(0, 0);
-pub const B: ReplicaId = ReplicaId::new(1, 0);
-pub const C: ReplicaId = ReplicaId::new(1, 1);
-
-/// Logs to the test's output when `RUST_LOG` is set (e.g. `picsou_transport_rdma=debug`).
-pub fn init_logs() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
-    }
-}
-
-/// A loopback address with a port that was free a moment ago.
-pub fn free_addr() -> SocketAddr {
-    picsou_runtime::transport::ports::free_loopback_addr().expect("a free loopback port")
-}
-
-/// A setup for `local` among `all`.
-pub fn setup(local: ReplicaId, all: &[(ReplicaId, SocketAddr)]) -> TransportSetup {
-    let listen = all.iter().find(|(id, _)| *id == local).map(|(_, a)| *a).expect("local listed");
-    TransportSetup {
-        local,
-        listen,
-        peers: all.iter().filter(|(id, _)| *id != local).copied().collect(),
-        keys: LinkKeys::derived(local, SECRET),
-        max_frame_bytes: MAX_FRAME,
-    }
-}
 
 /// Options with quick redials and the given ring size.
 pub fn options(ring: usize) -> TransportOptions {
-    let mut o = TransportOptions::default();
-    o.tcp.backoff_min = Duration::from_millis(5);
-    o.tcp.backoff_max = Duration::from_millis(100);
+    let mut o = base_options();
     o.rdma.ring_bytes = ring;
     o
 }
 
-/// Frame sizes: mostly small, some medium, a few large (up to `max`); the first two are the
-/// extremes.
-pub fn mixed_size(seq: u64, max: usize) -> usize {
-    match seq {
-        0 => 60,
-        1 => max,
-        _ => {
-            let h = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
-            match h % 100 {
-                0 => {
-                    let lo = 16_384.min(max);
-                    lo + (h / 100) as usize % (max - lo + 1)
-                }
-                1..=9 => (2_000 + (h / 100) as usize % 14_000).min(max),
-                _ => (60 + (h / 100) as usize % 1_940).min(max),
-            }
-        }
-    }
-}
-
-/// Frame `seq` from `from` to `to`: identities, sequence, then a pattern depending on all of
-/// them (a swapped or corrupted byte is caught).
-pub fn make_frame(from: ReplicaId, to: ReplicaId, seq: u64, len: usize) -> Bytes {
-    let mut f = vec![0u8; len.max(18)];
-    let len = f.len();
-    f[..4].copy_from_slice(&(len as u32).to_le_bytes());
-    f[4..6].copy_from_slice(b"PQ");
-    f[6] = from.rsm.0;
-    f[7] = from.index as u8;
-    f[8] = to.rsm.0;
-    f[9] = to.index as u8;
-    f[10..18].copy_from_slice(&seq.to_le_bytes());
-    let salt = (seq as u8).wrapping_mul(31) ^ f[7].wrapping_mul(7) ^ f[9];
-    for (i, b) in f[18..].iter_mut().enumerate() {
-        *b = (i as u8).wrapping_add(salt);
-    }
-    Bytes::from(f)
-}
-
-pub fn seq_of(frame: &[u8]) -> u64 {
-    u64::from_le_bytes(frame[10..18].try_into().expect("8 bytes"))
-}
-
-/// One transport under test and what it has seen.
-pub struct Node<D: Device> {
-    pub id: ReplicaId,
-    pub t: RdmaTransport<D>,
-    pub blocked: HashSet<ReplicaId>,
-    pub next_send: HashMap<ReplicaId, u64>,
-    pub next_recv: HashMap<ReplicaId, u64>,
-    pub ups: Vec<ReplicaId>,
-    pub downs: Vec<(ReplicaId, String)>,
-    pub writables: Vec<ReplicaId>,
-    pub rejected: Vec<(Option<ReplicaId>, String)>,
-    pub fulls: u64,
-    pub sizer: Box<dyn Fn(u64) -> usize>,
-    events: Vec<TransportEvent>,
-}
-
-impl<D: Device> Node<D> {
-    pub fn new(id: ReplicaId, t: RdmaTransport<D>, max_size: usize) -> Self {
-        Self {
-            id,
-            t,
-            blocked: HashSet::new(),
-            next_send: HashMap::new(),
-            next_recv: HashMap::new(),
-            ups: Vec::new(),
-            downs: Vec::new(),
-            writables: Vec::new(),
-            rejected: Vec::new(),
-            fulls: 0,
-            sizer: Box::new(move |s| mixed_size(s, max_size)),
-            events: Vec::new(),
-        }
-    }
-
-    /// Sends up to `burst` frames of the stream to `to` (stopping at `Full` or `total`).
-    pub fn pump_to(&mut self, to: ReplicaId, total: u64, burst: usize) {
-        if self.blocked.contains(&to) {
-            return;
-        }
-        let next = self.next_send.entry(to).or_insert(0);
-        for _ in 0..burst {
-            if *next >= total {
-                break;
-            }
-            let f = make_frame(self.id, to, *next, (self.sizer)(*next));
-            // Every other frame in two parts, as forwarded record sections go.
-            let cut = if *next % 2 == 1 { f.len() / 2 } else { f.len() };
-            let f = EncodedFrame { head: f.slice(..cut), shared: f.slice(cut..) };
-            *next += 1;
-            if self.t.send(to, f) == SendStatus::Full {
-                self.fulls += 1;
-                self.blocked.insert(to);
-                break;
-            }
-        }
-        self.t.flush();
-    }
-
-    /// Polls once, checking every frame: in order per sender, exactly the bytes sent.
-    pub fn poll(&mut self, wait: Duration) -> usize {
-        self.events.clear();
-        self.t.poll(Some(wait), &mut self.events).expect("poll");
-        let n = self.events.len();
-        for ev in std::mem::take(&mut self.events) {
-            match ev {
-                TransportEvent::Frame { from, frame } => {
-                    let expected = self.next_recv.entry(from).or_insert(0);
-                    let seq = seq_of(&frame);
-                    assert_eq!(seq, *expected, "{} got frame {seq} from {from}, expected {expected}", self.id);
-                    let want = make_frame(from, self.id, seq, (self.sizer)(seq));
-                    assert!(frame == want, "{}: frame {seq} from {from} differs ({} bytes)", self.id, frame.len());
-                    *expected += 1;
-                }
-                TransportEvent::PeerUp(p) => self.ups.push(p),
-                TransportEvent::PeerDown { peer, reason } => self.downs.push((peer, reason)),
-                TransportEvent::Writable(p) => {
-                    self.writables.push(p);
-                    self.blocked.remove(&p);
-                }
-                TransportEvent::Rejected { claimed, reason, .. } => self.rejected.push((claimed, reason)),
-            }
-        }
-        n
-    }
-
-    pub fn received_from(&self, from: ReplicaId) -> u64 {
-        self.next_recv.get(&from).copied().unwrap_or(0)
-    }
-
-    pub fn down_peers(&self) -> Vec<ReplicaId> {
-        self.downs.iter().map(|(p, _)| *p).collect()
-    }
-}
-
-/// Polls every node until `done` holds or `timeout` passes (then panics with `what`).
-pub fn run_until<D: Device>(
-    nodes: &mut [Node<D>],
-    timeout: Duration,
-    what: &str,
-    mut done: impl FnMut(&mut [Node<D>]) -> bool,
-) {
-    let deadline = Instant::now() + timeout;
-    while !done(nodes) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", progress(nodes));
-        for n in nodes.iter_mut() {
-            n.poll(Duration::from_millis(1));
-        }
-    }
-}
-
-/// Waits until every pair of nodes is connected both ways.
-pub fn wait_connected<D: Device>(nodes: &mut [Node<D>], timeout: Duration) {
-    let ids: Vec<ReplicaId> = nodes.iter().map(|n| n.id).collect();
-    run_until(nodes, timeout, "all connections", |ns| {
-        ns.iter().all(|n| ids.iter().filter(|&&p| p != n.id).all(|&p| n.t.connected(p)))
-    });
-    // Nodes dial peers whose listeners may not exist yet: forget those first failures.
-    for n in nodes.iter_mut() {
-        n.poll(Duration::ZERO);
-        n.downs.clear();
-        n.ups.clear();
-    }
-}
-
-/// Every node streams `total` frames to every other node; checks all arrive.
-pub fn exchange<D: Device>(nodes: &mut [Node<D>], total: u64, timeout: Duration) {
-    let ids: Vec<ReplicaId> = nodes.iter().map(|n| n.id).collect();
-    let deadline = Instant::now() + timeout;
-    loop {
-        let done = nodes.iter().all(|n| ids.iter().filter(|&&p| p != n.id).all(|&p| n.received_from(p) == total));
-        if done {
-            break;
-        }
-        assert!(Instant::now() < deadline, "exchange timed out: {:?}", progress(nodes));
-        for n in nodes.iter_mut() {
-            for &to in &ids {
-                if to != n.id {
-                    n.pump_to(to, total, 64);
-                }
-            }
-            n.poll(Duration::ZERO);
-        }
-    }
-    for n in nodes.iter() {
-        assert!(n.rejected.is_empty(), "{}: unexpected rejections: {:?}", n.id, n.rejected);
-        assert!(n.downs.is_empty(), "{}: unexpected peer downs: {:?}", n.id, n.downs);
-    }
-}
-
-pub fn progress<D: Device>(nodes: &[Node<D>]) -> Vec<String> {
-    nodes
-        .iter()
-        .map(|n| {
-            format!(
-                "{}: sent {:?} received {:?} blocked {:?} downs {:?} {:?} [{}]",
-                n.id,
-                n.next_send,
-                n.next_recv,
-                n.blocked,
-                n.downs,
-                n.t.stats(),
-                n.t.debug_state()
-            )
-        })
-        .collect()
-}
-
 /// Makes the transport of a replica among (replica, address) pairs with these options.
-pub type Maker<D> = dyn Fn(ReplicaId, &[(ReplicaId, SocketAddr)], &TransportOptions) -> RdmaTransport<D>;
+pub type Maker<D> =
+    dyn Fn(ReplicaId, &[(ReplicaId, SocketAddr)], &TransportOptions) -> Result<RdmaTransport<D>, TransportError>;
 
 /// How the scenarios make transports and how big they make things.
 pub struct Bench<D: Device> {
@@ -284,25 +40,65 @@ pub struct Bench<D: Device> {
     pub timeout: Duration,
 }
 
-impl<D: Device> Bench<D> {
-    pub fn nodes(&self, ids: &[ReplicaId], opts: &TransportOptions, max_size: usize) -> Vec<Node<D>> {
+impl<D: Device + 'static> Bench<D> {
+    /// Transports on fresh loopback addresses, with frames of mixed sizes up to `max_size`.
+    pub fn nodes(&self, ids: &[ReplicaId], opts: &TransportOptions, max_size: usize) -> Vec<Node<RdmaTransport<D>>> {
         init_logs();
-        let all: Vec<_> = ids.iter().map(|&id| (id, free_addr())).collect();
-        ids.iter().map(|&id| Node::new(id, (self.make)(id, &all, opts), max_size)).collect()
+        let all = addresses(ids);
+        ids.iter().map(|&id| self.node(id, &all, opts, max_size)).collect()
+    }
+
+    /// The transport of `id` among `all`.
+    pub fn node(
+        &self,
+        id: ReplicaId,
+        all: &[(ReplicaId, SocketAddr)],
+        opts: &TransportOptions,
+        max_size: usize,
+    ) -> Node<RdmaTransport<D>> {
+        let t = (self.make)(id, all, opts).unwrap_or_else(|e| panic!("start the rdma transport of {id}: {e}"));
+        let mut n = Node::new(id, Box::new(t));
+        n.sizer = Box::new(move |s| mixed_size(s, max_size));
+        n
+    }
+
+    /// The conformance suite's kit over the same device, with these options.
+    pub fn kit(self, options: TransportOptions) -> Kit {
+        let make = self.make;
+        Kit {
+            make: Box::new(move |id, all, opts| Ok(Box::new(make(id, all, opts)?) as Box<dyn Transport>)),
+            options,
+            frames: self.frames,
+            max_frame: self.max_frame,
+            timeout: self.timeout,
+            dials: true,
+            listens: true,
+            framed_stream: false,
+        }
     }
 }
 
-/// Three transports, every pair both ways, mixed frame sizes up to `max_frame`.
-pub fn three_way_exchange<D: Device>(b: &Bench<D>, opts: &TransportOptions) {
-    let mut nodes = b.nodes(&[A, B, C], opts, b.max_frame);
-    wait_connected(&mut nodes, b.timeout);
-    exchange(&mut nodes, b.frames, b.timeout);
-    run_until(&mut nodes, b.timeout, "send counters", |ns| ns.iter().all(|n| n.t.stats().frames_sent == 2 * b.frames));
-    for n in &nodes {
-        let s = n.t.stats();
-        assert_eq!(s.frames_received, 2 * b.frames, "{}: {s:?}", n.id);
-        assert_eq!(s.frames_dropped, 0, "{}: {s:?}", n.id);
+/// Waits until every pair of nodes is connected both ways, then forgets the first dials'
+/// failures.
+pub fn wait_connected<D: Device>(nodes: &mut [Node<RdmaTransport<D>>], timeout: Duration) {
+    let ids: Vec<ReplicaId> = nodes.iter().map(|n| n.id).collect();
+    run_until(nodes, timeout, "all connections", |ns| {
+        ns.iter().all(|n| ids.iter().filter(|&&p| p != n.id).all(|&p| n.t.connected(p)))
+    });
+    for n in nodes.iter_mut() {
+        n.poll(Duration::ZERO);
+        n.downs.clear();
+        n.ups.clear();
     }
+}
+
+/// Everyone's progress and link states, for failure messages.
+pub fn progress<D: Device>(nodes: &[Node<RdmaTransport<D>>]) -> Vec<String> {
+    let mut out = harness::progress(nodes);
+    for (line, n) in out.iter_mut().zip(nodes) {
+        line.push_str(&format!(" [{}]", n.t.debug_state()));
+    }
+    out
 }
 
 /// A small ring: many laps, frames cut across the end of the ring, credits every lap.
@@ -369,50 +165,20 @@ pub fn error_completion_and_reconnect<D: Device>(b: &Bench<D>, opts: &TransportO
     wait_connected(&mut nodes, b.timeout);
     exchange(&mut nodes, 200, b.timeout);
     assert!(nodes[0].t.inject_bad_write(B), "link up");
-    run_until(&mut nodes, b.timeout, "PeerDown(B) after the refused write", |ns| ns[0].down_peers().contains(&B));
-    let reason = nodes[0].downs[0].1.clone();
-    assert!(reason.contains("completed with error"), "{reason}");
+    run_until(&mut nodes, b.timeout, "PeerDown(B) after the refused write", |ns| ns[0].downs_of(B) > 0);
+    let reason = &nodes[0].downs[0].1;
+    let rdma = match reason {
+        LinkError::Transport(e) => e.downcast_ref::<RdmaLinkError>(),
+        _ => None,
+    };
+    assert!(matches!(rdma, Some(RdmaLinkError::Completion { .. })), "{reason}");
     let connects = nodes[0].t.stats().connects;
     run_until(&mut nodes, b.timeout, "PeerUp(B) again", |ns| ns[0].ups.contains(&B) && ns[0].t.connected(B));
     assert!(nodes[0].t.stats().connects > connects);
     // Frames in flight at the failure were lost: both streams restart from 0.
     for n in &mut nodes {
-        n.next_send.clear();
-        n.next_recv.clear();
-        n.downs.clear();
-        n.ups.clear();
+        n.restart_streams();
     }
     // B's incoming side saw A redial; B's own link to A was never down.
-    exchange(&mut nodes, 300, b.timeout);
-}
-
-/// A peer that goes away is reported down once and frames to it are dropped; it comes back on
-/// the same address and traffic resumes.
-pub fn peer_restart<D: Device>(b: &Bench<D>, opts: &TransportOptions) {
-    init_logs();
-    let all = [(A, free_addr()), (B, free_addr())];
-    let mut nodes: Vec<Node<D>> =
-        vec![Node::new(A, (b.make)(A, &all, opts), 8192), Node::new(B, (b.make)(B, &all, opts), 8192)];
-    wait_connected(&mut nodes, b.timeout);
-    exchange(&mut nodes, 100, b.timeout);
-    drop(nodes.pop());
-    run_until(&mut nodes, b.timeout, "PeerDown(B)", |ns| ns[0].down_peers().contains(&B));
-    let dropped = nodes[0].t.stats().frames_dropped;
-    for seq in 0..10 {
-        assert_eq!(nodes[0].t.send(B, make_frame(A, B, seq, 100).into()), SendStatus::Room);
-    }
-    nodes[0].t.flush();
-    // Dropped at once while waiting to redial, or when the redial in progress fails.
-    run_until(&mut nodes, b.timeout, "10 frames dropped", |ns| ns[0].t.stats().frames_dropped == dropped + 10);
-    nodes[0].poll(Duration::from_millis(200));
-    assert_eq!(nodes[0].down_peers().iter().filter(|&&p| p == B).count(), 1, "{:?}", nodes[0].downs);
-    nodes.push(Node::new(B, (b.make)(B, &all, opts), 8192));
-    nodes[0].ups.clear();
-    run_until(&mut nodes, b.timeout, "both links after the restart", |ns| ns[0].t.connected(B) && ns[1].t.connected(A));
-    for n in &mut nodes {
-        n.next_send.clear();
-        n.next_recv.clear();
-        n.downs.clear();
-    }
     exchange(&mut nodes, 300, b.timeout);
 }
