@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::ptr::{BufOut, Out};
+use crate::ptr::{BufOut, Out, PtrError};
 
 /// What a libpicsou function did. Every function returns one (except `picsou_version`,
 /// `picsou_result_name` and `picsou_last_error_message`, which cannot fail).
@@ -130,7 +130,7 @@ impl Error {
     }
 
     pub(crate) fn null(what: &str) -> Self {
-        Self::new(PICSOU_ERR_NULL_ARGUMENT, format!("`{what}` is NULL"))
+        PtrError::null(what).into()
     }
 
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
@@ -142,6 +142,18 @@ impl Error {
             PICSOU_ERR_BUFFER_TOO_SMALL,
             format!("`{what}` holds {capacity} bytes but {needed} are needed; the item is kept for the next call"),
         )
+    }
+}
+
+impl From<PtrError> for Error {
+    fn from(e: PtrError) -> Self {
+        let code = match e {
+            PtrError::Null { .. } => PICSOU_ERR_NULL_ARGUMENT,
+            PtrError::TooLong { .. } => PICSOU_ERR_INVALID_ARGUMENT,
+            PtrError::NotUtf8 { .. } => PICSOU_ERR_INVALID_UTF8,
+            PtrError::WrongKind { .. } | PtrError::NotLive { .. } => PICSOU_ERR_INVALID_HANDLE,
+        };
+        Self::new(code, e.to_string())
     }
 }
 

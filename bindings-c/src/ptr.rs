@@ -3,27 +3,79 @@
 //! handle is refused instead of dereferenced).
 //!
 //! Outputs are checked for NULL before any work and written only at the end, on success.
+//!
+//! Failures are [`PtrError`]s; `error` maps them to result codes. This module sits below
+//! `error` (which uses its output types for `picsou_last_error`), so it knows nothing of codes.
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, c_char};
 use std::sync::{Mutex, PoisonError};
 
-use crate::error::{Error, picsou_result};
+/// Why a pointer C handed in was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum PtrError {
+    /// A pointer that must not be NULL was NULL.
+    #[error("`{what}` is NULL")]
+    Null {
+        /// The argument.
+        what: String,
+    },
+    /// A length too large for a slice.
+    #[error("`{what}` length {len} exceeds PTRDIFF_MAX")]
+    TooLong {
+        /// The argument.
+        what: String,
+        /// The length given.
+        len: usize,
+    },
+    /// A string that is not UTF-8.
+    #[error("`{what}` is not valid UTF-8 (invalid byte at offset {offset})")]
+    NotUtf8 {
+        /// The argument.
+        what: String,
+        /// Where the first invalid byte is.
+        offset: usize,
+    },
+    /// A live handle of another kind.
+    #[error("`{what}` is a {is}, not a {expected}")]
+    WrongKind {
+        /// The argument.
+        what: String,
+        /// The C type of the handle given.
+        is: &'static str,
+        /// The C type expected.
+        expected: &'static str,
+    },
+    /// Not a live handle: freed, or never allocated by libpicsou.
+    #[error("`{what}` is not a live {expected} (already freed, or not allocated by libpicsou)")]
+    NotLive {
+        /// The argument.
+        what: String,
+        /// The C type expected.
+        expected: &'static str,
+    },
+}
+
+impl PtrError {
+    pub(crate) fn null(what: &str) -> Self {
+        Self::Null { what: what.to_owned() }
+    }
+}
 
 /// A byte slice given by C. NULL is allowed with length 0 only.
 ///
 /// # Safety
 /// If `len > 0`, `ptr` must be NULL or point to `len` readable bytes that stay valid and
 /// unmodified for `'a`.
-pub(crate) unsafe fn bytes_in<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], Error> {
+pub(crate) unsafe fn bytes_in<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a [u8], PtrError> {
     if len == 0 {
         return Ok(&[]);
     }
     if ptr.is_null() {
-        return Err(Error::null(what));
+        return Err(PtrError::null(what));
     }
     if len > isize::MAX as usize {
-        return Err(Error::invalid(format!("`{what}` length {len} exceeds PTRDIFF_MAX")));
+        return Err(PtrError::TooLong { what: what.to_owned(), len });
     }
     // SAFETY: `ptr` is non-NULL and, by the caller's contract, points to `len` readable bytes
     // valid for 'a; `len` fits in isize as `from_raw_parts` requires.
@@ -34,18 +86,13 @@ pub(crate) unsafe fn bytes_in<'a>(ptr: *const u8, len: usize, what: &str) -> Res
 ///
 /// # Safety
 /// `ptr` must be NULL or point to a NUL-terminated string that stays valid for `'a`.
-pub(crate) unsafe fn str_in<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Error> {
+pub(crate) unsafe fn str_in<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, PtrError> {
     if ptr.is_null() {
-        return Err(Error::null(what));
+        return Err(PtrError::null(what));
     }
     // SAFETY: non-NULL and NUL-terminated by the caller's contract.
     let c = unsafe { CStr::from_ptr(ptr) };
-    c.to_str().map_err(|e| {
-        Error::new(
-            picsou_result::PICSOU_ERR_INVALID_UTF8,
-            format!("`{what}` is not valid UTF-8 (invalid byte at offset {})", e.valid_up_to()),
-        )
-    })
+    c.to_str().map_err(|e| PtrError::NotUtf8 { what: what.to_owned(), offset: e.valid_up_to() })
 }
 
 /// A checked, non-NULL output location, written once on success.
@@ -64,9 +111,9 @@ impl<T> Out<T> {
     ///
     /// # Safety
     /// As for [`Out::new`].
-    pub(crate) unsafe fn checked(ptr: *mut T, what: &str) -> Result<Self, Error> {
+    pub(crate) unsafe fn checked(ptr: *mut T, what: &str) -> Result<Self, PtrError> {
         // SAFETY: forwarded contract.
-        unsafe { Self::new(ptr) }.ok_or_else(|| Error::null(what))
+        unsafe { Self::new(ptr) }.ok_or_else(|| PtrError::null(what))
     }
 
     /// Writes the value (without reading or dropping what was there: C memory).
@@ -86,9 +133,9 @@ impl BufOut {
     /// # Safety
     /// `ptr` must be NULL or point to `cap` writable bytes that stay valid until the last
     /// [`BufOut::write`].
-    pub(crate) unsafe fn new(ptr: *mut u8, cap: usize, what: &str) -> Result<Self, Error> {
+    pub(crate) unsafe fn new(ptr: *mut u8, cap: usize, what: &str) -> Result<Self, PtrError> {
         if ptr.is_null() && cap > 0 {
-            return Err(Error::null(what));
+            return Err(PtrError::null(what));
         }
         Ok(Self { ptr, cap })
     }
@@ -159,20 +206,14 @@ pub(crate) fn into_handle<T: Handle>(value: T) -> *mut T {
     ptr
 }
 
-fn check_live<T: Handle>(ptr: *const T, what: &str) -> Result<(), Error> {
+fn check_live<T: Handle>(ptr: *const T, what: &str) -> Result<(), PtrError> {
     if ptr.is_null() {
-        return Err(Error::null(what));
+        return Err(PtrError::null(what));
     }
     match live().get(&(ptr as usize)) {
         Some(k) if *k == T::KIND => Ok(()),
-        Some(k) => Err(Error::new(
-            picsou_result::PICSOU_ERR_INVALID_HANDLE,
-            format!("`{what}` is a {}, not a {}", k.c_name(), T::KIND.c_name()),
-        )),
-        None => Err(Error::new(
-            picsou_result::PICSOU_ERR_INVALID_HANDLE,
-            format!("`{what}` is not a live {} (already freed, or not allocated by libpicsou)", T::KIND.c_name()),
-        )),
+        Some(k) => Err(PtrError::WrongKind { what: what.to_owned(), is: k.c_name(), expected: T::KIND.c_name() }),
+        None => Err(PtrError::NotLive { what: what.to_owned(), expected: T::KIND.c_name() }),
     }
 }
 
@@ -181,7 +222,7 @@ fn check_live<T: Handle>(ptr: *const T, what: &str) -> Result<(), Error> {
 /// # Safety
 /// While the borrow lasts, the handle must not be freed by another thread (the API's
 /// thread-safety rules say which calls may run concurrently).
-pub(crate) unsafe fn handle_ref<'a, T: Handle>(ptr: *const T, what: &str) -> Result<&'a T, Error> {
+pub(crate) unsafe fn handle_ref<'a, T: Handle>(ptr: *const T, what: &str) -> Result<&'a T, PtrError> {
     check_live(ptr, what)?;
     // SAFETY: registered, so it came from `into_handle` (a live Box<T>) and was not freed;
     // by the caller's contract it stays live for 'a. Only shared references are handed out.
@@ -193,7 +234,7 @@ pub(crate) unsafe fn handle_ref<'a, T: Handle>(ptr: *const T, what: &str) -> Res
 ///
 /// # Safety
 /// No other call may be using the handle (the API documents free as exclusive).
-pub(crate) unsafe fn handle_take<T: Handle>(ptr: *mut T, what: &str) -> Result<Option<Box<T>>, Error> {
+pub(crate) unsafe fn handle_take<T: Handle>(ptr: *mut T, what: &str) -> Result<Option<Box<T>>, PtrError> {
     if ptr.is_null() {
         return Ok(None);
     }
@@ -218,7 +259,6 @@ pub(crate) unsafe fn handle_take<T: Handle>(ptr: *mut T, what: &str) -> Result<O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::picsou_result::*;
 
     #[derive(Debug)]
     struct A(#[allow(dead_code)] u32);
@@ -238,17 +278,17 @@ mod tests {
         assert!(unsafe { handle_ref(a, "a") }.is_ok());
         let wrong = a.cast::<B>();
         // SAFETY: the registry refuses it before any dereference.
-        assert_eq!(unsafe { handle_ref(wrong, "a") }.unwrap_err().code, PICSOU_ERR_INVALID_HANDLE);
+        assert!(matches!(unsafe { handle_ref(wrong, "a") }.unwrap_err(), PtrError::WrongKind { .. }));
         // SAFETY: as above.
-        assert_eq!(unsafe { handle_take(wrong, "a") }.unwrap_err().code, PICSOU_ERR_INVALID_HANDLE);
+        assert!(matches!(unsafe { handle_take(wrong, "a") }.unwrap_err(), PtrError::WrongKind { .. }));
         // SAFETY: live handle, taken once.
         assert!(unsafe { handle_take(a, "a") }.unwrap().is_some());
         // SAFETY: the registry refuses the freed handle before any dereference.
-        assert_eq!(unsafe { handle_take(a, "a") }.unwrap_err().code, PICSOU_ERR_INVALID_HANDLE);
+        assert!(matches!(unsafe { handle_take(a, "a") }.unwrap_err(), PtrError::NotLive { .. }));
         // SAFETY: as above.
-        assert_eq!(unsafe { handle_ref(a, "a") }.unwrap_err().code, PICSOU_ERR_INVALID_HANDLE);
+        assert!(matches!(unsafe { handle_ref(a, "a") }.unwrap_err(), PtrError::NotLive { .. }));
         // SAFETY: NULL is refused / a no-op.
-        assert_eq!(unsafe { handle_ref(std::ptr::null::<A>(), "a") }.unwrap_err().code, PICSOU_ERR_NULL_ARGUMENT);
+        assert_eq!(unsafe { handle_ref(std::ptr::null::<A>(), "a") }.unwrap_err(), PtrError::null("a"));
         // SAFETY: as above.
         assert!(unsafe { handle_take(std::ptr::null_mut::<A>(), "a") }.unwrap().is_none());
     }
@@ -258,14 +298,15 @@ mod tests {
         // SAFETY: NULL with length 0 is never read.
         assert_eq!(unsafe { bytes_in(std::ptr::null(), 0, "d") }.unwrap(), &[] as &[u8]);
         // SAFETY: NULL is refused before reading.
-        assert_eq!(unsafe { bytes_in(std::ptr::null(), 3, "d") }.unwrap_err().code, PICSOU_ERR_NULL_ARGUMENT);
+        assert_eq!(unsafe { bytes_in(std::ptr::null(), 3, "d") }.unwrap_err(), PtrError::null("d"));
         let x = [1u8];
         // SAFETY: the length is refused before reading.
-        assert_eq!(unsafe { bytes_in(x.as_ptr(), usize::MAX, "d") }.unwrap_err().code, PICSOU_ERR_INVALID_ARGUMENT);
+        assert!(matches!(unsafe { bytes_in(x.as_ptr(), usize::MAX, "d") }.unwrap_err(), PtrError::TooLong { .. }));
         let bad = c"\xff\xfe";
         // SAFETY: a NUL-terminated string.
-        assert_eq!(unsafe { str_in(bad.as_ptr(), "s") }.unwrap_err().code, PICSOU_ERR_INVALID_UTF8);
+        let refused = unsafe { str_in(bad.as_ptr(), "s") }.unwrap_err();
+        assert_eq!(refused, PtrError::NotUtf8 { what: "s".into(), offset: 0 });
         // SAFETY: NULL is refused.
-        assert_eq!(unsafe { str_in(std::ptr::null(), "s") }.unwrap_err().code, PICSOU_ERR_NULL_ARGUMENT);
+        assert_eq!(unsafe { str_in(std::ptr::null(), "s") }.unwrap_err(), PtrError::null("s"));
     }
 }

@@ -14,10 +14,16 @@ use picsou_core::proof::{
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::config::random32;
-use crate::convert::{bytes_arg, uint, wrong_type};
-use crate::errors::{invalid, misuse, proof_error};
-use crate::node::seq_arg;
+use crate::convert::{bytes_arg, seq_arg, uint, wrong_type};
+use crate::errors::{internal, invalid, misuse, proof_error};
+
+/// 32 random bytes from the operating system: fresh key material (signing keys here, a
+/// deployment's link-key secret in `config`).
+pub fn random32() -> PyResult<[u8; 32]> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|e| internal(&format!("no randomness from the operating system: {e}")))?;
+    Ok(b)
+}
 
 /// A `(from_rsm, to_rsm)` pair: `(0, 1)` or `(1, 0)`.
 fn stream_arg(stream: Option<(u8, u8)>) -> PyResult<StreamId> {

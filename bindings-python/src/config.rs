@@ -13,7 +13,7 @@ use picsou_runtime::transport::TransportKind;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyString};
 
-use crate::bft::{PyQuorumVerifier, PySigningKey};
+use crate::bft::{PyQuorumVerifier, PySigningKey, random32};
 use crate::convert::{Source, py_to_toml, string, table_to_py, text_or_path, to_py, uint, wrong_type};
 use crate::errors::{deployment_error, guard, internal, invalid};
 
@@ -30,13 +30,6 @@ pub struct PyConfig {
 /// 64 lowercase hexadecimal digits.
 pub fn hex32(bytes: &[u8; 32]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// 32 random bytes from the operating system.
-pub fn random32() -> PyResult<[u8; 32]> {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).map_err(|e| internal(&format!("no randomness from the operating system: {e}")))?;
-    Ok(b)
 }
 
 /// Parses generated or dict-built TOML (errors without line and column).
@@ -473,7 +466,7 @@ impl PyConfig {
         payload: &Bound<'_, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let id = rsm_arg(&self.inner, rsm)?;
-        let seq = crate::node::seq_arg(seq, "seq")?;
+        let seq = crate::convert::seq_arg(seq, "seq")?;
         let payload = crate::convert::bytes_arg(payload, "payload")?;
         let cert = py.detach(|| certify(&self.inner, id, seq, &payload));
         Ok(PyBytes::new(py, &cert))

@@ -9,7 +9,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::errors::invalid;
+use crate::errors::{invalid, misuse};
 
 /// A JSON value as Python objects (`null` → `None`, objects → `dict`, arrays → `list`).
 pub fn json_to_py(py: Python<'_>, v: &serde_json::Value) -> PyResult<Py<PyAny>> {
@@ -215,6 +215,14 @@ pub fn sequence_arg<'py>(obj: &Bound<'py, PyAny>, field: &str) -> PyResult<Vec<B
         return obj.try_iter()?.collect();
     }
     Err(wrong_type(field, "a list or tuple", obj))
+}
+
+/// A sequence number (or other index) argument: a non-negative `int`.
+pub fn seq_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
+    if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!("{what} must be an int, not {}", type_name(obj))));
+    }
+    obj.extract::<u64>().map_err(|_| misuse(format!("{what} must be between 0 and 2**64 - 1, not {obj}")))
 }
 
 /// Where configuration text comes from.

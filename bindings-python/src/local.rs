@@ -2,9 +2,10 @@
 //! runs it (every replica a thread; any transport kind: `mem`, `tcp`, `uring`), returning the
 //! receiver-confirmed report as a dict (the JSON of `picsou local --json`).
 //!
-//! Ctrl-C: the run waits in slices with the GIL released. On `KeyboardInterrupt` every
-//! replica's transport is told to fail at its next poll (each transport is wrapped in
-//! [`Interruptible`] and woken), which stops every node; the run then unwinds in well under a
+//! Ctrl-C: the run waits in slices with the GIL released. On `KeyboardInterrupt` the run's
+//! cancel flag is set and every replica's transport is woken: each is wrapped in
+//! [`Interruptible`], whose next poll returns [`TransportError::Cancelled`], which stops its node
+//! quietly (a cancellation is not logged as a failure); the run then unwinds in well under a
 //! second and the exception is raised with every thread joined and every socket closed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,10 +28,7 @@ use crate::errors::{ProtocolError, internal, node_error, panic_message};
 use crate::logs;
 use crate::wait::recv;
 
-/// The error every transport of an interrupted run fails with (its log lines are dropped).
-pub const INTERRUPTED: &str = "interrupted (KeyboardInterrupt)";
-
-/// A transport that fails its next `poll` once the run is interrupted.
+/// A transport that is cancelled at its next `poll` once the run is interrupted.
 struct Interruptible {
     inner: Box<dyn Transport>,
     cancel: Arc<AtomicBool>,
@@ -51,7 +49,7 @@ impl Transport for Interruptible {
 
     fn poll(&mut self, timeout: Option<Duration>, events: &mut Vec<TransportEvent>) -> Result<(), TransportError> {
         if self.cancel.load(Ordering::SeqCst) {
-            return Err(TransportError::Config(INTERRUPTED.into()));
+            return Err(TransportError::Cancelled);
         }
         self.inner.poll(timeout, events)
     }

@@ -139,11 +139,6 @@ impl<S: Subscriber> Layer<S> for QueueLayer {
         event.record(&mut fields);
         let mut message = fields.message;
         message.push_str(&fields.rest);
-        if message.contains(crate::local::INTERRUPTED) {
-            // Every node of an interrupted `picsou.local` run stops with this error on purpose:
-            // the KeyboardInterrupt says it all.
-            return;
-        }
         let record = Record {
             level: *meta.level(),
             logger: logger_name(meta.target()),

@@ -22,23 +22,15 @@ use picsou_runtime::deployment::DeploymentConfig;
 use picsou_runtime::node::{Delivery, Node, NodeError, NodeOptions, NodeStats, SubmitError};
 use picsou_runtime::transport::TransportKind;
 use picsou_runtime::transport::mem::MemNetwork;
-use pyo3::exceptions::{PyTimeoutError, PyTypeError};
+use pyo3::exceptions::PyTimeoutError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyInt};
+use pyo3::types::PyBytes;
 
 use crate::config::{certificate_verifier, certify, config_arg, replica_arg};
-use crate::convert::{bytes_arg, sequence_arg, to_py, type_name};
+use crate::convert::{bytes_arg, seq_arg, sequence_arg, to_py};
 use crate::errors::{guard, invalid, misuse, node_error, proof_error};
 use crate::logs;
 use crate::wait::{Step, seconds, wait_for};
-
-/// A sequence number (or other index) argument: a non-negative `int`.
-pub fn seq_arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<u64> {
-    if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
-        return Err(PyTypeError::new_err(format!("{what} must be an int, not {}", type_name(obj))));
-    }
-    obj.extract::<u64>().map_err(|_| misuse(format!("{what} must be between 0 and 2**64 - 1, not {obj}")))
-}
 
 /// An in-process network for `kind = "mem"` deployments: every node of one deployment must be
 /// on the same one. `link_bytes` bounds the bytes queued per link (default 8 MiB).

@@ -130,13 +130,13 @@ def test_rust_logs_reach_python_logging(caplog: pytest.LogCaptureFixture) -> Non
     with picsou.Node(config, "alpha", 0) as node:
         node.submit(0, b"x")
         deadline = time.monotonic() + 5
-        while not any(r.name == "picsou.runtime.node" for r in caplog.records) and time.monotonic() < deadline:
+        while not any(r.name == "picsou.runtime.node.driver" for r in caplog.records) and time.monotonic() < deadline:
             time.sleep(0.05)
             picsou.flush_logs()
-    records = [r for r in caplog.records if r.name == "picsou.runtime.node"]
+    records = [r for r in caplog.records if r.name == "picsou.runtime.node.driver"]
     assert records, [r.name for r in caplog.records]
     assert records[0].levelno == logging.INFO and "peer down" in records[0].getMessage()
-    assert records[0].pathname.endswith("node.rs") and str(records[0].threadName).startswith("picsou-")
+    assert records[0].pathname.endswith("driver.rs") and str(records[0].threadName).startswith("picsou-")
     # Below the logger's level nothing is forwarded.
     caplog.clear()
     caplog.set_level(logging.ERROR, logger="picsou")

@@ -197,8 +197,14 @@ fn verbs(what: &str, e: impl std::error::Error) -> VerbsError {
     VerbsError { what: what.to_string(), errno, detail }
 }
 
-fn unavailable(reason: String) -> TransportError {
-    TransportError::Unavailable { kind: "rdma", reason }
+/// Why no RDMA device can be used here: a sentence naming the fix ([`diagnose`], the memory
+/// locking advice, or the verbs call that failed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
+pub(crate) fn unavailable(reason: String) -> TransportError {
+    TransportError::Unavailable { kind: "rdma", source: Box::new(Unavailable(reason)) }
 }
 
 fn is_ipv4_mapped(g: &Gid) -> bool {
@@ -271,7 +277,7 @@ impl HwDevice {
             return Err(unavailable(memlock_advice(need, limit)));
         }
         let pd = ctx.alloc_pd().map_err(|e| unavailable(format!("allocate a protection domain on {name}: {e}")))?;
-        let cqe = ((peers as u32) * 2 * (crate::transport::SQ_DEPTH + crate::transport::RECV_DEPTH + 32) + 64)
+        let cqe = ((peers as u32) * 2 * (crate::link::SQ_DEPTH + crate::link::RECV_DEPTH + 32) + 64)
             .min(ctx.query_device().map(|a| a.max_cqe().max(64) as u32).unwrap_or(4096));
         let channel = if event {
             let ch = ctx.create_comp_channel().map_err(|e| unavailable(format!("create a completion channel: {e}")))?;
@@ -615,12 +621,8 @@ impl QueuePair for HwQp {
 
 /// Opens the device the options name and reports what it would use, or why it cannot (for
 /// tests that need a device, and for diagnostics).
-pub fn probe(opts: &RdmaOptions) -> Result<String, String> {
-    match HwDevice::open(opts, 1, false) {
-        Ok(d) => Ok(d.describe),
-        Err(TransportError::Unavailable { reason, .. }) => Err(reason),
-        Err(e) => Err(e.to_string()),
-    }
+pub fn probe(opts: &RdmaOptions) -> Result<String, TransportError> {
+    HwDevice::open(opts, 1, false).map(|d| d.describe)
 }
 
 #[cfg(test)]

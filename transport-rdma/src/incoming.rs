@@ -11,20 +11,46 @@
 //! reported as `Rejected` and the connection closed; so is an error completion or the
 //! bootstrap socket closing (without `Rejected`).
 
-use std::net::SocketAddr;
+use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use picsou_core::ReplicaId;
+use picsou_runtime::transport::accept;
 use picsou_runtime::transport::tcp::probe_closed;
+use picsou_runtime::transport::{Rejection, TransportEvent};
 
+use crate::link::{Ctx, KIND_CREDIT, KIND_RECV_IN, READ_BUDGET, RECV_DEPTH, SQ_DEPTH, repost, wr_id};
 use crate::memory::Memory;
 use crate::ring::{CREDIT_BYTES, RingReader, store_credit};
-use crate::transport::{Ctx, KIND_CREDIT, KIND_RECV_IN, READ_BUDGET, RECV_DEPTH, SQ_DEPTH, repost, wr_id};
-use crate::verbs::{Payload, QueuePair, Registered, WriteRequest, status_name};
+use crate::verbs::{Payload, QueuePair, Registered, VerbsError, WriteRequest, status_name};
 use crate::wire::{Info, encode_accept};
+
+/// Why an authenticated dial could not be taken (the connection is closed; the dialler sees
+/// it and redials).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EstablishError {
+    /// A verbs call failed.
+    #[error("{what}: {source}")]
+    Verbs {
+        /// What was being done.
+        what: &'static str,
+        /// The device's error.
+        #[source]
+        source: VerbsError,
+    },
+    /// The answer could not be sent.
+    #[error("send the answer: {0}")]
+    Answer(#[source] io::Error),
+    /// The socket could not be registered with the poller.
+    #[error("register the socket: {0}")]
+    Register(#[source] io::Error),
+    /// The dialler's credit word is too small.
+    #[error("credit word of {0} bytes")]
+    CreditWord(u64),
+}
 
 /// Signal at least every this many credit writes.
 const CREDIT_SIGNAL_EVERY: u32 = 16;
@@ -33,7 +59,7 @@ const CREDIT_SIGNAL_EVERY: u32 = 16;
 #[derive(Debug)]
 struct Conn {
     stream: TcpStream,
-    source: SocketAddr,
+    source: String,
     reader: RingReader,
     /// The sender's credit word.
     credit_addr: u64,
@@ -112,18 +138,19 @@ impl<Q: QueuePair> Incoming<Q> {
     pub(crate) fn establish(
         &mut self,
         mut stream: TcpStream,
-        source: SocketAddr,
+        source: String,
         dial: &[u8; crate::wire::DIAL_LEN],
         remote: &Info,
         key: &picsou_core::keys::MacKey,
         ctx: &mut Ctx<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), EstablishError> {
+        let verbs = |what| move |source| EstablishError::Verbs { what, source };
         if self.conn.is_some() {
             tracing::debug!(peer = %self.peer, "a newer connection replaces the previous one");
             self.close(ctx);
         }
         if self.qp_used {
-            self.qp.reset().map_err(|e| format!("reset the queue pair: {e}"))?;
+            self.qp.reset().map_err(verbs("reset the queue pair"))?;
             self.qp_used = false;
         }
         self.epoch = self.epoch.wrapping_add(1);
@@ -133,9 +160,9 @@ impl<Q: QueuePair> Incoming<Q> {
         if imm {
             self.qp
                 .post_recvs(wr_id(KIND_RECV_IN, self.idx, self.epoch, 0), RECV_DEPTH)
-                .map_err(|e| format!("post receives: {e}"))?;
+                .map_err(verbs("post receives"))?;
         }
-        self.qp.connect(&remote.endpoint).map_err(|e| format!("connect the queue pair: {e}"))?;
+        self.qp.connect(&remote.endpoint).map_err(verbs("connect the queue pair"))?;
         let info = Info {
             endpoint: self.qp.local(),
             event: ctx.cfg.event,
@@ -145,14 +172,14 @@ impl<Q: QueuePair> Incoming<Q> {
         };
         let answer = encode_accept(dial, &info, key);
         // The socket's send buffer is empty: 80 bytes go out in one write.
-        match std::io::Write::write(&mut stream, &answer) {
+        match io::Write::write(&mut stream, &answer) {
             Ok(n) if n == answer.len() => {}
-            Ok(n) => return Err(format!("answer cut short ({n} bytes)")),
-            Err(e) => return Err(format!("send the answer: {e}")),
+            Ok(_) => return Err(EstablishError::Answer(io::ErrorKind::WriteZero.into())),
+            Err(e) => return Err(EstablishError::Answer(e)),
         }
-        ctx.registry.register(&mut stream, self.token, Interest::READABLE).map_err(|e| format!("register: {e}"))?;
+        ctx.registry.register(&mut stream, self.token, Interest::READABLE).map_err(EstablishError::Register)?;
         if remote.len < CREDIT_BYTES as u64 {
-            return Err(format!("credit word of {} bytes", remote.len));
+            return Err(EstablishError::CreditWord(remote.len));
         }
         self.conn = Some(Conn {
             stream,
@@ -167,8 +194,8 @@ impl<Q: QueuePair> Incoming<Q> {
             owed: None,
             recv_owed: 0,
         });
-        ctx.stats.connects += 1;
-        tracing::debug!(peer = %self.peer, %source, imm, "incoming rdma connection established");
+        ctx.report.stats.connects += 1;
+        tracing::debug!(peer = %self.peer, imm, "incoming rdma connection established");
         Ok(())
     }
 
@@ -210,21 +237,16 @@ impl<Q: QueuePair> Incoming<Q> {
         let outcome = match c.reader.read(&self.ring, READ_BUDGET, &mut self.frames) {
             Ok(o) => o,
             Err(e) => {
-                let (source, reason) = (c.source, e.to_string());
+                let source = c.source.clone();
                 self.close(ctx);
-                ctx.stats.rejected += 1;
-                ctx.events.push(picsou_runtime::transport::TransportEvent::Rejected {
-                    source: source.to_string(),
-                    claimed: Some(self.peer),
-                    reason,
-                });
+                accept::reject(&mut ctx.report, source, Some(self.peer), Rejection::Transport(Box::new(e)));
                 return true;
             }
         };
         for f in self.frames.drain(..) {
-            ctx.stats.frames_received += 1;
-            ctx.stats.bytes_received += f.len() as u64;
-            ctx.events.push(picsou_runtime::transport::TransportEvent::Frame { from: self.peer, frame: f });
+            ctx.report.stats.frames_received += 1;
+            ctx.report.stats.bytes_received += f.len() as u64;
+            ctx.report.events.push(TransportEvent::Frame { from: self.peer, frame: f });
         }
         if outcome.records > 0 {
             did = true;
@@ -299,7 +321,7 @@ impl<Q: QueuePair> Incoming<Q> {
     pub(crate) fn close(&mut self, ctx: &mut Ctx<'_>) {
         let Some(mut c) = self.conn.take() else { return };
         let _ = ctx.registry.deregister(&mut c.stream);
-        ctx.stats.disconnects += 1;
+        ctx.report.stats.disconnects += 1;
         self.epoch = self.epoch.wrapping_add(1);
         if self.qp_used {
             match self.qp.reset() {

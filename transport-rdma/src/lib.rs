@@ -38,9 +38,11 @@
 //!
 //! [`RdmaPolling`]: picsou_runtime::transport::options::RdmaPolling
 
+pub mod error;
 pub mod fake;
 pub mod hw;
 mod incoming;
+mod link;
 pub mod memory;
 mod outgoing;
 pub mod ring;

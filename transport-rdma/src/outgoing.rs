@@ -1,18 +1,18 @@
 //! Our sending side towards one peer: dial, bootstrap exchange, RDMA writes of records into the
-//! peer's ring, and redial with backoff when anything fails.
+//! peer's ring, and redial with backoff when anything fails (the runtime's shared [`Link`] life
+//! cycle: a dial here is a TCP connect, then the bootstrap handshake).
 //!
 //! ```text
-//!          dial           TCP connected: dial sent         answer checked, QP → RTS: PeerUp
-//!   Down ───────► Connecting ──────────────────► Handshake ─────────────────────────────► Up
-//!    ▲                 │ refused, timed out            │ closed, bad answer                │ error completion,
-//!    └─────────────────┴───────────────────────────────┴───────────────────────────────────┘ socket closed
+//!          dial          TCP connected: dial sent         answer checked, QP → RTS: PeerUp
+//!   Down ───────► Dialing (connect ──────────► handshake) ─────────────────────────────► Up
+//!    ▲                       │ refused, timed out    │ closed, bad answer                │ error completion,
+//!    └───────────────────────┴───────────────────────┴───────────────────────────────────┘ socket closed
 //! ```
 //!
-//! Frames are queued while connecting and dropped while down, like the TCP transport. Up, a
-//! flush copies queued frames into records in the staging region (as many as the ring has
-//! room for, by the credit the receiver last published and the writes the adapter finished)
-//! and posts one RDMA write per contiguous run, all runs of a flush with one doorbell; runs no
-//! longer than the inline limit are posted inline. Writes are signaled every
+//! Up, a flush copies queued frames into records in the staging region (as many as the ring
+//! has room for, by the credit the receiver last published and the writes the adapter
+//! finished) and posts one RDMA write per contiguous run, all runs of a flush with one
+//! doorbell; runs no longer than the inline limit are posted inline. Writes are signaled every
 //! [`SIGNAL_EVERY`] and whenever a record asked for credit (the sender may be about to block,
 //! and staging space is only reused after its write completed). Any error completion, an
 //! impossible credit, or the bootstrap socket closing takes the link down: the queue pair is
@@ -20,7 +20,7 @@
 //! and the peer is redialled with exponential backoff.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,32 +29,44 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use picsou_core::ReplicaId;
 use picsou_core::keys::MacKey;
-use picsou_runtime::transport::backoff::Backoff;
+use picsou_runtime::transport::link::{Due, Link, Released, State};
 use picsou_runtime::transport::tcp::{connect_status, probe_closed};
-use picsou_runtime::transport::{EncodedFrame, SendStatus, TransportEvent, TransportStats, hello};
+use picsou_runtime::transport::{EncodedFrame, LinkError, SendStatus, TransportStats, hello};
 
+use crate::error::RdmaLinkError;
+use crate::link::{Ctx, KIND_DATA, KIND_RECV_OUT, RECV_DEPTH, SQ_DEPTH, repost, wr_id};
 use crate::memory::Memory;
 use crate::ring::{FrameQueue, Geometry, RingWriter, Span, load_credit};
-use crate::transport::{Ctx, KIND_DATA, KIND_RECV_OUT, RECV_DEPTH, SQ_DEPTH, read_some, repost, wr_id};
-use crate::verbs::{Payload, QueuePair, Registered, WriteRequest, status_name};
+use crate::verbs::{Payload, QueuePair, Registered, WriteRequest};
 use crate::wire::{self, ACCEPT_LEN, DIAL_LEN, Info};
 
 /// Signal at least every this many writes (send queue slots are only freed by completions).
 pub(crate) const SIGNAL_EVERY: u32 = 32;
-/// Shortest redial delay, whatever the options say.
-const MIN_BACKOFF: Duration = Duration::from_millis(1);
-/// A connection that lasted this long was a success: the backoff starts again from its minimum.
-const STABLE_AFTER: Duration = Duration::from_secs(1);
 /// A sender blocked this long with signaled writes outstanding posts an empty signaled write.
 pub(crate) const NUDGE_AFTER: Duration = Duration::from_millis(5);
 /// Time for the bootstrap exchange once TCP is connected.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A dial in progress: the TCP connect, then (once connected) the bootstrap exchange.
+#[derive(Debug)]
+struct Dial {
+    stream: TcpStream,
+    handshake: Option<Box<Handshake>>,
+}
+
+/// Our dial message and the peer's answer, as far as they went.
+#[derive(Debug)]
+struct Handshake {
+    dial: [u8; DIAL_LEN],
+    sent: usize,
+    answer: [u8; ACCEPT_LEN],
+    got: usize,
+}
+
 /// An established connection.
 #[derive(Debug)]
 struct Up {
     stream: TcpStream,
-    since: Instant,
     w: RingWriter,
     ring_addr: u64,
     ring_rkey: u32,
@@ -76,29 +88,8 @@ struct Up {
     nudges: u64,
 }
 
-/// Where the link is.
-#[derive(Debug)]
-enum Link {
-    /// Not connected; dial again then.
-    Down { retry_at: Instant },
-    /// A non-blocking TCP connect is in flight.
-    Connecting { stream: TcpStream, deadline: Instant },
-    /// Our dial is (being) sent; waiting for the answer.
-    Handshake {
-        stream: TcpStream,
-        deadline: Instant,
-        dial: Box<[u8; DIAL_LEN]>,
-        sent: usize,
-        answer: Box<[u8; ACCEPT_LEN]>,
-        got: usize,
-    },
-    /// Writing.
-    Up(Box<Up>),
-}
-
 /// Our sending side towards one peer.
 pub(crate) struct Outgoing<Q> {
-    pub(crate) peer: ReplicaId,
     idx: usize,
     addr: SocketAddr,
     key: MacKey,
@@ -110,13 +101,9 @@ pub(crate) struct Outgoing<Q> {
     staging_reg: Registered,
     credit: Arc<Memory>,
     credit_reg: Registered,
-    pub(crate) queue: FrameQueue,
-    link: Link,
+    link: Link<Dial, Box<Up>, FrameQueue>,
     /// Connection generation (in every work request id).
     epoch: u16,
-    backoff: Backoff,
-    reported_full: bool,
-    announced_down: bool,
     spans: Vec<Span>,
     inline_bufs: [Vec<u8>; 2],
 }
@@ -128,6 +115,21 @@ pub(crate) struct OutResources<Q> {
     pub(crate) staging_reg: Registered,
     pub(crate) credit: Arc<Memory>,
     pub(crate) credit_reg: Registered,
+}
+
+/// Reads into `buf[*got..]` until full or `WouldBlock`: `Ok(true)` when full; the peer closing
+/// first is `UnexpectedEof`.
+fn read_some(stream: &mut TcpStream, buf: &mut [u8], got: &mut usize) -> io::Result<bool> {
+    while *got < buf.len() {
+        match stream.read(&mut buf[*got..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => *got += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 impl<Q: QueuePair> Outgoing<Q> {
@@ -144,7 +146,6 @@ impl<Q: QueuePair> Outgoing<Q> {
         now: Instant,
     ) -> Self {
         Self {
-            peer,
             idx,
             addr,
             key,
@@ -155,26 +156,32 @@ impl<Q: QueuePair> Outgoing<Q> {
             staging_reg: res.staging_reg,
             credit: res.credit,
             credit_reg: res.credit_reg,
-            queue: FrameQueue::default(),
-            link: Link::Down { retry_at: now },
+            link: Link::new(peer, backoff.0, backoff.1, now),
             epoch: 0,
-            backoff: Backoff::new(backoff.0.max(MIN_BACKOFF), backoff.1),
-            reported_full: false,
-            announced_down: false,
             spans: Vec::new(),
             inline_bufs: [Vec::new(), Vec::new()],
         }
     }
 
+    /// The peer.
+    pub(crate) fn peer(&self) -> ReplicaId {
+        self.link.peer()
+    }
+
     /// Whether the link is up.
     pub(crate) fn is_up(&self) -> bool {
-        matches!(self.link, Link::Up(_))
+        self.link.up().is_some()
+    }
+
+    /// Whether frames wait to be written.
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.link.queue().is_empty()
     }
 
     /// The link's state, for diagnostics.
     pub(crate) fn state(&self) -> String {
-        match &self.link {
-            Link::Up(up) => format!(
+        match self.link.state() {
+            State::Up { conn: up, .. } => format!(
                 "up: tail {} credit {} (word {:?}) completed {} free {} posted {} retired {} signaled {:?} nudges {} queued {} frames",
                 up.w.tail(),
                 up.w.credit(),
@@ -185,11 +192,11 @@ impl<Q: QueuePair> Outgoing<Q> {
                 up.retired,
                 up.signaled,
                 up.nudges,
-                self.queue.len()
+                self.link.queue().len()
             ),
-            Link::Down { .. } => "down".into(),
-            Link::Connecting { .. } => "connecting".into(),
-            Link::Handshake { .. } => "handshake".into(),
+            State::Down { .. } => "down".into(),
+            State::Dialing { conn: Dial { handshake: None, .. }, .. } => "connecting".into(),
+            State::Dialing { .. } => "handshake".into(),
         }
     }
 
@@ -198,91 +205,78 @@ impl<Q: QueuePair> Outgoing<Q> {
         self.qp.max_inline()
     }
 
-    /// Takes a frame (dropped while down).
-    /// Takes no [`Ctx`]: nothing here needs the clock, which would otherwise be read per frame.
+    /// Takes a frame (dropped while down). Takes no [`Ctx`]: nothing here needs the clock,
+    /// which would otherwise be read per frame.
+    #[inline]
     pub(crate) fn send(&mut self, frame: EncodedFrame, stats: &mut TransportStats, max_queued: usize) -> SendStatus {
-        if matches!(self.link, Link::Down { .. }) || frame.is_empty() {
-            tracing::trace!(peer = %self.peer, len = frame.len(), "frame dropped (link down or empty frame)");
-            stats.frames_dropped += 1;
-            return SendStatus::Room;
-        }
-        self.queue.push(frame);
-        if self.queue.bytes() > max_queued {
-            self.reported_full = true;
-            SendStatus::Full
-        } else {
-            SendStatus::Room
-        }
+        self.link.send(frame, stats, max_queued)
     }
 
     /// When [`Outgoing::on_timer`] has something to do.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        match &self.link {
-            Link::Down { retry_at } => Some(*retry_at),
-            Link::Connecting { deadline, .. } | Link::Handshake { deadline, .. } => Some(*deadline),
-            Link::Up(up) => up.stalled_since.map(|t| t + NUDGE_AFTER),
-        }
+        self.link.deadline().or_else(|| self.link.up().and_then(|up| up.stalled_since).map(|t| t + NUDGE_AFTER))
     }
 
-    /// Dials when due; gives up connects and handshakes that take too long.
+    /// Dials when due; gives up connects and handshakes that take too long; nudges a stalled
+    /// sender.
     pub(crate) fn on_timer(&mut self, ctx: &mut Ctx<'_>) {
-        match &self.link {
-            Link::Down { retry_at } if *retry_at <= ctx.now => self.dial(ctx),
-            Link::Connecting { deadline, .. } if *deadline <= ctx.now => {
-                let reason = format!("connect to {} timed out", self.addr);
+        match self.link.due(ctx.now) {
+            Some(Due::Dial) => self.dial(ctx),
+            Some(Due::DialTimedOut) => {
+                let handshaking =
+                    matches!(self.link.state(), State::Dialing { conn: Dial { handshake: Some(_), .. }, .. });
+                let reason = if handshaking {
+                    RdmaLinkError::HandshakeTimeout { addr: self.addr, after: HANDSHAKE_TIMEOUT }.into()
+                } else {
+                    LinkError::ConnectTimeout { addr: self.addr, after: ctx.cfg.tcp.connect_timeout }
+                };
                 self.fail(reason, ctx);
             }
-            Link::Handshake { deadline, .. } if *deadline <= ctx.now => {
-                let reason = format!("no answer from {} within {HANDSHAKE_TIMEOUT:?}", self.addr);
-                self.fail(reason, ctx);
+            None => {
+                if self.link.up().and_then(|up| up.stalled_since).is_some_and(|t| t + NUDGE_AFTER <= ctx.now) {
+                    self.pump(ctx);
+                }
             }
-            Link::Up(up) if up.stalled_since.is_some_and(|t| t + NUDGE_AFTER <= ctx.now) => {
-                self.pump(ctx);
-            }
-            _ => {}
         }
     }
 
     fn dial(&mut self, ctx: &mut Ctx<'_>) {
         let mut stream = match TcpStream::connect(self.addr) {
             Ok(s) => s,
-            Err(e) => return self.fail(format!("dial {}: {e}", self.addr), ctx),
+            Err(source) => return self.fail(LinkError::Dial { addr: self.addr, source }, ctx),
         };
-        if let Err(e) = ctx.registry.register(&mut stream, self.token, Interest::READABLE | Interest::WRITABLE) {
-            return self.fail(format!("register the socket to {}: {e}", self.addr), ctx);
+        if let Err(source) = ctx.registry.register(&mut stream, self.token, Interest::READABLE | Interest::WRITABLE) {
+            return self.fail(LinkError::Dial { addr: self.addr, source }, ctx);
         }
         let _ = stream.set_nodelay(true);
-        self.link = Link::Connecting { stream, deadline: ctx.now + ctx.cfg.tcp.connect_timeout };
+        self.link.dialing(Dial { stream, handshake: None }, Some(ctx.now + ctx.cfg.tcp.connect_timeout));
     }
 
     /// The poller reported readiness on this link's socket.
     pub(crate) fn on_ready(&mut self, ctx: &mut Ctx<'_>) {
-        match &mut self.link {
-            Link::Down { .. } => {}
-            Link::Connecting { stream, .. } => match connect_status(stream) {
+        if let Some((dial, _)) = self.link.dialing_mut() {
+            if dial.handshake.is_some() {
+                return self.continue_handshake(ctx);
+            }
+            match connect_status(&dial.stream) {
                 Ok(true) => self.start_handshake(ctx),
                 Ok(false) => {}
-                Err(e) => self.fail(format!("connect to {}: {e}", self.addr), ctx),
-            },
-            Link::Handshake { .. } => self.continue_handshake(ctx),
-            Link::Up(up) => {
-                if let Err(reason) = probe_closed(&mut up.stream) {
-                    self.fail(reason, ctx);
-                }
+                Err(source) => self.fail(LinkError::Connect { addr: self.addr, source }, ctx),
             }
+            return;
+        }
+        if let Some((up, _)) = self.link.up_mut()
+            && let Err(reason) = probe_closed(&mut up.stream)
+        {
+            self.fail(reason, ctx);
         }
     }
 
     /// TCP is connected: get the queue pair ready and send our dial.
     fn start_handshake(&mut self, ctx: &mut Ctx<'_>) {
-        let Link::Connecting { stream, .. } = std::mem::replace(&mut self.link, Link::Down { retry_at: ctx.now })
-        else {
-            return;
-        };
         if self.qp_used {
-            if let Err(e) = self.qp.reset() {
-                self.link = Link::Connecting { stream, deadline: ctx.now };
-                return self.fail(format!("reset the queue pair: {e}"), ctx);
+            if let Err(source) = self.qp.reset() {
+                return self.fail(RdmaLinkError::Verbs { what: "reset the queue pair", source }.into(), ctx);
             }
             self.qp_used = false;
         }
@@ -296,97 +290,86 @@ impl<Q: QueuePair> Outgoing<Q> {
             len: self.credit_reg.len as u64,
             rkey: self.credit_reg.rkey,
         };
-        let h = hello::encode(ctx.cfg.local, self.peer, hello::next_nonce(), &self.key);
-        let dial = Box::new(wire::encode_dial(&h, &info, &self.key));
-        self.link = Link::Handshake {
-            stream,
-            deadline: ctx.now + HANDSHAKE_TIMEOUT,
-            dial,
-            sent: 0,
-            answer: Box::new([0; ACCEPT_LEN]),
-            got: 0,
-        };
+        let h = hello::encode(ctx.cfg.local, self.link.peer(), hello::next_nonce(), &self.key);
+        let message = wire::encode_dial(&h, &info, &self.key);
+        let Some((dial, deadline)) = self.link.dialing_mut() else { return };
+        dial.handshake = Some(Box::new(Handshake { dial: message, sent: 0, answer: [0; ACCEPT_LEN], got: 0 }));
+        *deadline = Some(ctx.now + HANDSHAKE_TIMEOUT);
         self.continue_handshake(ctx);
     }
 
     fn continue_handshake(&mut self, ctx: &mut Ctx<'_>) {
-        let Link::Handshake { stream, dial, sent, answer, got, .. } = &mut self.link else { return };
-        while *sent < DIAL_LEN {
-            match stream.write(&dial[*sent..]) {
-                Ok(0) => return self.fail(format!("{} closed during the handshake", self.addr), ctx),
-                Ok(n) => *sent += n,
+        let (addr, peer) = (self.addr, self.link.peer());
+        let Some((Dial { stream, handshake: Some(hs) }, _)) = self.link.dialing_mut() else { return };
+        while hs.sent < DIAL_LEN {
+            match stream.write(&hs.dial[hs.sent..]) {
+                Ok(0) => return self.fail(RdmaLinkError::HandshakeClosed { addr }.into(), ctx),
+                Ok(n) => hs.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(format!("send the dial to {}: {e}", self.addr), ctx),
+                Err(source) => return self.fail(RdmaLinkError::Handshake { addr, source }.into(), ctx),
             }
         }
-        match read_some(stream, &mut answer[..], got) {
+        match read_some(stream, &mut hs.answer, &mut hs.got) {
             Ok(false) => return,
             Ok(true) => {}
-            Err(why) => {
-                let reason = format!("{} {why} during the handshake (it refused us: see its log)", self.addr);
-                return self.fail(reason, ctx);
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return self.fail(RdmaLinkError::HandshakeClosed { addr }.into(), ctx);
             }
+            Err(source) => return self.fail(RdmaLinkError::Handshake { addr, source }.into(), ctx),
         }
-        let remote = match wire::decode_accept(dial, answer, &self.key) {
+        let remote = match wire::decode_accept(&hs.dial, &hs.answer, &self.key) {
             Ok(i) => i,
-            Err(e) => return self.fail(format!("answer from {}: {e}", self.addr), ctx),
+            Err(source) => return self.fail(RdmaLinkError::BadAnswer { addr, source }.into(), ctx),
         };
         if remote.len != self.staging_reg.len as u64 {
-            let reason = format!(
-                "{}'s ring is {} bytes and ours {}: transport.rdma.ring_bytes must be the same on every replica",
-                self.peer, remote.len, self.staging_reg.len
-            );
-            return self.fail(reason, ctx);
+            let ours = self.staging_reg.len as u64;
+            return self.fail(RdmaLinkError::RingSizeMismatch { peer, theirs: remote.len, ours }.into(), ctx);
         }
         let geo = match Geometry::new(remote.len as usize) {
             Ok(g) => g,
-            Err(e) => return self.fail(format!("{}'s ring: {e}", self.peer), ctx),
+            Err(source) => return self.fail(RdmaLinkError::BadRing { peer, source }.into(), ctx),
         };
         let imm = ctx.cfg.event || remote.event;
         self.qp_used = true;
-        if imm && let Err(e) = self.qp.post_recvs(wr_id(KIND_RECV_OUT, self.idx, self.epoch, 0), RECV_DEPTH) {
-            return self.fail(format!("post receives: {e}"), ctx);
+        if imm && let Err(source) = self.qp.post_recvs(wr_id(KIND_RECV_OUT, self.idx, self.epoch, 0), RECV_DEPTH) {
+            return self.fail(RdmaLinkError::Verbs { what: "post receives", source }.into(), ctx);
         }
-        if let Err(e) = self.qp.connect(&remote.endpoint) {
-            return self.fail(format!("connect the queue pair to {}: {e}", self.peer), ctx);
+        if let Err(source) = self.qp.connect(&remote.endpoint) {
+            return self.fail(RdmaLinkError::Verbs { what: "connect the queue pair", source }.into(), ctx);
         }
-        let Link::Handshake { stream, .. } = std::mem::replace(&mut self.link, Link::Down { retry_at: ctx.now }) else {
-            return;
+        tracing::debug!(%peer, %addr, inline = self.qp.max_inline(), imm, "rdma link up");
+        let up = |dial: Dial| {
+            Box::new(Up {
+                stream: dial.stream,
+                w: RingWriter::new(geo),
+                ring_addr: remote.addr,
+                ring_rkey: remote.rkey,
+                imm,
+                posted: 0,
+                retired: 0,
+                signaled: VecDeque::new(),
+                since_signal: 0,
+                recv_owed: 0,
+                stalled_since: None,
+                nudges: 0,
+            })
         };
-        tracing::debug!(peer = %self.peer, addr = %self.addr, inline = self.qp.max_inline(), imm, "rdma link up");
-        ctx.stats.connects += 1;
-        self.announced_down = false;
-        ctx.events.push(TransportEvent::PeerUp(self.peer));
-        self.link = Link::Up(Box::new(Up {
-            stream,
-            since: ctx.now,
-            w: RingWriter::new(geo),
-            ring_addr: remote.addr,
-            ring_rkey: remote.rkey,
-            imm,
-            posted: 0,
-            retired: 0,
-            signaled: VecDeque::new(),
-            since_signal: 0,
-            recv_owed: 0,
-            stalled_since: None,
-            nudges: 0,
-        }));
-        self.pump(ctx);
+        if self.link.connected(ctx.now, &mut ctx.report, up) {
+            self.pump(ctx);
+        }
     }
 
     /// Posts the receives that credit immediates consumed. True if it posted any.
     pub(crate) fn repost_receives(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        let Link::Up(up) = &mut self.link else { return false };
+        let Some((up, _)) = self.link.up_mut() else { return false };
         if up.recv_owed == 0 {
             return false;
         }
         match repost(&mut self.qp, wr_id(KIND_RECV_OUT, self.idx, self.epoch, 0), &mut up.recv_owed) {
             Ok(did) => did,
-            Err(e) => {
-                let reason = format!("post a receive: {e}");
-                self.fail(reason, ctx);
+            Err(source) => {
+                self.fail(RdmaLinkError::Verbs { what: "post a receive", source }.into(), ctx);
                 false
             }
         }
@@ -394,23 +377,21 @@ impl<Q: QueuePair> Outgoing<Q> {
 
     /// Writes as many queued frames as the ring has room for. True if it posted writes.
     pub(crate) fn pump(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        let Link::Up(up) = &mut self.link else { return false };
-        if self.queue.is_empty() {
+        let peer = self.link.peer();
+        let Some((up, queue)) = self.link.up_mut() else { return false };
+        if queue.is_empty() {
             return false;
         }
         if let Some(head) = load_credit(&self.credit, 0)
-            && let Err(e) = up.w.set_credit(head)
+            && let Err(source) = up.w.set_credit(head)
         {
-            let reason = format!("{} published an impossible credit: {e}", self.peer);
-            self.fail(reason, ctx);
+            self.fail(RdmaLinkError::ImpossibleCredit { peer, source }.into(), ctx);
             return false;
         }
-        // Room in the send queue for the (at most two) writes of a fill.
         // Room for the (at most two) writes of a fill, and one more for a nudge.
         let sq_full = up.posted - up.retired + 3 > u64::from(SQ_DEPTH);
         self.spans.clear();
-        let filled =
-            if sq_full { Default::default() } else { up.w.fill(&self.staging, &mut self.queue, &mut self.spans) };
+        let filled = if sq_full { Default::default() } else { up.w.fill(&self.staging, queue, &mut self.spans) };
         if self.spans.is_empty() {
             // Blocked on credit or on completions.
             if !up.signaled.is_empty() {
@@ -474,20 +455,16 @@ impl<Q: QueuePair> Outgoing<Q> {
             };
         }
         let posted = self.qp.post_writes(&wrs[..n]);
-        let Link::Up(up) = &mut self.link else { return false };
-        if let Err(e) = posted {
-            let reason = format!("post writes to {}: {e}", self.peer);
-            self.fail(reason, ctx);
+        let Some((up, _)) = self.link.up_mut() else { return false };
+        if let Err(source) = posted {
+            self.fail(RdmaLinkError::Verbs { what: "post RDMA writes", source }.into(), ctx);
             return false;
         }
         up.posted += n as u64;
-        tracing::trace!(peer = %self.peer, writes = n, frames = filled.frames, tail = up.w.tail(), "posted");
-        ctx.stats.frames_sent += filled.frames;
-        ctx.stats.bytes_sent += filled.bytes;
-        if self.reported_full && self.queue.bytes() <= ctx.cfg.max_queued / 2 {
-            self.reported_full = false;
-            ctx.events.push(TransportEvent::Writable(self.peer));
-        }
+        tracing::trace!(%peer, writes = n, frames = filled.frames, tail = up.w.tail(), "posted");
+        ctx.report.stats.frames_sent += filled.frames;
+        ctx.report.stats.bytes_sent += filled.bytes;
+        self.link.drained(ctx.cfg.max_queued, &mut ctx.report);
         true
     }
 
@@ -498,10 +475,10 @@ impl<Q: QueuePair> Outgoing<Q> {
         }
         if status != 0 {
             let what = if kind == KIND_DATA { "RDMA write" } else { "receive" };
-            let reason = format!("{what} to {} completed with error: {}", self.peer, status_name(status));
-            return self.fail(reason, ctx);
+            let reason = RdmaLinkError::Completion { what, peer: self.link.peer(), status };
+            return self.fail(reason.into(), ctx);
         }
-        let Link::Up(up) = &mut self.link else { return };
+        let Some((up, _)) = self.link.up_mut() else { return };
         if kind == KIND_RECV_OUT {
             // A credit arrived with an immediate (event mode): post a receive for the next one
             // (in `repost_receives`).
@@ -527,7 +504,7 @@ impl<Q: QueuePair> Outgoing<Q> {
     /// completed (RC completes in order), which frees staging even if an earlier completion
     /// was lost or withheld (soft-RoCE under load does both).
     fn nudge(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        let Link::Up(up) = &mut self.link else { return false };
+        let Some((up, _)) = self.link.up_mut() else { return false };
         let index = up.posted;
         let payload = if self.qp.max_inline() > 0 {
             Payload::Inline(&[])
@@ -550,9 +527,8 @@ impl<Q: QueuePair> Outgoing<Q> {
                 up.stalled_since = Some(ctx.now);
                 true
             }
-            Err(e) => {
-                let reason = format!("post a completion nudge to {}: {e}", self.peer);
-                self.fail(reason, ctx);
+            Err(source) => {
+                self.fail(RdmaLinkError::Verbs { what: "post a completion nudge", source }.into(), ctx);
                 false
             }
         }
@@ -561,7 +537,7 @@ impl<Q: QueuePair> Outgoing<Q> {
     /// Posts a write the peer must refuse (just past its ring), so that its error completion
     /// exercises the failure path. False if the link is not up.
     pub(crate) fn inject_bad_write(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        let Link::Up(up) = &mut self.link else { return false };
+        let Some((up, _)) = self.link.up_mut() else { return false };
         let index = up.posted;
         let size = up.w.geometry().size;
         let zero = [0u8; 8];
@@ -584,28 +560,24 @@ impl<Q: QueuePair> Outgoing<Q> {
                 up.signaled.push_back((index, up.w.tail()));
                 true
             }
-            Err(e) => {
-                self.fail(format!("post the injected write: {e}"), ctx);
+            Err(source) => {
+                self.fail(RdmaLinkError::Verbs { what: "post the injected write", source }.into(), ctx);
                 true
             }
         }
     }
 
-    /// The dial failed or the connection broke: reset the queue pair, drop the queue,
-    /// schedule a redial, report the peer down (once).
-    pub(crate) fn fail(&mut self, reason: String, ctx: &mut Ctx<'_>) {
-        match std::mem::replace(&mut self.link, Link::Down { retry_at: ctx.now }) {
-            Link::Connecting { mut stream, .. } | Link::Handshake { mut stream, .. } => {
+    /// The dial failed or the connection broke: the link goes down (its queue dropped, a
+    /// redial scheduled, reported once), the socket closes, and the queue pair is reset.
+    pub(crate) fn fail(&mut self, reason: LinkError, ctx: &mut Ctx<'_>) {
+        match self.link.down(ctx.now, reason, &mut ctx.report) {
+            Some(Released::Dialing(Dial { mut stream, .. })) => {
                 let _ = ctx.registry.deregister(&mut stream);
             }
-            Link::Up(mut up) => {
+            Some(Released::Up(mut up)) => {
                 let _ = ctx.registry.deregister(&mut up.stream);
-                ctx.stats.disconnects += 1;
-                if ctx.now.saturating_duration_since(up.since) >= STABLE_AFTER {
-                    self.backoff.reset();
-                }
             }
-            Link::Down { .. } => {}
+            None => {}
         }
         // Stop the adapter now (a reset QP neither sends nor receives); completions of this
         // connection are ignored from here on.
@@ -613,22 +585,8 @@ impl<Q: QueuePair> Outgoing<Q> {
         if self.qp_used {
             match self.qp.reset() {
                 Ok(()) => self.qp_used = false,
-                Err(e) => tracing::warn!(peer = %self.peer, "reset the queue pair: {e}"),
+                Err(e) => tracing::warn!(peer = %self.link.peer(), "reset the queue pair: {e}"),
             }
-        }
-        let delay = self.backoff.next_delay();
-        self.link = Link::Down { retry_at: ctx.now + delay };
-        ctx.stats.frames_dropped += self.queue.clear();
-        if self.reported_full {
-            self.reported_full = false;
-            ctx.events.push(TransportEvent::Writable(self.peer));
-        }
-        if self.announced_down {
-            tracing::debug!(peer = %self.peer, "{reason}; redial in {delay:?}");
-        } else {
-            tracing::debug!(peer = %self.peer, "peer down: {reason}; redial in {delay:?}");
-            self.announced_down = true;
-            ctx.events.push(TransportEvent::PeerDown { peer: self.peer, reason });
         }
     }
 }

@@ -37,6 +37,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use picsou_runtime::transport::EncodedFrame;
+use picsou_runtime::transport::link::LinkQueue;
+use picsou_runtime::transport::outqueue::Written;
 
 use crate::memory::Memory;
 
@@ -82,6 +84,35 @@ const fn pad8(n: usize) -> usize {
     (n + 7) & !7
 }
 
+/// Why a ring size is unusable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GeometryError {
+    /// Below the smallest ring.
+    #[error("ring of {bytes} bytes: at least {min} needed")]
+    TooSmall {
+        /// The size asked for.
+        bytes: usize,
+        /// The smallest ring.
+        min: usize,
+    },
+    /// Above 4 GiB (ring offsets are 32 bits).
+    #[error("ring of {bytes} bytes: at most 4 GiB")]
+    TooLarge {
+        /// The size asked for.
+        bytes: usize,
+    },
+}
+
+/// A credit the receiver could not have published: beyond what was written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("credit {head} beyond the {tail} bytes written")]
+pub struct CreditError {
+    /// The published head.
+    pub head: u64,
+    /// What was written.
+    pub tail: u64,
+}
+
 /// Size and record limit of a ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -93,13 +124,13 @@ pub struct Geometry {
 
 impl Geometry {
     /// The geometry of a ring of `bytes` (rounded down to a multiple of 8).
-    pub fn new(bytes: usize) -> Result<Self, String> {
+    pub fn new(bytes: usize) -> Result<Self, GeometryError> {
         let size = bytes & !7;
         if size < MIN_RING {
-            return Err(format!("ring of {bytes} bytes: at least {MIN_RING} needed"));
+            return Err(GeometryError::TooSmall { bytes, min: MIN_RING });
         }
         if size > u32::MAX as usize {
-            return Err(format!("ring of {bytes} bytes: at most 4 GiB"));
+            return Err(GeometryError::TooLarge { bytes });
         }
         Ok(Self { size: size as u64, max_record: ((size / 4) & !7) as u64 })
     }
@@ -130,19 +161,6 @@ pub struct FrameQueue {
 }
 
 impl FrameQueue {
-    /// Appends a frame (empty parts are skipped).
-    pub fn push(&mut self, frame: impl Into<EncodedFrame>) {
-        for (piece, ends) in frame.into().into_parts() {
-            self.bytes += piece.len();
-            self.frames.push_back((piece, ends));
-        }
-    }
-
-    /// Bytes not yet written.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
@@ -152,14 +170,30 @@ impl FrameQueue {
     pub fn len(&self) -> usize {
         self.frames.iter().filter(|(_, ends)| *ends).count()
     }
+}
 
-    /// Drops everything; returns how many frames were dropped.
-    pub fn clear(&mut self) -> u64 {
-        let n = self.len() as u64;
+/// The queue of an outgoing link (see the runtime's shared link life cycle).
+impl LinkQueue for FrameQueue {
+    /// Appends a frame (empty parts are skipped).
+    fn push(&mut self, frame: EncodedFrame) {
+        for (piece, ends) in frame.into_parts() {
+            self.bytes += piece.len();
+            self.frames.push_back((piece, ends));
+        }
+    }
+
+    /// Bytes not yet written.
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Drops everything; returns the frames and bytes dropped.
+    fn drop_all(&mut self) -> Written {
+        let dropped = Written { frames: self.len() as u64, bytes: self.bytes as u64 };
         self.frames.clear();
         self.front_done = 0;
         self.bytes = 0;
-        n
+        dropped
     }
 }
 
@@ -236,9 +270,9 @@ impl RingWriter {
 
     /// Takes the receiver's published head. Older values are ignored; a head beyond what was
     /// written is a protocol violation.
-    pub fn set_credit(&mut self, head: u64) -> Result<bool, String> {
+    pub fn set_credit(&mut self, head: u64) -> Result<bool, CreditError> {
         if head > self.tail {
-            return Err(format!("credit {head} beyond the {} bytes written", self.tail));
+            return Err(CreditError { head, tail: self.tail });
         }
         let moved = head > self.credit;
         if moved {
@@ -650,7 +684,7 @@ mod tests {
         while (l.delivered.len() as u64) < total {
             for _ in 0..20 {
                 if sent < total {
-                    l.q.push(frame(sent, 60));
+                    l.q.push(frame(sent, 60).into());
                     sent += 1;
                 }
             }
@@ -676,13 +710,13 @@ mod tests {
     #[test]
     fn a_half_written_record_is_never_consumed() {
         let mut l = Link::new(8192);
-        l.q.push(frame(1, 1000));
+        l.q.push(frame(1, 1000).into());
         l.fill();
         let total = l.inflight[0].0.len;
         // Every prefix of the write short of the whole leaves nothing to read.
         for k in (8..total).step_by(8) {
             let mut m = Link::new(8192);
-            m.q.push(frame(1, 1000));
+            m.q.push(frame(1, 1000).into());
             m.fill();
             m.dma(k);
             let out = m.read(u64::MAX);
@@ -702,7 +736,7 @@ mod tests {
         for w in 0..(4096 / 8) {
             l.ring.store_le(w, 1);
         }
-        l.q.push(frame(7, 200));
+        l.q.push(frame(7, 200).into());
         l.fill();
         l.dma(16); // header only
         assert_eq!(l.read(u64::MAX).records, 0);
@@ -715,7 +749,7 @@ mod tests {
         let mut l = Link::new(4096);
         // Fill the ring without reading: the writer stops with data queued.
         for k in 0..100 {
-            l.q.push(frame(k, 100));
+            l.q.push(frame(k, 100).into());
         }
         l.fill();
         l.dma(u64::MAX);
@@ -763,7 +797,7 @@ mod tests {
         // A frame over the receiver's limit.
         let mut l = Link::new(8192);
         l.r = RingReader::new(l.geo, 100);
-        l.q.push(frame(1, 500));
+        l.q.push(frame(1, 500).into());
         l.fill();
         l.dma(u64::MAX);
         assert!(matches!(l.r.read(&l.ring, u64::MAX, &mut Vec::new()), Err(RingError::TooLarge { max: 100 })));

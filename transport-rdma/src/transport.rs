@@ -10,7 +10,7 @@
 //! more first.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,40 +18,32 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 use picsou_core::ReplicaId;
 use picsou_core::keys::LinkKeys;
+use picsou_runtime::transport::accept::{self, Acceptor, Arrival, MioAcceptor};
 use picsou_runtime::transport::{
-    EncodedFrame, SendStatus, TcpOptions, Transport, TransportError, TransportEvent, TransportOptions, TransportSetup,
-    TransportStats, Wake, hello,
+    ConfigError, EncodedFrame, Rejection, Report, SendStatus, Transport, TransportError, TransportEvent,
+    TransportOptions, TransportSetup, TransportStats, Wake,
 };
 
 use crate::incoming::{InResources, Incoming};
+use crate::link::{Config, Ctx, KIND_DATA, KIND_RECV_OUT, MAX_PEERS, RECV_DEPTH, SQ_DEPTH, split_wr_id};
 use crate::memory::Memory;
 use crate::outgoing::{OutResources, Outgoing};
 use crate::ring::{CREDIT_BYTES, Geometry};
 use crate::verbs::{Completion, Device, QpCaps};
 use crate::wire::{self, DIAL_LEN};
 
-/// Work requests a queue pair may have outstanding (posted, completion not yet seen).
-pub(crate) const SQ_DEPTH: u32 = 128;
 /// Send queue slots beyond [`SQ_DEPTH`]: a provider frees a slot when it completes the work
 /// request, which we learn later, but providers may also keep a slot back.
 const SQ_SLACK: u32 = 16;
-/// Receives kept posted per queue pair when writes carry immediates.
-pub(crate) const RECV_DEPTH: u32 = 128;
 /// Receive queue room beyond [`RECV_DEPTH`]: soft-RoCE frees a receive slot only after its
 /// completion is visible, so a queue kept exactly full refuses the repost.
 const RECV_SLACK: u32 = 32;
-/// Ring bytes read from one peer per poll before the others get their turn.
-pub(crate) const READ_BUDGET: u64 = 1 << 20;
 /// Busy mode: longest sleep between two looks at memory.
 pub const BUSY_MAX_SLEEP: Duration = Duration::from_millis(1);
 const BUSY_FIRST_SLEEP: Duration = Duration::from_micros(10);
-/// How long an accepted connection may take to send its dial.
-const DIAL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Accepted connections allowed to wait for their dial at once.
-const MAX_UNAUTHENTICATED: usize = 256;
 const COMPLETIONS_PER_POLL: usize = 256;
 
 const LISTENER: Token = Token(0);
@@ -59,90 +51,17 @@ const WAKER: Token = Token(1);
 const CHANNEL: Token = Token(2);
 const FIRST_PEER_TOKEN: usize = 3;
 
-/// Work request kinds (the top two bits of a work request id).
-pub(crate) const KIND_DATA: u64 = 0;
-pub(crate) const KIND_CREDIT: u64 = 1;
-pub(crate) const KIND_RECV_OUT: u64 = 2;
-pub(crate) const KIND_RECV_IN: u64 = 3;
-const MAX_PEERS: usize = 1 << 14;
-
-/// A work request id: kind (2 bits), peer (14), connection generation (16), counter (32).
-pub(crate) fn wr_id(kind: u64, peer: usize, epoch: u16, counter: u32) -> u64 {
-    (kind << 62) | ((peer as u64 & 0x3fff) << 48) | (u64::from(epoch) << 32) | u64::from(counter)
-}
-
-fn split_wr_id(id: u64) -> (u64, usize, u16, u32) {
-    (id >> 62, ((id >> 48) & 0x3fff) as usize, (id >> 32) as u16, id as u32)
-}
-
-/// Settings every link needs.
-#[derive(Clone, Debug)]
-pub(crate) struct Config {
-    pub(crate) local: ReplicaId,
-    pub(crate) geo: Geometry,
-    pub(crate) event: bool,
-    pub(crate) max_frame: usize,
-    pub(crate) max_queued: usize,
-    pub(crate) tcp: TcpOptions,
-    pub(crate) spin: Duration,
-}
-
-/// What the links share while handling one call.
-pub(crate) struct Ctx<'a> {
-    pub(crate) registry: &'a Registry,
-    pub(crate) events: &'a mut Vec<TransportEvent>,
-    pub(crate) stats: &'a mut TransportStats,
-    pub(crate) cfg: &'a Config,
-    pub(crate) now: Instant,
-}
-
 /// A [`Ctx`] over the transport's fields, borrowed one by one (so the peers stay borrowable
 /// next to it).
 macro_rules! ctx {
     ($t:ident, $now:expr) => {
-        Ctx { registry: $t.poll.registry(), events: &mut $t.pending, stats: &mut $t.stats, cfg: &$t.cfg, now: $now }
+        Ctx {
+            registry: $t.poll.registry(),
+            report: Report { events: &mut $t.pending, stats: &mut $t.stats },
+            cfg: &$t.cfg,
+            now: $now,
+        }
     };
-}
-
-/// Reads into `buf[*got..]` until full or `WouldBlock`: `Ok(true)` when full.
-pub(crate) fn read_some(stream: &mut TcpStream, buf: &mut [u8], got: &mut usize) -> Result<bool, String> {
-    while *got < buf.len() {
-        match stream.read(&mut buf[*got..]) {
-            Ok(0) => {
-                return Err(if *got == 0 {
-                    "closed the connection".into()
-                } else {
-                    format!("closed after {} bytes", *got)
-                });
-            }
-            Ok(n) => *got += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("failed ({e})")),
-        }
-    }
-    Ok(true)
-}
-
-/// Posts the `*owed` receives one by one; a full receive queue (ENOMEM) leaves the rest owed
-/// for the next round. True if it posted any.
-pub(crate) fn repost<Q: crate::verbs::QueuePair>(
-    qp: &mut Q,
-    wr_id: u64,
-    owed: &mut u32,
-) -> Result<bool, crate::verbs::VerbsError> {
-    let mut did = false;
-    while *owed > 0 {
-        match qp.post_recvs(wr_id, 1) {
-            Ok(()) => {
-                *owed -= 1;
-                did = true;
-            }
-            Err(e) if e.errno == Some(libc::ENOMEM) => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(did)
 }
 
 /// Wakes `poll`: a flag the spinning loop sees plus the poller's waker for when it sleeps.
@@ -161,16 +80,6 @@ impl Wake for RdmaWaker {
     }
 }
 
-/// An accepted connection waiting for its dial.
-#[derive(Debug)]
-struct Pending {
-    stream: TcpStream,
-    source: SocketAddr,
-    buf: Box<[u8; DIAL_LEN]>,
-    got: usize,
-    deadline: Instant,
-}
-
 /// One peer: the link we write on and the link it writes on.
 struct Peer<Q> {
     out: Outgoing<Q>,
@@ -181,15 +90,14 @@ struct Peer<Q> {
 pub struct RdmaTransport<D: Device> {
     poll: Poll,
     mio_events: Events,
-    listener: TcpListener,
     waker: Arc<RdmaWaker>,
     cfg: Config,
     keys: LinkKeys,
     peers: Vec<Peer<D::Qp>>,
     peer_index: HashMap<ReplicaId, usize>,
-    pending_in: HashMap<Token, Pending>,
-    last_nonce: HashMap<ReplicaId, u64>,
-    next_token: usize,
+    /// The listener and the accepted connections waiting for their dial (a hello, then
+    /// connection info).
+    acceptor: MioAcceptor,
     receiving: bool,
     pending: Vec<TransportEvent>,
     stats: TransportStats,
@@ -208,13 +116,29 @@ impl<D: Device> std::fmt::Debug for RdmaTransport<D> {
 }
 
 /// Checks the options the transport uses, naming the field.
-pub(crate) fn validate(opts: &TransportOptions) -> Result<Geometry, TransportError> {
-    let geo = Geometry::new(opts.rdma.ring_bytes)
-        .map_err(|e| TransportError::Config(format!("transport.rdma.ring_bytes = {}: {e}", opts.rdma.ring_bytes)))?;
+pub(crate) fn validate(opts: &TransportOptions) -> Result<Geometry, ConfigError> {
+    let geo = Geometry::new(opts.rdma.ring_bytes).map_err(|e| ConfigError::Option {
+        field: "transport.rdma.ring_bytes",
+        value: opts.rdma.ring_bytes.to_string(),
+        expected: e.to_string(),
+    })?;
     if opts.tcp.max_queued_bytes == 0 {
-        return Err(TransportError::Config("transport.tcp.max_queued_bytes must be positive".into()));
+        return Err(ConfigError::Option {
+            field: "transport.tcp.max_queued_bytes",
+            value: "0".into(),
+            expected: "must be positive".into(),
+        });
     }
     Ok(geo)
+}
+
+/// Bootstrap sockets carry a few small messages each way: send them at once.
+fn nodelay(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+}
+
+fn device_err(context: &'static str) -> impl FnOnce(crate::verbs::VerbsError) -> TransportError {
+    move |e| TransportError::Device { context, source: Box::new(e) }
 }
 
 fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> TransportError {
@@ -226,9 +150,10 @@ impl<D: Device> RdmaTransport<D> {
     /// two queue pairs per peer, listens for dials and dials every peer.
     pub fn with_device(dev: D, setup: TransportSetup, opts: &TransportOptions) -> Result<Self, TransportError> {
         let geo = validate(opts)?;
-        let TransportSetup { local, listen, peers: peer_list, keys, max_frame_bytes } = setup;
+        let peer_list = setup.checked_peers()?;
+        let TransportSetup { local, listen, keys, max_frame_bytes, .. } = setup;
         if peer_list.len() >= MAX_PEERS {
-            return Err(TransportError::Config(format!("{} peers: at most {}", peer_list.len(), MAX_PEERS - 1)));
+            return Err(ConfigError::TooManyPeers { count: peer_list.len(), max: MAX_PEERS - 1 }.into());
         }
         let cfg = Config {
             local,
@@ -240,11 +165,16 @@ impl<D: Device> RdmaTransport<D> {
             spin: Duration::from_micros(opts.rdma.spin_us),
         };
         if cfg.event && dev.completion_fd().is_none() {
-            return Err(TransportError::Config("polling = \"event\" needs a device with a completion channel".into()));
+            return Err(ConfigError::Option {
+                field: "transport.rdma.polling",
+                value: "\"event\"".into(),
+                expected: "needs a device with a completion channel".into(),
+            }
+            .into());
         }
         let poll = Poll::new().map_err(io_err("create the poller"))?;
-        let mut listener = TcpListener::bind(listen)
-            .map_err(|source| TransportError::Listen { address: listen.to_string(), source })?;
+        let mut listener =
+            TcpListener::bind(listen).map_err(|source| TransportError::Listen { address: listen, source })?;
         let local_addr = listener.local_addr().unwrap_or(listen);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
@@ -255,9 +185,8 @@ impl<D: Device> RdmaTransport<D> {
                 .register(&mut SourceFd(&fd), CHANNEL, Interest::READABLE)
                 .map_err(io_err("register the completion channel"))?;
         }
-        let unavailable = |what: &str, e: crate::verbs::VerbsError| TransportError::Unavailable {
-            kind: "rdma",
-            reason: crate::hw::explain(what, &e, geo.size as usize, peer_list.len()),
+        let unavailable = |what: &str, e: crate::verbs::VerbsError| {
+            crate::hw::unavailable(crate::hw::explain(what, &e, geo.size as usize, peer_list.len()))
         };
         // Receives are needed whenever either end of a connection is in event mode.
         let caps =
@@ -266,14 +195,8 @@ impl<D: Device> RdmaTransport<D> {
         let mut regions = Vec::new();
         let mut peers = Vec::with_capacity(peer_list.len());
         let mut peer_index = HashMap::new();
-        for (i, &(peer, addr)) in peer_list.iter().enumerate() {
-            if peer == local {
-                return Err(TransportError::Config(format!("{local} is in its own peer list")));
-            }
-            if peer_index.insert(peer, i).is_some() {
-                return Err(TransportError::Config(format!("peer {peer} is listed twice")));
-            }
-            let key = keys.key_for(peer).ok_or_else(|| TransportError::Config(format!("no link key for {peer}")))?;
+        for (i, &(peer, addr, key)) in peer_list.iter().enumerate() {
+            peer_index.insert(peer, i);
             let mut register = |bytes: usize, remote: bool| {
                 let mem = Arc::new(Memory::new(bytes));
                 let (region, reg) = dev.register(&mem, remote).map_err(|e| unavailable("register memory", e))?;
@@ -309,15 +232,17 @@ impl<D: Device> RdmaTransport<D> {
         let mut t = Self {
             poll,
             mio_events: Events::with_capacity(256),
-            listener,
             waker: Arc::new(RdmaWaker { flag: AtomicBool::new(false), waker }),
-            next_token: FIRST_PEER_TOKEN + 2 * peers.len(),
             cfg,
+            acceptor: MioAcceptor::new(
+                listener,
+                Acceptor::new(local, keys.clone(), peer_list.iter().map(|(p, _, _)| *p), DIAL_LEN),
+                FIRST_PEER_TOKEN + 2 * peer_list.len(),
+                nodelay,
+            ),
             keys,
             peers,
             peer_index,
-            pending_in: HashMap::new(),
-            last_nonce: HashMap::new(),
             receiving: true,
             pending: Vec::new(),
             stats: TransportStats::default(),
@@ -365,7 +290,7 @@ impl<D: Device> RdmaTransport<D> {
     pub fn debug_state(&self) -> String {
         self.peers
             .iter()
-            .map(|p| format!("{}: out {}; in {}", p.out.peer, p.out.state(), p.inc.state()))
+            .map(|p| format!("{}: out {}; in {}", p.out.peer(), p.out.state(), p.inc.state()))
             .collect::<Vec<_>>()
             .join(" | ")
     }
@@ -388,7 +313,7 @@ impl<D: Device> RdmaTransport<D> {
         let mut ctx = ctx!(self, Instant::now());
         for p in &mut self.peers {
             did |= p.out.repost_receives(&mut ctx);
-            if !p.out.queue.is_empty() {
+            if p.out.has_queued() {
                 did |= p.out.pump(&mut ctx);
             }
         }
@@ -405,10 +330,9 @@ impl<D: Device> RdmaTransport<D> {
     /// Handles the completions the device has.
     fn reap(&mut self) -> Result<bool, TransportError> {
         self.completions.clear();
-        self.dev.poll_cq(&mut self.completions, COMPLETIONS_PER_POLL).map_err(|e| TransportError::Io {
-            context: "poll the completion queue",
-            source: io::Error::other(e.to_string()),
-        })?;
+        self.dev
+            .poll_cq(&mut self.completions, COMPLETIONS_PER_POLL)
+            .map_err(device_err("poll the completion queue"))?;
         if self.completions.is_empty() {
             return Ok(false);
         }
@@ -439,10 +363,7 @@ impl<D: Device> RdmaTransport<D> {
             match event.token() {
                 LISTENER => self.accept_all(now),
                 WAKER => woken = true,
-                CHANNEL => self.dev.take_events().map_err(|e| TransportError::Io {
-                    context: "read the completion channel",
-                    source: io::Error::other(e.to_string()),
-                })?,
+                CHANNEL => self.dev.take_events().map_err(device_err("read the completion channel"))?,
                 token => self.on_socket(token, now),
             }
         }
@@ -461,104 +382,46 @@ impl<D: Device> RdmaTransport<D> {
                 p.inc.on_ready(&mut ctx);
             }
         } else {
-            self.service_pending(token);
+            self.read_dial(token);
         }
     }
 
+    /// Accepts every pending connection; those whose dial is already there are established.
     fn accept_all(&mut self, now: Instant) {
-        loop {
-            match self.listener.accept() {
-                Ok((mut stream, source)) => {
-                    if self.pending_in.len() >= MAX_UNAUTHENTICATED {
-                        self.reject(
-                            source.to_string(),
-                            None,
-                            format!("over {MAX_UNAUTHENTICATED} connections without a dial"),
-                        );
-                        continue;
-                    }
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
-                    if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
-                        tracing::warn!(%source, "cannot register an accepted connection: {e}");
-                        continue;
-                    }
-                    let _ = stream.set_nodelay(true);
-                    self.pending_in.insert(
-                        token,
-                        Pending { stream, source, buf: Box::new([0; DIAL_LEN]), got: 0, deadline: now + DIAL_TIMEOUT },
-                    );
-                    self.service_pending(token);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
-                Err(e) => {
-                    tracing::warn!("accept: {e}");
-                    return;
-                }
-            }
+        let mut report = Report { events: &mut self.pending, stats: &mut self.stats };
+        for (_, a) in self.acceptor.accept_all(self.poll.registry(), now, &mut report) {
+            self.dialled(a);
         }
     }
 
     /// Reads an accepted connection's dial; establishes the connection once it is complete
     /// and authentic.
-    fn service_pending(&mut self, token: Token) {
-        let Some(p) = self.pending_in.get_mut(&token) else { return };
-        let progress = read_some(&mut p.stream, &mut p.buf[..], &mut p.got);
-        let plausible = hello::plausible_prefix(&p.buf[..p.got.min(hello::HELLO_LEN)]);
-        let source = p.source;
-        match progress {
-            Ok(false) if plausible => return,
-            Ok(false) => return self.drop_pending(token, Some((None, "not a picsou hello (bad magic)".into()))),
-            Err(why) => {
-                let partial = self.pending_in.get(&token).is_some_and(|p| p.got > 0);
-                let reject = partial.then(|| (None, format!("{why} in the middle of its dial")));
-                if !partial {
-                    tracing::debug!(%source, "connection {why} before its dial");
-                }
-                return self.drop_pending(token, reject);
-            }
-            Ok(true) => {}
+    fn read_dial(&mut self, token: Token) {
+        let mut report = Report { events: &mut self.pending, stats: &mut self.stats };
+        if let Some(a) = self.acceptor.read(token, self.poll.registry(), &mut report) {
+            self.dialled(a);
         }
-        let Some(mut p) = self.pending_in.remove(&token) else { return };
-        let _ = self.poll.registry().deregister(&mut p.stream);
-        let mut h = [0u8; hello::HELLO_LEN];
-        h.copy_from_slice(&p.buf[..hello::HELLO_LEN]);
-        let claimed = hello::parse(&h).ok().map(|c| c.from);
-        let last = claimed.and_then(|c| self.last_nonce.get(&c).copied()).unwrap_or(0);
-        let (index, keys) = (&self.peer_index, &self.keys);
-        let verified =
-            hello::verify(&h, self.cfg.local, |c| if index.contains_key(&c) { keys.key_for(c) } else { None }, last);
-        let c = match verified {
-            Ok(c) => c,
-            Err(e) => return self.reject(source.to_string(), claimed, e.to_string()),
-        };
-        let Some(&i) = self.peer_index.get(&c.from) else { return };
-        let Some(key) = self.keys.key_for(c.from) else { return };
-        let info = match wire::decode_dial(&p.buf, &key) {
+    }
+
+    /// A dial whose hello verified: check its connection info, then establish the peer's
+    /// incoming side on this connection.
+    fn dialled(&mut self, a: Arrival<TcpStream>) {
+        let Arrival { conn: mut stream, source, peer, message } = a;
+        let _ = self.poll.registry().deregister(&mut stream);
+        let (Some(&i), Some(key)) = (self.peer_index.get(&peer), self.keys.key_for(peer)) else { return };
+        let Ok(dial) = <&[u8; DIAL_LEN]>::try_from(&message[..]) else { return };
+        let info = match wire::decode_dial(dial, &key) {
             Ok(info) => info,
-            Err(e) => return self.reject(source.to_string(), Some(c.from), e),
+            Err(e) => {
+                let mut report = Report { events: &mut self.pending, stats: &mut self.stats };
+                return accept::reject(&mut report, source, Some(peer), Rejection::Transport(Box::new(e)));
+            }
         };
-        self.last_nonce.insert(c.from, c.nonce);
         let mut ctx = ctx!(self, Instant::now());
-        if let Err(e) = self.peers[i].inc.establish(p.stream, source, &p.buf, &info, &key, &mut ctx) {
-            tracing::warn!(peer = %c.from, %source, "incoming rdma connection failed: {e}");
+        if let Err(e) = self.peers[i].inc.establish(stream, source.clone(), dial, &info, &key, &mut ctx) {
+            tracing::warn!(%peer, %source, "incoming rdma connection failed: {e}");
             self.peers[i].inc.close(&mut ctx);
         }
-    }
-
-    fn drop_pending(&mut self, token: Token, reject: Option<(Option<ReplicaId>, String)>) {
-        let Some(mut p) = self.pending_in.remove(&token) else { return };
-        let _ = self.poll.registry().deregister(&mut p.stream);
-        if let Some((claimed, reason)) = reject {
-            self.reject(p.source.to_string(), claimed, reason);
-        }
-    }
-
-    fn reject(&mut self, source: String, claimed: Option<ReplicaId>, reason: String) {
-        tracing::debug!(%source, ?claimed, "rejected: {reason}");
-        self.stats.rejected += 1;
-        self.pending.push(TransportEvent::Rejected { source, claimed, reason });
     }
 
     fn run_timers(&mut self, now: Instant) {
@@ -568,15 +431,15 @@ impl<D: Device> RdmaTransport<D> {
                 p.out.on_timer(&mut ctx);
             }
         }
-        let expired: Vec<Token> = self.pending_in.iter().filter(|(_, p)| p.deadline <= now).map(|(&t, _)| t).collect();
-        for token in expired {
-            self.drop_pending(token, Some((None, format!("no dial within {DIAL_TIMEOUT:?}"))));
+        let mut report = Report { events: &mut self.pending, stats: &mut self.stats };
+        for (_, a) in self.acceptor.run_timers(self.poll.registry(), now, &mut report) {
+            self.dialled(a);
         }
     }
 
     fn next_timer(&self) -> Option<Instant> {
         let outs = self.peers.iter().filter_map(|p| p.out.deadline());
-        outs.chain(self.pending_in.values().map(|p| p.deadline)).min()
+        outs.chain(self.acceptor.next_deadline()).min()
     }
 }
 
@@ -599,7 +462,7 @@ impl<D: Device> Transport for RdmaTransport<D> {
         }
         let mut ctx = ctx!(self, Instant::now());
         for p in &mut self.peers {
-            if !p.out.queue.is_empty() {
+            if p.out.has_queued() {
                 p.out.pump(&mut ctx);
             }
         }
@@ -638,10 +501,7 @@ impl<D: Device> Transport for RdmaTransport<D> {
             let max_wait = until.map(|u| u.saturating_duration_since(now));
             if self.cfg.event {
                 tracing::trace!(?max_wait, "arming and sleeping");
-                self.dev.arm().map_err(|e| TransportError::Io {
-                    context: "arm the completion channel",
-                    source: io::Error::other(e.to_string()),
-                })?;
+                self.dev.arm().map_err(device_err("arm the completion channel"))?;
                 // A completion may have landed before the arm: look once more.
                 if self.progress()? || !self.pending.is_empty() {
                     continue;
@@ -682,17 +542,5 @@ impl<D: Device> Transport for RdmaTransport<D> {
 
     fn stats(&self) -> TransportStats {
         self.stats.clone()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn work_request_ids_round_trip() {
-        for (kind, peer, epoch, counter) in [(0, 0, 0, 0), (3, 16383, 65535, u32::MAX), (1, 5, 7, 123_456)] {
-            assert_eq!(split_wr_id(wr_id(kind, peer, epoch, counter)), (kind, peer, epoch, counter));
-        }
     }
 }

@@ -75,12 +75,12 @@ impl Info {
     }
 
     /// Parses 64 bytes.
-    pub fn decode(b: &[u8]) -> Result<Self, String> {
+    pub fn decode(b: &[u8]) -> Result<Self, WireError> {
         if b.len() != INFO_LEN || &b[..8] != MAGIC {
-            return Err("not RDMA connection info (bad magic): is the peer running the rdma transport?".into());
+            return Err(WireError::BadMagic);
         }
         if b[8] != VERSION {
-            return Err(format!("connection info version {} (this build speaks {VERSION})", b[8]));
+            return Err(WireError::Version(b[8]));
         }
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
         let u64_at = |i: usize| {
@@ -90,7 +90,7 @@ impl Info {
         };
         let mtu = b[10];
         if !(1..=5).contains(&mtu) {
-            return Err(format!("invalid MTU code {mtu}"));
+            return Err(WireError::Mtu(mtu));
         }
         let mut gid = [0u8; 16];
         gid.copy_from_slice(&b[24..40]);
@@ -108,6 +108,26 @@ impl Info {
             rkey: u32_at(56),
         })
     }
+}
+
+/// Why a bootstrap message was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// Not connection info at all.
+    #[error("not RDMA connection info (bad magic): is the peer running the rdma transport?")]
+    BadMagic,
+    /// Another version of the bootstrap.
+    #[error("connection info version {0} (this build speaks {VERSION})")]
+    Version(u8),
+    /// An MTU code outside 1..=5.
+    #[error("invalid MTU code {0}")]
+    Mtu(u8),
+    /// The dial's connection info is not tagged under the link key.
+    #[error("connection info failed authentication")]
+    DialTag,
+    /// The answer is not tagged under the link key for our dial.
+    #[error("the answer failed authentication (not the peer we dialled, or a different key)")]
+    AnswerTag,
 }
 
 fn tag(key: &MacKey, context: &[u8], parts: &[&[u8]]) -> [u8; TAG_LEN] {
@@ -136,10 +156,10 @@ pub fn encode_dial(hello: &[u8; HELLO_LEN], info: &Info, key: &MacKey) -> [u8; D
 }
 
 /// The info of a dial whose hello was verified, after checking its tag.
-pub fn decode_dial(b: &[u8; DIAL_LEN], key: &MacKey) -> Result<Info, String> {
+pub fn decode_dial(b: &[u8; DIAL_LEN], key: &MacKey) -> Result<Info, WireError> {
     let t = tag(key, b"PQRDMA dial", &[&b[..HELLO_LEN + INFO_LEN]]);
     if !same(&t, &b[HELLO_LEN + INFO_LEN..]) {
-        return Err("connection info failed authentication".into());
+        return Err(WireError::DialTag);
     }
     Info::decode(&b[HELLO_LEN..HELLO_LEN + INFO_LEN])
 }
@@ -154,10 +174,10 @@ pub fn encode_accept(dial: &[u8; DIAL_LEN], info: &Info, key: &MacKey) -> [u8; A
 }
 
 /// Checks and parses the answer to our `dial`.
-pub fn decode_accept(dial: &[u8; DIAL_LEN], b: &[u8; ACCEPT_LEN], key: &MacKey) -> Result<Info, String> {
+pub fn decode_accept(dial: &[u8; DIAL_LEN], b: &[u8; ACCEPT_LEN], key: &MacKey) -> Result<Info, WireError> {
     let t = tag(key, b"PQRDMA accept", &[dial, &b[..INFO_LEN]]);
     if !same(&t, &b[INFO_LEN..]) {
-        return Err("the answer failed authentication (not the peer we dialled, or a different key)".into());
+        return Err(WireError::AnswerTag);
     }
     Info::decode(&b[..INFO_LEN])
 }
@@ -186,7 +206,7 @@ mod tests {
         assert_eq!(decode_dial(&dial, &key), Ok(info(true)));
         let mut bad = dial;
         bad[HELLO_LEN + 45] ^= 1;
-        assert!(decode_dial(&bad, &key).unwrap_err().contains("authentication"));
+        assert_eq!(decode_dial(&bad, &key), Err(WireError::DialTag));
         assert!(decode_dial(&dial, &[6u8; 32]).is_err());
 
         let acc = encode_accept(&dial, &info(false), &key);
@@ -199,13 +219,13 @@ mod tests {
 
     #[test]
     fn garbage_is_refused_with_a_reason() {
-        assert!(Info::decode(&[0u8; INFO_LEN]).unwrap_err().contains("magic"));
+        assert_eq!(Info::decode(&[0u8; INFO_LEN]), Err(WireError::BadMagic));
         let mut b = info(false).encode();
         b[8] = 9;
-        assert!(Info::decode(&b).unwrap_err().contains("version"));
+        assert!(matches!(Info::decode(&b), Err(WireError::Version(_))));
         let mut b = info(false).encode();
         b[10] = 0;
-        assert!(Info::decode(&b).unwrap_err().contains("MTU"));
+        assert!(matches!(Info::decode(&b), Err(WireError::Mtu(_))));
     }
 
     proptest::proptest! {

@@ -1,19 +1,26 @@
-//! The transport over the in-memory fake device: every scenario of `common`, on any machine.
-//! The same scenarios run on a real device in `device.rs`.
+//! The transport over the in-memory fake device, on any machine: the conformance suite (busy
+//! and event polling) and the RDMA scenarios of `scenarios`. The same run on a real device in
+//! `device.rs`.
 
-mod common;
+mod scenarios;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
+use picsou_core::ReplicaId;
 use picsou_core::keys::LinkKeys;
 use picsou_runtime::transport::options::RdmaPolling;
-use picsou_runtime::transport::{Transport, TransportError, TransportOptions, hello};
+use picsou_runtime::transport::{
+    ConfigError, LinkError, Rejection, Transport, TransportError, TransportOptions, hello,
+};
+use picsou_transport_conformance::harness::{A, B, SECRET, addresses, exchange, run_until, setup};
+use picsou_transport_conformance::suite;
 use picsou_transport_rdma::RdmaTransport;
+use picsou_transport_rdma::error::RdmaLinkError;
 use picsou_transport_rdma::fake::FakeDevice;
-use picsou_transport_rdma::wire;
+use picsou_transport_rdma::wire::{self, WireError};
+use scenarios::*;
 
 fn bench(inline: u32) -> Bench<FakeDevice> {
     bench_with(inline, false)
@@ -27,9 +34,9 @@ fn bench_with(inline: u32, withhold: bool) -> Bench<FakeDevice> {
             let event = opts.rdma.polling == RdmaPolling::Event;
             let dev = FakeDevice::with_inline(event, inline);
             dev.withhold_last_completion(withhold);
-            RdmaTransport::with_device(dev, setup(id, all), opts).expect("start the transport on a fake device")
+            RdmaTransport::with_device(dev, setup(id, all), opts)
         }),
-        frames: 10_000,
+        frames: 5_000,
         max_frame: 300 * 1024,
         timeout: Duration::from_secs(60),
     }
@@ -41,21 +48,24 @@ fn event_options(ring: usize) -> TransportOptions {
     o
 }
 
-#[test]
-fn three_transports_exchange_10k_frames_each_way_busy() {
-    three_way_exchange(&bench(256), &options(4 << 20));
+mod busy {
+    use super::*;
+
+    picsou_transport_conformance::conformance_tests!(Some(bench(256).kit(options(1 << 20))));
 }
 
-#[test]
-fn three_transports_exchange_in_event_mode() {
-    let b = Bench { frames: 3_000, ..bench(256) };
-    three_way_exchange(&b, &event_options(1 << 20));
+mod event {
+    use super::*;
+
+    picsou_transport_conformance::conformance_tests!(Some(
+        Bench { frames: 3_000, ..bench(256) }.kit(event_options(1 << 20))
+    ));
 }
 
 #[test]
 fn without_inline_every_write_reads_staging() {
     let b = Bench { frames: 2_000, max_frame: 64 * 1024, ..bench(0) };
-    three_way_exchange(&b, &options(256 * 1024));
+    suite::exchange_between_three(&b.kit(options(256 * 1024)));
 }
 
 #[test]
@@ -94,34 +104,18 @@ fn error_completion_resets_and_reconnects_in_event_mode() {
 }
 
 #[test]
-fn a_restarted_peer_is_redialled() {
-    peer_restart(&bench(256), &options(64 * 1024));
-}
-
-#[test]
-fn garbage_bad_hellos_and_forged_dials_are_rejected_while_good_peers_continue() {
+fn forged_connection_info_is_refused_while_good_peers_continue() {
     let b = bench(256);
     let opts = options(64 * 1024);
-    let d = picsou_core::ReplicaId::new(1, 3);
-    let all = [(A, free_addr()), (B, free_addr()), (d, free_addr())];
-    let mut nodes =
-        vec![Node::new(A, (b.make)(A, &all, &opts), 8192), Node::new(B, (b.make)(B, &all[..2], &opts), 8192)];
+    let d = ReplicaId::new(1, 3);
+    let all = addresses(&[A, B, d]);
+    let mut nodes = vec![b.node(A, &all, &opts, 8192), b.node(B, &all[..2], &opts, 8192)];
     run_until(&mut nodes, b.timeout, "A and B connected", |ns| ns[0].t.connected(B) && ns[1].t.connected(A));
     for n in &mut nodes {
         n.downs.clear();
     }
-    let a_addr = all[0].1;
-    let rejected = |ns: &[Node<FakeDevice>]| ns[0].rejected.len();
-
-    // 1. Garbage on the port.
-    let mut s1 = TcpStream::connect(a_addr).unwrap();
-    s1.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    run_until(&mut nodes, b.timeout, "garbage rejected", |ns| rejected(ns) >= 1);
-    assert_eq!(nodes[0].rejected[0].0, None);
-
-    // 2. A hello claiming D under the wrong key.
-    let mut s2 = TcpStream::connect(a_addr).unwrap();
-    let h = hello::encode(d, A, hello::next_nonce(), &[1; 32]);
+    // D's real hello (an insider) but connection info tagged under another key.
+    let key = LinkKeys::derived(d, SECRET).key_for(A).unwrap();
     let info = wire::Info {
         endpoint: picsou_transport_rdma::verbs::Endpoint { gid: [0; 16], lid: 0, qpn: 1, psn: 1, mtu: 3 },
         event: false,
@@ -129,73 +123,38 @@ fn garbage_bad_hellos_and_forged_dials_are_rejected_while_good_peers_continue() 
         len: 16,
         rkey: 0,
     };
-    s2.write_all(&wire::encode_dial(&h, &info, &[1; 32])).unwrap();
-    run_until(&mut nodes, b.timeout, "bad key rejected", |ns| rejected(ns) >= 2);
-    let (claimed, reason) = nodes[0].rejected[1].clone();
-    assert_eq!(claimed, Some(d));
-    assert!(reason.contains("authentication"), "{reason}");
-
-    // 3. D's real hello (an insider) but connection info tagged under another key.
-    let key = LinkKeys::derived(d, SECRET).key_for(A).unwrap();
-    let mut s3 = TcpStream::connect(a_addr).unwrap();
-    let mut dial = wire::encode_dial(&hello::encode(d, A, hello::next_nonce(), &key), &info, &[7; 32]);
-    s3.write_all(&dial).unwrap();
-    run_until(&mut nodes, b.timeout, "forged dial rejected", |ns| rejected(ns) >= 3);
-    let (claimed, reason) = nodes[0].rejected[2].clone();
-    assert_eq!(claimed, Some(d));
-    assert!(reason.contains("connection info failed authentication"), "{reason}");
-
-    // 4. A dial cut short by a close.
-    dial = wire::encode_dial(&hello::encode(d, A, hello::next_nonce(), &key), &info, &key);
-    let mut s4 = TcpStream::connect(a_addr).unwrap();
-    s4.write_all(&dial[..50]).unwrap();
-    drop(s4);
-    run_until(&mut nodes, b.timeout, "truncated dial rejected", |ns| rejected(ns) >= 4);
-
+    let mut s = TcpStream::connect(all[0].1).unwrap();
+    s.write_all(&wire::encode_dial(&hello::encode(d, A, hello::next_nonce(), &key), &info, &[7; 32])).unwrap();
+    run_until(&mut nodes, b.timeout, "forged dial refused", |ns| !ns[0].rejected.is_empty());
+    let (claimed, reason) = &nodes[0].rejected[0];
+    assert_eq!(*claimed, Some(d));
+    let wire = match reason {
+        Rejection::Transport(e) => e.downcast_ref::<WireError>(),
+        _ => None,
+    };
+    assert_eq!(wire, Some(&WireError::DialTag), "{reason}");
     // The good peer was never disturbed.
     nodes[0].rejected.clear();
     nodes[0].downs.retain(|(p, _)| *p != d);
     exchange(&mut nodes, 1_000, b.timeout);
     assert_eq!(nodes[1].t.stats().frames_dropped, 0);
-    drop((s1, s2, s3));
-}
-
-#[test]
-fn idle_poll_sleeps_until_its_timeout_and_the_waker_interrupts_it() {
-    for opts in [options(64 * 1024), event_options(64 * 1024)] {
-        let b = bench(256);
-        let mut nodes = b.nodes(&[A, B], &opts, 1024);
-        wait_connected(&mut nodes, b.timeout);
-        let mut events = Vec::new();
-        let start = Instant::now();
-        nodes[0].t.poll(Some(Duration::from_millis(50)), &mut events).unwrap();
-        let took = start.elapsed();
-        assert!(events.is_empty(), "{events:?}");
-        assert!(took >= Duration::from_millis(50) && took < Duration::from_secs(2), "{took:?}");
-        let waker = nodes[0].t.waker();
-        let t = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(30));
-            waker.wake();
-        });
-        let start = Instant::now();
-        nodes[0].t.poll(None, &mut events).unwrap();
-        assert!(start.elapsed() < Duration::from_secs(5));
-        t.join().unwrap();
-    }
+    drop(s);
 }
 
 #[test]
 fn bad_options_are_config_errors() {
-    let all = [(A, free_addr()), (B, free_addr())];
+    let all = addresses(&[A, B]);
     let mut opts = options(100);
     match RdmaTransport::with_device(FakeDevice::new(false), setup(A, &all), &opts) {
-        Err(TransportError::Config(m)) => assert!(m.contains("ring_bytes"), "{m}"),
+        Err(TransportError::Config(ConfigError::Option { field, .. })) => {
+            assert_eq!(field, "transport.rdma.ring_bytes")
+        }
         other => panic!("expected a config error, got {other:?}"),
     }
     opts.rdma.ring_bytes = 64 * 1024;
     opts.rdma.polling = RdmaPolling::Event;
     match RdmaTransport::with_device(FakeDevice::new(false), setup(A, &all), &opts) {
-        Err(TransportError::Config(m)) => assert!(m.contains("event"), "{m}"),
+        Err(TransportError::Config(ConfigError::Option { field, .. })) => assert_eq!(field, "transport.rdma.polling"),
         other => panic!("expected a config error, got {other:?}"),
     }
 }
@@ -203,15 +162,17 @@ fn bad_options_are_config_errors() {
 #[test]
 fn different_ring_sizes_refuse_to_connect_and_say_why() {
     let b = bench(256);
-    let all = [(A, free_addr()), (B, free_addr())];
-    let mut nodes = vec![
-        Node::new(A, (b.make)(A, &all, &options(64 * 1024)), 1024),
-        Node::new(B, (b.make)(B, &all, &options(32 * 1024)), 1024),
-    ];
+    let all = addresses(&[A, B]);
+    let mut nodes = vec![b.node(A, &all, &options(64 * 1024), 1024), b.node(B, &all, &options(32 * 1024), 1024)];
     // Whoever dials first after both listen learns it (the other's first dial may have been
     // refused before its peer listened).
-    run_until(&mut nodes, b.timeout, "a PeerDown naming ring_bytes", |ns| {
-        ns.iter().any(|n| n.downs.iter().any(|(_, r)| r.contains("ring_bytes")))
+    run_until(&mut nodes, b.timeout, "a PeerDown naming the ring sizes", |ns| {
+        ns.iter().any(|n| {
+            n.downs.iter().any(|(_, r)| {
+                matches!(r, LinkError::Transport(e)
+                    if matches!(e.downcast_ref::<RdmaLinkError>(), Some(RdmaLinkError::RingSizeMismatch { .. })))
+            })
+        })
     });
     assert!(!nodes[0].t.connected(B) && !nodes[1].t.connected(A));
 }

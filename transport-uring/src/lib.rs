@@ -28,7 +28,7 @@
 //! Choices, each explained where it is made:
 //! - receive: multishot `RECV` with a provided buffer ring ([`UringOptions::recv_buffers`] ×
 //!   [`UringOptions::recv_buffer_size`]), bytes copied into per-frame allocations
-//!   (`driver::bufring`, `assembler`); the rest of a large frame (≥ 128 KiB still missing)
+//!   (`bufring`, `assembler`); the rest of a large frame (≥ 128 KiB still missing)
 //!   is received in place, straight into the frame's allocation, and a connection carrying
 //!   large frames stays in place until a small frame shows up (`driver::incoming`); frames
 //!   of 64 KiB or more get buffers recycled through a pool shared by the connections, as in
@@ -48,7 +48,9 @@
 //! [`UringOptions::fallback`]: picsou_runtime::transport::UringOptions::fallback
 
 mod assembler;
+mod bufring;
 mod driver;
+mod errno;
 mod probe;
 mod shared;
 mod transport;
@@ -56,7 +58,7 @@ mod transport;
 use picsou_runtime::transport::tcp::TcpTransport;
 use picsou_runtime::transport::{Transport, TransportError, TransportOptions, TransportSetup};
 
-pub use crate::probe::probe;
+pub use crate::probe::{ProbeError, probe};
 pub use crate::transport::UringTransport;
 
 /// Starts the io_uring transport, or the TCP transport if io_uring is unusable here and
@@ -71,20 +73,20 @@ pub fn open(setup: TransportSetup, opts: &TransportOptions) -> Result<Box<dyn Tr
 pub fn open_with_probe(
     setup: TransportSetup,
     opts: &TransportOptions,
-    probed: Result<(), String>,
+    probed: Result<(), ProbeError>,
 ) -> Result<Box<dyn Transport>, TransportError> {
     let unavailable = match probed {
         Ok(()) => match UringTransport::new(setup.clone(), opts) {
             Ok(t) => return Ok(Box::new(t)),
-            Err(TransportError::Unavailable { reason, .. }) => reason,
+            Err(TransportError::Unavailable { source, .. }) => source,
             Err(e) => return Err(e),
         },
-        Err(reason) => reason,
+        Err(e) => Box::new(e),
     };
     if opts.uring.fallback {
         tracing::warn!("io_uring unavailable ({unavailable}); falling back to tcp");
         Ok(Box::new(TcpTransport::new(setup, &opts.tcp)?))
     } else {
-        Err(TransportError::Unavailable { kind: "uring", reason: unavailable })
+        Err(TransportError::Unavailable { kind: "uring", source: unavailable })
     }
 }

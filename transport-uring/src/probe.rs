@@ -15,7 +15,48 @@ use std::time::{Duration, Instant};
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, Probe, cqueue, opcode};
 
-use crate::driver::BufRing;
+use crate::bufring::BufRing;
+use crate::errno::{errno_name, explain};
+
+/// Why io_uring is unusable here, each with the likely fix (the ring thread reports its own
+/// set-up failures with the same variants).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    /// The ring could not be created.
+    #[error("io_uring_setup: {}", explain(.0))]
+    Setup(#[source] io::Error),
+    /// The kernel cannot list its io_uring operations.
+    #[error("io_uring_register(PROBE): {} (Linux 5.6 or later is needed)", errno_name(.0))]
+    Probe(#[source] io::Error),
+    /// An operation the transport submits is missing.
+    #[error("the kernel's io_uring lacks the {0} operation (Linux 6.0 or later is needed)")]
+    MissingOperation(&'static str),
+    /// Waiting with a timeout needs `IORING_FEAT_EXT_ARG`.
+    #[error("the kernel's io_uring lacks IORING_FEAT_EXT_ARG (Linux 6.0 or later is needed)")]
+    NoExtArg,
+    /// The provided buffer ring could not be registered.
+    #[error("registering a provided buffer ring: {}", explain(.0))]
+    BufRing(#[source] io::Error),
+    /// The socket pair for the receive test could not be made.
+    #[error("socketpair: {0}")]
+    SocketPair(#[source] io::Error),
+    /// A fresh ring refused a submission.
+    #[error("io_uring submission queue full")]
+    SubmissionQueueFull,
+    /// Submitting or waiting failed.
+    #[error("io_uring_enter: {}", explain(.0))]
+    Enter(#[source] io::Error),
+    /// The test receive did not complete in time.
+    #[error("a multishot receive did not complete within 2 s")]
+    MultishotTimeout,
+    /// The test receive failed.
+    #[error("multishot receive failed: {} (Linux 6.0 or later is needed)", errno_name(.0))]
+    MultishotFailed(#[source] io::Error),
+    /// The kernel does not keep a multishot receive armed.
+    #[error("multishot receive is not supported (Linux 6.0 or later is needed)")]
+    MultishotUnsupported,
+}
 
 /// The opcodes the transport submits, with their names for messages.
 const NEEDED: &[(u8, &str)] = &[
@@ -31,20 +72,17 @@ const NEEDED: &[(u8, &str)] = &[
 
 /// Checks that io_uring works here as the transport uses it; `Err` says why not and what to
 /// do about it.
-pub fn probe() -> Result<(), String> {
-    let mut ring = IoUring::new(8).map_err(|e| format!("io_uring_setup: {}", explain(&e)))?;
+pub fn probe() -> Result<(), ProbeError> {
+    let mut ring = IoUring::new(8).map_err(ProbeError::Setup)?;
     let mut probe = Probe::new();
-    ring.submitter()
-        .register_probe(&mut probe)
-        .map_err(|e| format!("io_uring_register(PROBE): {} (Linux 5.6 or later is needed)", errno_name(&e)))?;
+    ring.submitter().register_probe(&mut probe).map_err(ProbeError::Probe)?;
     if let Some((_, name)) = NEEDED.iter().find(|(code, _)| !probe.is_supported(*code)) {
-        return Err(format!("the kernel's io_uring lacks the {name} operation (Linux 6.0 or later is needed)"));
+        return Err(ProbeError::MissingOperation(name));
     }
     if !ring.params().is_feature_ext_arg() {
-        return Err("the kernel's io_uring lacks IORING_FEAT_EXT_ARG (Linux 6.0 or later is needed)".into());
+        return Err(ProbeError::NoExtArg);
     }
-    let bufs = BufRing::register(&ring.submitter(), 2, 4096, 0)
-        .map_err(|e| format!("registering a provided buffer ring: {}", explain(&e)))?;
+    let bufs = BufRing::register(&ring.submitter(), 2, 4096, 0).map_err(ProbeError::BufRing)?;
     let result = multishot_receive(&mut ring);
     finish(&mut ring, bufs);
     result
@@ -52,27 +90,27 @@ pub fn probe() -> Result<(), String> {
 
 /// Receives on a socket pair with a multishot receive, as the transport does on every
 /// accepted connection.
-fn multishot_receive(ring: &mut IoUring) -> Result<(), String> {
-    let (mut a, b) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-    a.write_all(b"x").map_err(|e| format!("socketpair write: {e}"))?;
+fn multishot_receive(ring: &mut IoUring) -> Result<(), ProbeError> {
+    let (mut a, b) = UnixStream::pair().map_err(ProbeError::SocketPair)?;
+    a.write_all(b"x").map_err(ProbeError::SocketPair)?;
     let sqe = opcode::RecvMulti::new(Fd(b.as_raw_fd()), 0).build().user_data(1);
     #[allow(unsafe_code)]
     // SAFETY: the receive names no user memory; it writes into the registered buffer ring,
     // which `finish` frees only after the receive has completed (or leaks).
     unsafe {
-        ring.submission().push(&sqe).map_err(|_| "io_uring submission queue full".to_string())?;
+        ring.submission().push(&sqe).map_err(|_| ProbeError::SubmissionQueueFull)?;
     }
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err("a multishot receive did not complete within 2 s".into());
+            return Err(ProbeError::MultishotTimeout);
         }
         let ts = Timespec::from(left);
         match ring.submitter().submit_with_args(1, &SubmitArgs::new().timespec(&ts)) {
             Ok(_) => {}
             Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR)) => {}
-            Err(e) => return Err(format!("io_uring_enter: {}", explain(&e))),
+            Err(e) => return Err(ProbeError::Enter(e)),
         }
         if let Some(c) = ring.completion().next() {
             drop(a);
@@ -80,12 +118,9 @@ fn multishot_receive(ring: &mut IoUring) -> Result<(), String> {
             return if res == 1 && cqueue::buffer_select(c.flags()).is_some() && cqueue::more(c.flags()) {
                 Ok(())
             } else if res < 0 {
-                Err(format!(
-                    "multishot receive failed: {} (Linux 6.0 or later is needed)",
-                    errno_name(&io::Error::from_raw_os_error(-res))
-                ))
+                Err(ProbeError::MultishotFailed(crate::errno::completion_error(res)))
             } else {
-                Err("multishot receive is not supported (Linux 6.0 or later is needed)".into())
+                Err(ProbeError::MultishotUnsupported)
             };
         }
     }
@@ -110,63 +145,5 @@ fn finish(ring: &mut IoUring, mut bufs: BufRing) {
         drop(bufs);
     } else {
         bufs.leak();
-    }
-}
-
-/// An OS error's name (`EPERM`) and message.
-fn errno_name(e: &io::Error) -> String {
-    let name = match e.raw_os_error() {
-        Some(libc::EPERM) => "EPERM",
-        Some(libc::EACCES) => "EACCES",
-        Some(libc::ENOSYS) => "ENOSYS",
-        Some(libc::ENOMEM) => "ENOMEM",
-        Some(libc::EINVAL) => "EINVAL",
-        Some(libc::EMFILE) => "EMFILE",
-        Some(libc::ENFILE) => "ENFILE",
-        _ => return e.to_string(),
-    };
-    format!("{name} ({e})")
-}
-
-/// An io_uring setup error with the likely cause and its fix.
-pub(crate) fn explain(e: &io::Error) -> String {
-    let name = errno_name(e);
-    match e.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES) => {
-            let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok();
-            match sysctl.as_deref().map(str::trim) {
-                Some("2") => format!("{name} — disabled by sysctl kernel.io_uring_disabled=2 (set it to 0)"),
-                Some("1") => format!(
-                    "{name} — restricted by sysctl kernel.io_uring_disabled=1 to CAP_SYS_ADMIN and the group in \
-                     kernel.io_uring_group (add the user to that group or set the sysctl to 0)"
-                ),
-                _ => format!(
-                    "{name} — blocked by seccomp (container runtimes' default profiles deny io_uring: allow \
-                     io_uring_setup, io_uring_enter and io_uring_register in the seccomp profile, e.g. \
-                     --security-opt seccomp=<profile>) or by kernel.io_uring_disabled"
-                ),
-            }
-        }
-        Some(libc::ENOSYS) => format!("{name} — the kernel has no io_uring (CONFIG_IO_URING off, or older than 5.1)"),
-        Some(libc::ENOMEM) => format!(
-            "{name} — locked memory exhausted: raise RLIMIT_MEMLOCK (ulimit -l, LimitMEMLOCK= in systemd, \
-             --ulimit memlock= in containers) or use fewer/smaller receive buffers"
-        ),
-        Some(libc::EINVAL) => {
-            format!("{name} — the kernel is too old for this io_uring feature (Linux 6.0 or later is needed)")
-        }
-        _ => name,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn explanations_name_the_fix() {
-        assert!(explain(&io::Error::from_raw_os_error(libc::EPERM)).starts_with("EPERM"));
-        assert!(explain(&io::Error::from_raw_os_error(libc::ENOMEM)).contains("RLIMIT_MEMLOCK"));
-        assert!(explain(&io::Error::from_raw_os_error(libc::ENOSYS)).contains("CONFIG_IO_URING"));
     }
 }

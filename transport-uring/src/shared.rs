@@ -168,6 +168,17 @@ impl Doorbell {
     }
 }
 
+/// Why the ring thread stopped: every later `poll` reports it.
+#[derive(Clone, Debug, thiserror::Error)]
+pub(crate) enum ThreadFailure {
+    /// The ring failed (`io_uring_enter`).
+    #[error("io_uring: {0}")]
+    Ring(#[source] std::sync::Arc<io::Error>),
+    /// The thread panicked (a bug).
+    #[error("the io_uring transport thread panicked")]
+    Panicked,
+}
+
 /// What the ring thread hands to the node, under one lock.
 #[derive(Debug, Default)]
 struct InboxState {
@@ -179,7 +190,7 @@ struct InboxState {
     /// [`Wake::wake`] was called.
     woken: bool,
     /// The ring thread died: every later `poll` reports it.
-    failure: Option<String>,
+    failure: Option<ThreadFailure>,
 }
 
 /// Events for the node thread and the parker its `poll` sleeps on.
@@ -225,7 +236,7 @@ impl Inbox {
     }
 
     /// Ring thread: records a fatal failure; every later `poll` returns it.
-    pub(crate) fn fail(&self, why: String) {
+    pub(crate) fn fail(&self, why: ThreadFailure) {
         let mut s = self.lock();
         s.failure = Some(why);
         self.cond.notify_all();
@@ -238,7 +249,7 @@ impl Inbox {
         timeout: Option<Duration>,
         out: &mut Vec<TransportEvent>,
         over: usize,
-    ) -> Result<Taken, String> {
+    ) -> Result<Taken, ThreadFailure> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut s = self.lock();
         loop {

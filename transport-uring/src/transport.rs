@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use picsou_core::ReplicaId;
 use picsou_runtime::transport::{
-    EncodedFrame, SendStatus, Transport, TransportError, TransportEvent, TransportOptions, TransportSetup,
+    ConfigError, EncodedFrame, SendStatus, Transport, TransportError, TransportEvent, TransportOptions, TransportSetup,
     TransportStats, Wake,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::driver::{self, Auth, MAX_ENTRIES};
+use crate::bufring::MAX_ENTRIES;
+use crate::driver;
 use crate::shared::{Counters, Doorbell, Inbox, LinkState, PeerLink, Shared};
 
 /// Pending accepted connections the kernel keeps before the ring accepts them.
@@ -91,15 +92,11 @@ impl UringTransport {
         validate(opts)?;
         let listener = listen(setup.listen, opts)?;
         let local_addr = listener.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(setup.listen);
-        let mut peers = Vec::with_capacity(setup.peers.len());
-        let mut cfg_peers = Vec::with_capacity(setup.peers.len());
+        let checked = setup.checked_peers()?;
+        let mut peers = Vec::with_capacity(checked.len());
+        let mut cfg_peers = Vec::with_capacity(checked.len());
         let mut index = PeerTable::default();
-        for &(id, addr) in &setup.peers {
-            if id == setup.local || index.get(id).is_some() {
-                return Err(TransportError::Config(format!("peer {id} listed twice or is this replica")));
-            }
-            let key =
-                setup.keys.key_for(id).ok_or_else(|| TransportError::Config(format!("no link key for peer {id}")))?;
+        for (id, addr, key) in checked {
             let link = Arc::new(PeerLink::new(id));
             index.insert(id, peers.len());
             peers.push(NodePeer { link: link.clone(), batch: Vec::new(), handed: 0 });
@@ -120,7 +117,8 @@ impl UringTransport {
             local: setup.local,
             listener,
             peers: cfg_peers,
-            auth: Auth::new(setup.local, setup.keys.clone(), known),
+            keys: setup.keys.clone(),
+            known,
             max_frame: setup.max_frame_bytes,
             tcp: opts.tcp.clone(),
             uring: opts.uring.clone(),
@@ -153,23 +151,22 @@ impl UringTransport {
 }
 
 /// Rejects options the ring cannot use, naming the field.
-fn validate(opts: &TransportOptions) -> Result<(), TransportError> {
+fn validate(opts: &TransportOptions) -> Result<(), ConfigError> {
     let u = &opts.uring;
-    let bad = |m: String| Err(TransportError::Config(m));
+    let bad = |field, value: &dyn std::fmt::Display, expected: String| {
+        Err(ConfigError::Option { field, value: value.to_string(), expected })
+    };
     if !u.recv_buffers.is_power_of_two() || u.recv_buffers > MAX_ENTRIES {
-        return bad(format!(
-            "transport.uring.recv_buffers = {}: must be a power of two ≤ {MAX_ENTRIES}",
-            u.recv_buffers
-        ));
+        return bad("transport.uring.recv_buffers", &u.recv_buffers, format!("must be a power of two ≤ {MAX_ENTRIES}"));
     }
     if u.recv_buffer_size < 64 {
-        return bad(format!("transport.uring.recv_buffer_size = {}: must be at least 64", u.recv_buffer_size));
+        return bad("transport.uring.recv_buffer_size", &u.recv_buffer_size, "must be at least 64".into());
     }
     if !u.entries.is_power_of_two() || !(8..=32768).contains(&u.entries) {
-        return bad(format!("transport.uring.entries = {}: must be a power of two in 8..=32768", u.entries));
+        return bad("transport.uring.entries", &u.entries, "must be a power of two in 8..=32768".into());
     }
     if opts.tcp.max_queued_bytes == 0 {
-        return bad("transport.tcp.max_queued_bytes must be positive".into());
+        return bad("transport.tcp.max_queued_bytes", &0, "must be positive".into());
     }
     Ok(())
 }
@@ -178,7 +175,7 @@ fn validate(opts: &TransportOptions) -> Result<(), TransportError> {
 /// linger) and the receive buffer set before `listen`, so accepted sockets inherit it and the
 /// TCP window scale is negotiated for it. Blocking: io_uring accepts wait on it themselves.
 fn listen(addr: SocketAddr, opts: &TransportOptions) -> Result<Socket, TransportError> {
-    let err = |source| TransportError::Listen { address: addr.to_string(), source };
+    let err = |source| TransportError::Listen { address: addr, source };
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     sock.set_reuse_address(true).map_err(err)?;
     if opts.tcp.recv_buffer > 0

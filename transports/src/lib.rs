@@ -9,7 +9,7 @@ use picsou_core::ReplicaId;
 use picsou_runtime::deployment::DeploymentConfig;
 use picsou_runtime::transport::mem::MemNetwork;
 use picsou_runtime::transport::tcp::TcpTransport;
-use picsou_runtime::transport::{Transport, TransportError, TransportKind};
+use picsou_runtime::transport::{ConfigError, Transport, TransportError, TransportKind};
 
 /// The transport of replica `local` of `config`. `mem` needs the process-wide network that
 /// every replica of an in-process deployment shares; the other kinds ignore `mem`.
@@ -21,12 +21,7 @@ pub fn open(
     let setup = config.transport_setup(local);
     match config.transport.kind {
         TransportKind::Mem => {
-            let net = mem.ok_or_else(|| {
-                TransportError::Config(
-                    "kind = \"mem\" connects replicas inside one process only: run the whole deployment in one process (`picsou local`)"
-                        .into(),
-                )
-            })?;
+            let net = mem.ok_or(ConfigError::MemNeedsOneProcess)?;
             let peers: Vec<ReplicaId> = setup.peers.iter().map(|(r, _)| *r).collect();
             Ok(Box::new(net.transport(local, &peers)?))
         }

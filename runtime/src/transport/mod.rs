@@ -18,6 +18,11 @@
 //!   other peer is dropped and reported as [`TransportEvent::Rejected`]. Frames are
 //!   authenticated again by the engine (per-frame MACs), so a transport never trusts content.
 //!
+//! The socket-like transports (TCP, io_uring, RDMA) implement these rules once: [`link`] is the
+//! life cycle of an outgoing link (down, `Full`, `Writable`, backoff, redial) and [`accept`]
+//! the accept loop (connections waiting for their hello, its timeout, the cap on them).
+//! Failures are typed ([`error`]).
+//!
 //! Connections are one-way: a replica dials every peer to send, and accepts connections to
 //! receive. There is no tie-breaking between simultaneous dials, and a restarted peer simply
 //! dials again.
@@ -29,15 +34,19 @@ use bytes::Bytes;
 use picsou_core::ReplicaId;
 pub use picsou_core::wire::EncodedFrame;
 
+pub mod accept;
 pub mod backoff;
+pub mod error;
 pub mod framer;
 pub mod hello;
+pub mod link;
 pub mod mem;
 pub mod options;
 pub mod outqueue;
 pub mod ports;
 pub mod tcp;
 
+pub use error::{BoxError, ConfigError, LinkError, Rejection, TransportError};
 pub use options::{TcpOptions, TransportKind, TransportOptions, UringOptions};
 
 /// What [`Transport::send`] says about the destination after taking a frame.
@@ -51,7 +60,7 @@ pub enum SendStatus {
 }
 
 /// Something that happened in the transport.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum TransportEvent {
     /// A complete frame arrived on the authenticated connection from `from`.
     Frame {
@@ -67,8 +76,8 @@ pub enum TransportEvent {
     PeerDown {
         /// The peer.
         peer: ReplicaId,
-        /// Why, for logs.
-        reason: String,
+        /// Why.
+        reason: LinkError,
     },
     /// A peer that was [`SendStatus::Full`] can take frames again.
     Writable(ReplicaId),
@@ -80,41 +89,18 @@ pub enum TransportEvent {
         /// The peer it claimed to be, if it got that far.
         claimed: Option<ReplicaId>,
         /// Why.
-        reason: String,
+        reason: Rejection,
     },
 }
 
-/// A transport failure that stops the node (a peer's failure never does).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TransportError {
-    /// Could not listen on the replica's own address.
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
-        /// The address.
-        address: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The transport is not available here (e.g. io_uring disabled, no RDMA device).
-    #[error("{kind} transport unavailable: {reason}")]
-    Unavailable {
-        /// The transport kind.
-        kind: &'static str,
-        /// Why, and what to do about it.
-        reason: String,
-    },
-    /// The configuration does not fit this transport.
-    #[error("transport configuration: {0}")]
-    Config(String),
-    /// An OS error in the transport's own machinery (poller, ring).
-    #[error("{context}: {source}")]
-    Io {
-        /// What was being done.
-        context: &'static str,
-        /// The OS error.
-        source: std::io::Error,
-    },
+/// Where the parts of a transport report what happened: the events for the next `poll` and the
+/// counters (the shared link life cycle and accept loop write both).
+#[derive(Debug)]
+pub struct Report<'a> {
+    /// Events not yet handed out.
+    pub events: &'a mut Vec<TransportEvent>,
+    /// The transport's counters.
+    pub stats: &'a mut TransportStats,
 }
 
 /// Wakes a transport blocked in [`Transport::poll`] from another thread (the application
@@ -188,4 +174,26 @@ pub struct TransportSetup {
     pub keys: picsou_core::keys::LinkKeys,
     /// Largest frame accepted from a peer; a larger length prefix closes the connection.
     pub max_frame_bytes: usize,
+}
+
+impl TransportSetup {
+    /// Every peer with its address and link key, checked: not this replica, none twice, each
+    /// with a key.
+    pub fn checked_peers(
+        &self,
+    ) -> Result<Vec<(ReplicaId, std::net::SocketAddr, picsou_core::keys::MacKey)>, ConfigError> {
+        let mut seen = std::collections::HashSet::with_capacity(self.peers.len());
+        let mut out = Vec::with_capacity(self.peers.len());
+        for &(peer, addr) in &self.peers {
+            if peer == self.local {
+                return Err(ConfigError::LocalIsPeer(peer));
+            }
+            if !seen.insert(peer) {
+                return Err(ConfigError::DuplicatePeer(peer));
+            }
+            let key = self.keys.key_for(peer).ok_or(ConfigError::NoLinkKey(peer))?;
+            out.push((peer, addr, key));
+        }
+        Ok(out)
+    }
 }

@@ -105,15 +105,21 @@ impl OutQueue {
     }
 
     /// Empties the queue (the connection is gone). Returns the frames (a partially written one
-    /// included) and frame bytes dropped, and the buffers themselves (an in-flight send may
-    /// still point into them).
-    pub fn clear(&mut self) -> (Written, Vec<Bytes>) {
+    /// included) and frame bytes dropped. A transport whose in-flight send may still point into
+    /// the buffers keeps them alive first (see [`OutQueue::buffers`]).
+    pub fn clear(&mut self) -> Written {
         let frames = self.items.iter().filter(|i| i.ends_frame).count() as u64;
         let dropped = Written { frames, bytes: self.bytes as u64 };
         self.head_offset = 0;
         self.hello_at_head = false;
         self.bytes = 0;
-        (dropped, self.items.drain(..).map(|i| i.bytes).collect())
+        self.items.clear();
+        dropped
+    }
+
+    /// The queued buffers, shared (a reference count each).
+    pub fn buffers(&self) -> impl Iterator<Item = Bytes> + '_ {
+        self.items.iter().map(|i| i.bytes.clone())
     }
 
     /// Consumes `n` written bytes from the head of the queue.

@@ -1,10 +1,10 @@
-//! An accepted connection: the hello that authenticates it, then the frames it carries.
+//! An accepted connection: the frames it carries once its hello verified.
 //!
-//! Bytes arrive in provided buffers (see [`super::bufring`]) and are copied in here. The first
-//! [`HELLO_LEN`] bytes must be a hello that [`Auth`] verifies; bytes that cannot be the start of
-//! a hello are refused as soon as they arrive (garbage on the port is not kept waiting for 40
-//! bytes). After the hello, the [`Assembler`] cuts frames with the runtime's framing rules. Any
-//! violation is a [`Refusal`]: the driver reports it as `Rejected` and closes the connection.
+//! Bytes arrive in provided buffers (see [`crate::bufring`]) and are copied in here. Until the
+//! hello verified they go to the runtime's shared accept loop
+//! ([`Acceptor`](picsou_runtime::transport::accept::Acceptor), which the driver holds); after
+//! it, the [`Assembler`] cuts frames with the runtime's framing rules. A violation closes the
+//! connection and is reported as `Rejected`.
 //!
 //! Large frames skip the provided buffers: once a frame's prefix says at least [`DIRECT_MIN`]
 //! bytes are still to come, the driver stops the multishot receive and receives the rest in
@@ -17,14 +17,10 @@
 //! frame is small (runs of small frames need one completion per many frames, not two per
 //! frame).
 
-use std::collections::HashMap;
-use std::time::Instant;
-
 use bytes::Bytes;
 use picsou_core::ReplicaId;
 use picsou_core::bufpool::BufPool;
-use picsou_core::keys::LinkKeys;
-use picsou_runtime::transport::hello::{self, Claimed, HELLO_LEN, HelloError};
+use picsou_runtime::transport::framer::FramingError;
 use socket2::Socket;
 
 use crate::assembler::{Assembler, Lent};
@@ -33,59 +29,15 @@ use crate::assembler::{Assembler, Lent};
 /// copy out of provided buffers is cheaper than stopping and re-arming the multishot receive.
 pub(crate) const DIRECT_MIN: usize = 128 * 1024;
 
-/// Verifies hellos: the destination is us, the source is a configured peer holding the link
-/// key, and the nonce is newer than the last one accepted from that peer.
-pub(crate) struct Auth {
-    local: ReplicaId,
-    keys: LinkKeys,
-    known: Vec<ReplicaId>,
-    last_nonce: HashMap<ReplicaId, u64>,
-    /// The first bytes of every hello (its magic), for the early garbage check.
-    magic: [u8; 8],
-}
-
-impl Auth {
-    /// Accepts hellos from `known` peers only.
-    pub(crate) fn new(local: ReplicaId, keys: LinkKeys, known: Vec<ReplicaId>) -> Self {
-        let sample = hello::encode(local, local, 0, &[0; 32]);
-        let mut magic = [0; 8];
-        magic.copy_from_slice(&sample[..8]);
-        Self { local, keys, known, last_nonce: HashMap::new(), magic }
-    }
-
-    /// Whether `bytes`, the first bytes of a connection, can still begin a hello.
-    fn plausible(&self, bytes: &[u8]) -> bool {
-        let n = bytes.len().min(self.magic.len());
-        bytes[..n] == self.magic[..n]
-    }
-
-    /// Verifies `h`; on success remembers its nonce (a replay is refused from then on).
-    fn verify(&mut self, h: &[u8; HELLO_LEN]) -> Result<Claimed, HelloError> {
-        let claimed = hello::parse(h)?;
-        let last = self.last_nonce.get(&claimed.from).copied().unwrap_or(0);
-        let (keys, known) = (&self.keys, &self.known);
-        let c = hello::verify(h, self.local, |p| known.contains(&p).then(|| keys.key_for(p)).flatten(), last)?;
-        self.last_nonce.insert(c.from, c.nonce);
-        Ok(c)
-    }
-}
-
-/// Why a connection is refused.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    /// The peer it claimed to be, if it got that far.
-    pub(crate) claimed: Option<ReplicaId>,
-    /// Why.
-    pub(crate) reason: String,
-}
-
-/// What a connection delivered.
-#[derive(Debug)]
-pub(crate) enum Received {
-    /// The hello verified: the connection now carries frames from this peer.
-    Authenticated(ReplicaId),
-    /// A complete frame.
-    Frame(ReplicaId, Bytes),
+/// A receive completion the kernel should never produce; the connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Anomaly {
+    /// Data without a provided buffer.
+    #[error("receive completed without a buffer")]
+    NoBuffer,
+    /// A buffer id or length outside the ring.
+    #[error("receive completion out of range")]
+    OutOfRange,
 }
 
 /// One accepted connection.
@@ -104,10 +56,7 @@ pub(crate) struct Incoming {
     pub(crate) direct: bool,
     /// The last frame was large and received in place: read the next prefix in place too.
     in_place: bool,
-    /// A connection still without a verified hello at this instant is refused.
-    pub(crate) hello_deadline: Instant,
-    hello: [u8; HELLO_LEN],
-    got: usize,
+    /// The peer, once its hello verified.
     peer: Option<ReplicaId>,
     frames: Assembler,
 }
@@ -115,14 +64,7 @@ pub(crate) struct Incoming {
 impl Incoming {
     /// A freshly accepted connection; its large frames are received into buffers recycled
     /// through `pool`.
-    pub(crate) fn new(
-        sock: Socket,
-        epoch: u32,
-        source: String,
-        max_frame: usize,
-        pool: BufPool,
-        hello_deadline: Instant,
-    ) -> Self {
+    pub(crate) fn new(sock: Socket, epoch: u32, source: String, max_frame: usize, pool: BufPool) -> Self {
         Self {
             sock,
             epoch,
@@ -131,9 +73,6 @@ impl Incoming {
             stopping: false,
             direct: false,
             in_place: false,
-            hello_deadline,
-            hello: [0; HELLO_LEN],
-            got: 0,
             peer: None,
             frames: Assembler::new(max_frame, Some(pool)),
         }
@@ -144,44 +83,15 @@ impl Incoming {
         self.peer
     }
 
-    /// Some bytes arrived but not a whole hello (a close now is worth reporting).
-    pub(crate) fn mid_hello(&self) -> bool {
-        self.peer.is_none() && self.got > 0
+    /// Its hello verified: frames from `peer` follow.
+    pub(crate) fn authenticated(&mut self, peer: ReplicaId) {
+        self.peer = Some(peer);
     }
 
-    /// Takes received bytes; reports the hello's success and frames through `out`.
-    pub(crate) fn receive(
-        &mut self,
-        mut data: &[u8],
-        auth: &mut Auth,
-        out: &mut impl FnMut(Received),
-    ) -> Result<(), Refusal> {
-        if self.peer.is_none() {
-            let take = (HELLO_LEN - self.got).min(data.len());
-            self.hello[self.got..self.got + take].copy_from_slice(&data[..take]);
-            self.got += take;
-            data = &data[take..];
-            if !auth.plausible(&self.hello[..self.got]) {
-                return Err(Refusal { claimed: None, reason: HelloError::BadMagic.to_string() });
-            }
-            if self.got < HELLO_LEN {
-                return Ok(());
-            }
-            match auth.verify(&self.hello) {
-                Ok(c) => {
-                    self.peer = Some(c.from);
-                    out(Received::Authenticated(c.from));
-                }
-                Err(e) => {
-                    let claimed = hello::parse(&self.hello).ok().map(|c| c.from);
-                    return Err(Refusal { claimed, reason: e.to_string() });
-                }
-            }
-        }
+    /// Takes received frame bytes (after the hello); complete frames go to `out`.
+    pub(crate) fn receive(&mut self, data: &[u8], out: &mut impl FnMut(ReplicaId, Bytes)) -> Result<(), FramingError> {
         let Some(from) = self.peer else { return Ok(()) };
-        self.frames
-            .feed(data, &mut |f| out(Received::Frame(from, f)))
-            .map_err(|e| Refusal { claimed: Some(from), reason: e.to_string() })
+        self.frames.feed(data, &mut |f| out(from, f))
     }
 
     /// Bytes of an incomplete frame held (for reports on close).
@@ -223,12 +133,11 @@ impl Incoming {
         &mut self,
         buf: Lent,
         n: usize,
-        out: &mut impl FnMut(Received),
-    ) -> Result<(), Refusal> {
+        out: &mut impl FnMut(ReplicaId, Bytes),
+    ) -> Result<(), FramingError> {
         let Some(from) = self.peer else { return Ok(()) };
         // SAFETY: forwarded from the caller.
-        unsafe { self.frames.restore(buf, n, &mut |f| out(Received::Frame(from, f))) }
-            .map_err(|e| Refusal { claimed: Some(from), reason: e.to_string() })
+        unsafe { self.frames.restore(buf, n, &mut |f| out(from, f)) }
     }
 }
 
@@ -237,23 +146,13 @@ mod tests {
     use super::*;
 
     const A: ReplicaId = ReplicaId::new(0, 1);
-    const B: ReplicaId = ReplicaId::new(1, 0);
-    const C: ReplicaId = ReplicaId::new(1, 5);
 
     fn conn() -> Incoming {
         let (s, _) = std::os::unix::net::UnixStream::pair().unwrap();
-        Incoming::new(
-            Socket::from(std::os::fd::OwnedFd::from(s)),
-            1,
-            "test".into(),
-            4096,
-            BufPool::new(1, 1),
-            Instant::now(),
-        )
-    }
-
-    fn keys(local: ReplicaId) -> LinkKeys {
-        LinkKeys::derived(local, [7; 32])
+        let mut c =
+            Incoming::new(Socket::from(std::os::fd::OwnedFd::from(s)), 1, "test".into(), 4096, BufPool::new(1, 1));
+        c.authenticated(A);
+        c
     }
 
     fn frame(len: usize) -> Vec<u8> {
@@ -263,60 +162,23 @@ mod tests {
         f
     }
 
-    fn collect(c: &mut Incoming, auth: &mut Auth, data: &[u8]) -> (Vec<String>, Result<(), Refusal>) {
-        let mut got = Vec::new();
-        let r = c.receive(data, auth, &mut |r| {
-            got.push(match r {
-                Received::Authenticated(p) => format!("up {p}"),
-                Received::Frame(p, f) => format!("{p} {}", f.len()),
-            })
-        });
-        (got, r)
-    }
-
     #[test]
-    fn hello_then_frames_in_any_split() {
-        let key = keys(A).key_for(B).unwrap();
-        let mut stream = hello::encode(A, B, 5, &key).to_vec();
-        stream.extend(frame(60));
+    fn frames_in_any_split() {
+        let mut stream = frame(60);
         stream.extend(frame(100));
-        for cut in [1, 3, 39, 40, 41, 1000] {
-            let mut auth = Auth::new(B, keys(B), vec![A]);
+        for cut in [1, 3, 6, 7, 59, 60, 61, 1000] {
             let mut c = conn();
             let mut all = Vec::new();
             for chunk in stream.chunks(cut) {
-                let (got, r) = collect(&mut c, &mut auth, chunk);
-                r.unwrap();
-                all.extend(got);
+                c.receive(chunk, &mut |p, f| all.push(format!("{p} {}", f.len()))).unwrap();
             }
-            assert_eq!(all, vec!["up s1".to_string(), "s1 60".into(), "s1 100".into()], "cut {cut}");
-            assert_eq!(c.peer(), Some(A));
+            assert_eq!(all, vec!["s1 60".to_string(), "s1 100".into()], "cut {cut}");
         }
     }
 
     #[test]
-    fn refusals() {
-        let key = keys(A).key_for(B).unwrap();
-        let mut auth = Auth::new(B, keys(B), vec![A]);
-        // Garbage is refused at its first byte.
-        let (_, r) = collect(&mut conn(), &mut auth, b"G");
-        assert_eq!(r.unwrap_err().claimed, None);
-        // Wrong key.
-        let (_, r) = collect(&mut conn(), &mut auth, &hello::encode(A, B, 9, &[3; 32]));
-        assert_eq!(r.unwrap_err().claimed, Some(A));
-        // Not a configured peer (even holding a derivable key).
-        let (_, r) = collect(&mut conn(), &mut auth, &hello::encode(C, B, 9, &keys(C).key_for(B).unwrap()));
-        assert!(r.unwrap_err().reason.contains("unknown"));
-        // Accepted, then replayed.
-        let h = hello::encode(A, B, 9, &key);
-        assert!(collect(&mut conn(), &mut auth, &h).1.is_ok());
-        assert!(collect(&mut conn(), &mut auth, &h).1.unwrap_err().reason.contains("replayed"));
-        // Oversized frame after a good hello.
+    fn an_oversized_frame_is_refused() {
         let mut c = conn();
-        let mut s = hello::encode(A, B, 10, &key).to_vec();
-        s.extend(&frame(5000)[..6]);
-        let (got, r) = collect(&mut c, &mut auth, &s);
-        assert_eq!(got, vec!["up s1".to_string()]);
-        assert_eq!(r.unwrap_err().claimed, Some(A));
+        assert!(matches!(c.receive(&frame(5000)[..6], &mut |_, _| {}), Err(FramingError::BadLength { .. })));
     }
 }

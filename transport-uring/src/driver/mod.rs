@@ -27,7 +27,6 @@
 //! many connections. Registered files would save an fd lookup per operation, too small to
 //! matter next to a TCP send.
 
-mod bufring;
 mod incoming;
 mod ops;
 mod outgoing;
@@ -47,18 +46,26 @@ use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use picsou_core::ReplicaId;
 use picsou_core::bufpool::BufPool;
-use picsou_core::keys::MacKey;
-use picsou_runtime::transport::{TcpOptions, TransportError, TransportEvent, TransportStats, UringOptions};
+use picsou_core::keys::{LinkKeys, MacKey};
+use picsou_runtime::transport::accept::Acceptor;
+use picsou_runtime::transport::hello::HELLO_LEN;
+use picsou_runtime::transport::link::Due;
+use picsou_runtime::transport::{
+    LinkError, Report, TcpOptions, TransportError, TransportEvent, TransportStats, UringOptions,
+};
 use socket2::Socket;
 
-pub(crate) use self::bufring::{BufRing, MAX_ENTRIES};
-pub(crate) use self::incoming::Auth;
-use self::incoming::{Incoming, Refusal};
+use self::incoming::Incoming;
 use self::ops::{IGNORED, Op, Ops};
-use self::outgoing::{Outgoing, Phase};
-use self::receiving::HELLO_TIMEOUT;
-use crate::shared::{PeerLink, Shared};
+use self::outgoing::Outgoing;
+use crate::bufring::BufRing;
+use crate::errno::completion_error;
+use crate::probe::ProbeError;
+use crate::shared::{PeerLink, Shared, ThreadFailure};
 
+/// Longest sleep in `io_uring_enter` without a timer due: bounds how late a missed wake-up
+/// could be noticed.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Completions handled per batch (bounds the stack of work between two publishes).
 const CQE_BATCH: usize = 1024;
 /// Buffer group id of the receive buffer ring.
@@ -72,8 +79,10 @@ pub(crate) struct Config {
     pub(crate) listener: Socket,
     /// Outgoing links: shared state, address, link key.
     pub(crate) peers: Vec<(Arc<PeerLink>, SocketAddr, MacKey)>,
-    /// Hello verification.
-    pub(crate) auth: Auth,
+    /// Link keys, to verify hellos.
+    pub(crate) keys: LinkKeys,
+    /// The peers that may connect.
+    pub(crate) known: Vec<ReplicaId>,
     /// Largest frame accepted.
     pub(crate) max_frame: usize,
     /// Socket options, backoff, queue limit.
@@ -97,7 +106,7 @@ pub(crate) fn spawn(cfg: Config, shared: Arc<Shared>) -> Result<std::thread::Joi
                     let _ = tx.send(Ok(()));
                     if let Err(e) = d.run() {
                         tracing::error!("io_uring transport thread failed: {e}");
-                        shared.inbox.fail(format!("io_uring: {e}"));
+                        shared.inbox.fail(ThreadFailure::Ring(Arc::new(e)));
                     }
                     d.shutdown();
                 }
@@ -127,7 +136,7 @@ struct PanicReport(Arc<Shared>);
 impl Drop for PanicReport {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.inbox.fail("the io_uring transport thread panicked".into());
+            self.0.inbox.fail(ThreadFailure::Panicked);
         }
     }
 }
@@ -148,7 +157,8 @@ struct Driver {
     conn_epoch: u32,
     /// The authenticated incoming connection of each peer.
     by_peer: HashMap<ReplicaId, usize>,
-    auth: Auth,
+    /// Accepted connections waiting for their hello, keyed by slot in `conns`.
+    acceptor: Acceptor<usize, ()>,
     /// Events not yet published, and the frame bytes among them.
     events: Vec<TransportEvent>,
     rx_bytes: usize,
@@ -165,8 +175,6 @@ struct Driver {
     tcp: TcpOptions,
     zero_copy_min: usize,
     rx_limit: usize,
-    accept_at: Option<Instant>,
-    next_hello_check: Instant,
     cqes: Vec<(u64, i32, u32)>,
     spare_frames: Vec<picsou_runtime::transport::EncodedFrame>,
 }
@@ -176,18 +184,10 @@ fn benign_wait_error(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN))
 }
 
-/// The message of a completion's negative errno.
-fn errno_text(res: i32) -> String {
-    io::Error::from_raw_os_error(-res).to_string()
-}
-
 impl Driver {
     /// Sets up the ring (in the ring thread: it is a single-issuer ring) and the buffer ring.
     fn new(cfg: Config, shared: Arc<Shared>) -> Result<Self, TransportError> {
-        let unavailable = |what: &str, e: io::Error| TransportError::Unavailable {
-            kind: "uring",
-            reason: format!("{what}: {}", crate::probe::explain(&e)),
-        };
+        let unavailable = |e: ProbeError| TransportError::Unavailable { kind: "uring", source: Box::new(e) };
         let entries = cfg.uring.entries.max(8);
         let ring = IoUring::builder()
             .setup_single_issuer()
@@ -195,7 +195,7 @@ impl Driver {
             .setup_cqsize(entries.saturating_mul(8))
             .build(entries)
             .or_else(|_| IoUring::builder().setup_cqsize(entries.saturating_mul(8)).build(entries))
-            .map_err(|e| unavailable("io_uring_setup", e))?;
+            .map_err(|e| unavailable(ProbeError::Setup(e)))?;
         let mut zero_copy_min = cfg.uring.zerocopy_threshold;
         if zero_copy_min > 0 {
             let mut probe = io_uring::Probe::new();
@@ -206,7 +206,7 @@ impl Driver {
             }
         }
         let bufs = BufRing::register(&ring.submitter(), cfg.uring.recv_buffers, cfg.uring.recv_buffer_size, BGID)
-            .map_err(|e| unavailable("registering the receive buffer ring", e))?;
+            .map_err(|e| unavailable(ProbeError::BufRing(e)))?;
         let now = Instant::now();
         let out =
             cfg.peers.into_iter().map(|(link, addr, key)| Outgoing::new(link, addr, key, &cfg.tcp, now)).collect();
@@ -224,7 +224,7 @@ impl Driver {
             free_conns: Vec::new(),
             conn_epoch: 0,
             by_peer: HashMap::new(),
-            auth: cfg.auth,
+            acceptor: Acceptor::new(cfg.local, cfg.keys, cfg.known, HELLO_LEN),
             events: Vec::new(),
             rx_bytes: 0,
             stats: TransportStats::default(),
@@ -236,8 +236,6 @@ impl Driver {
             tcp: cfg.tcp,
             zero_copy_min,
             rx_limit: cfg.rx_limit,
-            accept_at: None,
-            next_hello_check: now + HELLO_TIMEOUT,
             cqes: Vec::with_capacity(CQE_BATCH),
             spare_frames: Vec::new(),
         })
@@ -313,18 +311,19 @@ impl Driver {
     fn take_work(&mut self) {
         for p in 0..self.out.len() {
             let mut frames = std::mem::take(&mut self.spare_frames);
-            std::mem::swap(&mut *self.out[p].link.queue(), &mut frames);
+            std::mem::swap(&mut *self.out[p].shared.queue(), &mut frames);
             if !frames.is_empty() {
                 let o = &mut self.out[p];
-                if matches!(o.phase, Phase::Idle { .. }) {
+                if o.link.is_down() {
                     // Down: drop, like frames to a crashed replica.
                     let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
                     self.stats.frames_dropped += frames.len() as u64;
                     o.retired += bytes;
                     frames.clear();
                 } else {
+                    let queue = o.link.queue_mut();
                     for f in frames.drain(..) {
-                        o.queue.push(f);
+                        queue.push(f);
                     }
                 }
             }
@@ -341,41 +340,23 @@ impl Driver {
     /// Redials, the delayed accept re-arm, hello deadlines.
     fn fire_timers(&mut self, now: Instant) {
         for p in 0..self.out.len() {
-            if let Phase::Idle { redial_at } = self.out[p].phase
-                && redial_at <= now
-            {
+            if self.out[p].link.due(now) == Some(Due::Dial) {
                 self.dial(p);
             }
         }
-        if self.accept_at.is_some_and(|t| t <= now) {
+        if self.acceptor.retry_due(now) {
             self.arm_accept();
         }
-        if self.next_hello_check <= now {
-            self.next_hello_check = now + Duration::from_secs(1);
-            for i in 0..self.conns.len() {
-                if let Some(c) = &self.conns[i]
-                    && c.peer().is_none()
-                    && c.hello_deadline <= now
-                {
-                    let reason = format!("no valid hello within {HELLO_TIMEOUT:?}");
-                    self.close_conn(i, Some(Refusal { claimed: None, reason }));
-                }
-            }
+        let mut report = Report { events: &mut self.events, stats: &mut self.stats };
+        for (i, ()) in self.acceptor.expire(now, &mut report) {
+            self.close_conn(i, None);
         }
     }
 
-    /// When [`Driver::fire_timers`] next has something to do (at most a second away).
-    fn next_deadline(&self) -> Instant {
-        let mut next = self.next_hello_check;
-        for o in &self.out {
-            if let Phase::Idle { redial_at } = o.phase {
-                next = next.min(redial_at);
-            }
-        }
-        if let Some(t) = self.accept_at {
-            next = next.min(t);
-        }
-        next
+    /// When [`Driver::fire_timers`] next has something to do (at most [`MAX_SLEEP`] away).
+    fn next_deadline(&self, now: Instant) -> Instant {
+        let links = self.out.iter().filter_map(|o| o.link.deadline());
+        links.chain(self.acceptor.next_deadline()).fold(now + MAX_SLEEP, Instant::min)
     }
 
     /// Hands events, retired bytes and counters to the node.
@@ -386,11 +367,11 @@ impl Driver {
                 continue;
             }
             o.published = o.retired;
-            o.link.retired.store(o.retired, Ordering::SeqCst);
-            if o.link.full.load(Ordering::SeqCst) {
-                let queued = o.link.handed.load(Ordering::SeqCst).saturating_sub(o.retired);
-                if queued <= half as u64 && o.link.full.swap(false, Ordering::SeqCst) {
-                    self.events.push(TransportEvent::Writable(o.link.id));
+            o.shared.retired.store(o.retired, Ordering::SeqCst);
+            if o.shared.full.load(Ordering::SeqCst) {
+                let queued = o.shared.handed.load(Ordering::SeqCst).saturating_sub(o.retired);
+                if queued <= half as u64 && o.shared.full.swap(false, Ordering::SeqCst) {
+                    self.events.push(TransportEvent::Writable(o.shared.id));
                 }
             }
         }
@@ -408,7 +389,7 @@ impl Driver {
     /// Submits, sleeping until a completion or the next timer when nothing is ready.
     fn wait(&mut self) -> io::Result<()> {
         let now = Instant::now();
-        let timeout = self.next_deadline().saturating_duration_since(now);
+        let timeout = self.next_deadline(now).saturating_duration_since(now);
         let ready = !self.ring.completion().is_empty();
         let res = if ready || timeout.is_zero() || !self.shared.doorbell.go_idle() {
             self.ring.submit()
@@ -466,7 +447,7 @@ impl Driver {
                 let (p, epoch) = (*peer, *epoch);
                 self.ops.remove(ud);
                 if self.out[p].up(epoch).is_some() {
-                    let why = if res < 0 { errno_text(res) } else { "connection closed by the peer".into() };
+                    let why = if res < 0 { LinkError::Broken(completion_error(res)) } else { LinkError::Closed };
                     self.lose(p, why);
                 }
             }

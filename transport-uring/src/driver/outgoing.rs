@@ -1,149 +1,82 @@
-//! One outgoing connection as the ring thread sees it: dial state, write queue, counters.
+//! One outgoing connection as the ring thread sees it: the shared [`Link`] life cycle over a
+//! socket, the connection's generation, the send in flight and the byte counters that the node
+//! thread's `Full` and `Writable` are decided from.
 //!
-//! The life cycle is `Dialing → Up → (lost) → Idle → Dialing …`, the same as the TCP
-//! transport's: frames queue while dialling (the first dial of a starting replica should not
-//! lose the first frames) and while up, and are dropped while idle, waiting to redial — like
-//! frames to a crashed replica. A lost connection (or a failed dial) clears the queue and
-//! schedules a redial after [`Backoff`]'s delay. `PeerDown` is reported once per loss of an
-//! established connection and once for the first failed dial, not once per failed redial.
-//! The backoff starts again from its minimum only after a connection that lasted
-//! [`STABLE_AFTER`]: a peer that accepts and then closes at once (it rejects our hello) is not
-//! redialled at the minimum delay forever.
+//! The ring thread is the only one to run the life cycle; it mirrors the state into
+//! [`PeerLink`] for `send` on the node thread (which drops frames to a down peer), and the
+//! node thread reports `Full` itself from `handed - retired` (see [`crate::shared`]), so the
+//! link's own `Full`/`Writable` bookkeeping stays unused here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use bytes::Bytes;
 use picsou_core::keys::MacKey;
-use picsou_runtime::transport::TcpOptions;
-use picsou_runtime::transport::backoff::Backoff;
+use picsou_runtime::transport::link::{Link, Released, State};
+use picsou_runtime::transport::{LinkError, Report, TcpOptions};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::ops::SendBuffers;
-use super::sendq::{SendQueue, Written};
+use super::sendq::SendQueue;
 use crate::shared::{LinkState, PeerLink};
-
-/// A connection that lasted this long was a success: the backoff restarts from its minimum.
-pub(crate) const STABLE_AFTER: Duration = Duration::from_secs(1);
-/// Shortest redial delay, whatever the options say (a zero delay would spin on refusals).
-const MIN_BACKOFF: Duration = Duration::from_millis(1);
-
-/// Where the connection stands.
-pub(crate) enum Phase {
-    /// Waiting to redial.
-    Idle {
-        /// When.
-        redial_at: Instant,
-    },
-    /// A connect is in flight.
-    Dialing {
-        /// The socket being connected.
-        sock: Socket,
-    },
-    /// Connected; the hello goes first.
-    Up {
-        /// The connected socket.
-        sock: Socket,
-        /// When the connect completed.
-        since: Instant,
-    },
-}
-
-/// What [`Outgoing::lose`] did, for events and counters.
-pub(crate) struct Loss {
-    /// The connection was up (a disconnect, not a failed dial).
-    pub(crate) was_up: bool,
-    /// First loss since the link was last up: report `PeerDown`.
-    pub(crate) report: bool,
-    /// Frames and bytes dropped from the queue.
-    pub(crate) dropped: Written,
-    /// The queue's items, which an in-flight send may still point into.
-    pub(crate) orphans: Vec<bytes::Bytes>,
-    /// The send in flight, if any (its slot must keep `orphans` alive).
-    pub(crate) in_flight: Option<u64>,
-}
 
 /// One outgoing link.
 pub(crate) struct Outgoing {
     /// What the node thread shares.
-    pub(crate) link: Arc<PeerLink>,
+    pub(crate) shared: Arc<PeerLink>,
     /// Where the peer listens.
     pub(crate) addr: SocketAddr,
     /// Link key, for the hello.
     pub(crate) key: MacKey,
-    /// Dial state.
-    pub(crate) phase: Phase,
+    /// The life cycle; the socket while dialling and while up. No dial deadline: the kernel
+    /// enforces the connect timeout (a linked timeout).
+    pub(crate) link: Link<Socket, Socket, SendQueue>,
     /// Connection generation: completions of older connections are ignored.
     pub(crate) epoch: u32,
-    /// Frames waiting for the socket.
-    pub(crate) queue: SendQueue,
     /// The `user_data` of the send in flight (one at a time keeps the stream in order).
     pub(crate) sending: Option<u64>,
-    /// Redial delays.
-    pub(crate) backoff: Backoff,
     /// Frame bytes written or dropped, ever (published to [`PeerLink::retired`]).
     pub(crate) retired: u64,
     /// The value last published.
     pub(crate) published: u64,
     /// Send buffers kept for reuse.
     pub(crate) spare: Option<SendBuffers>,
-    /// `PeerDown` was reported and no `PeerUp` since.
-    pub(crate) announced_down: bool,
 }
+
+/// What a send in flight may still read after [`Outgoing::lose`]: its `user_data` and the
+/// buffers of the dropped queue, which its slot must keep alive.
+pub(crate) type Orphans = Option<(u64, Vec<Bytes>)>;
 
 impl Outgoing {
     /// A link that dials at once.
-    pub(crate) fn new(link: Arc<PeerLink>, addr: SocketAddr, key: MacKey, opts: &TcpOptions, now: Instant) -> Self {
-        Self {
-            link,
-            addr,
-            key,
-            phase: Phase::Idle { redial_at: now },
-            epoch: 0,
-            queue: SendQueue::default(),
-            sending: None,
-            backoff: Backoff::new(opts.backoff_min.max(MIN_BACKOFF), opts.backoff_max),
-            retired: 0,
-            published: 0,
-            spare: None,
-            announced_down: false,
-        }
+    pub(crate) fn new(shared: Arc<PeerLink>, addr: SocketAddr, key: MacKey, opts: &TcpOptions, now: Instant) -> Self {
+        let link = Link::new(shared.id, opts.backoff_min, opts.backoff_max, now);
+        Self { shared, addr, key, link, epoch: 0, sending: None, retired: 0, published: 0, spare: None }
     }
 
     /// The connected socket, if `epoch` is the current, established connection.
     pub(crate) fn up(&self, epoch: u32) -> Option<&Socket> {
-        match &self.phase {
-            Phase::Up { sock, .. } if epoch == self.epoch => Some(sock),
-            _ => None,
-        }
+        self.link.up().filter(|_| epoch == self.epoch)
     }
 
     /// Whether a dial of generation `epoch` is the one in flight.
     pub(crate) fn dialing(&self, epoch: u32) -> bool {
-        matches!(self.phase, Phase::Dialing { .. }) && epoch == self.epoch
+        matches!(self.link.state(), State::Dialing { .. }) && epoch == self.epoch
     }
 
-    /// The connection is lost or the dial failed: close, drop the queue, schedule a redial.
-    pub(crate) fn lose(&mut self, now: Instant) -> Loss {
-        let old = std::mem::replace(&mut self.phase, Phase::Idle { redial_at: now });
-        let was_up = matches!(old, Phase::Up { .. });
-        if let Phase::Up { since, .. } = &old
-            && now.saturating_duration_since(*since) >= STABLE_AFTER
-        {
-            self.backoff.reset();
-        }
-        if let Phase::Up { sock, .. } | Phase::Dialing { sock } = old {
+    /// The connection is lost or the dial failed: the link goes down (its queue dropped,
+    /// reported, a redial scheduled) and the socket is shut down.
+    pub(crate) fn lose(&mut self, now: Instant, reason: LinkError, report: &mut Report<'_>) -> Orphans {
+        let orphans = self.sending.take().map(|ud| (ud, self.link.queue().buffers().collect()));
+        let dropped = self.link.queue().bytes() as u64;
+        if let Some(Released::Up(sock) | Released::Dialing(sock)) = self.link.down(now, reason, report) {
             // Wakes the kernel's pending operations on it (they complete and are ignored).
             let _ = sock.shutdown(std::net::Shutdown::Both);
         }
-        self.phase = Phase::Idle { redial_at: now + self.backoff.next_delay() };
-        let in_flight = self.sending.take();
-        let (dropped, orphans) = self.queue.clear();
-        self.retired += dropped.bytes;
-        self.link.set_state(LinkState::Down);
-        let report = !self.announced_down;
-        self.announced_down = true;
-        Loss { was_up, report, dropped, orphans, in_flight }
+        self.retired += dropped;
+        self.shared.set_state(LinkState::Down);
+        orphans
     }
 }
 

@@ -1,32 +1,30 @@
-//! The receiving side of the ring: accepting connections, authenticating them, reading frames
+//! The receiving side of the ring: accepting connections, authenticating them (the runtime's
+//! shared accept loop: hello, its deadline, the cap on waiting connections), reading frames
 //! with the multishot receive or in place (see [`super::incoming`]), and pausing reads when
 //! the node does not keep up or asked to stop.
 
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use io_uring::types::Fd;
 use io_uring::{cqueue, opcode};
 use picsou_core::ReplicaId;
-use picsou_runtime::transport::TransportEvent;
+use picsou_runtime::transport::accept::{self, Step};
+use picsou_runtime::transport::{Rejection, Report, TransportEvent};
 use socket2::Socket;
 
-use super::incoming::{Incoming, Received, Refusal};
+use super::Driver;
+use super::incoming::{Anomaly, Incoming};
 use super::ops::Op;
-use super::{Driver, errno_text};
+use crate::errno::completion_error;
 
-/// A connection that has not sent a valid hello by then is refused (as in the TCP transport).
-pub(super) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections allowed to wait for their hello at once (as in the TCP transport); more are
-/// refused on accept, so clients that connect and say nothing cannot exhaust descriptors.
-const MAX_UNAUTHENTICATED: usize = 256;
-/// Delay before re-arming accept after an error (e.g. out of descriptors).
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Why an incoming connection is closed: reported as `Rejected` (with the peer it claimed to
+/// be) or not.
+type Refusal = Option<(Option<ReplicaId>, Rejection)>;
 
 impl Driver {
     /// Arms the multishot accept on the listener.
     pub(super) fn arm_accept(&mut self) {
-        self.accept_at = None;
         let ud = self.ops.insert(Op::Accept);
         let sqe =
             opcode::AcceptMulti::new(Fd(self.listener.as_raw_fd())).flags(libc::SOCK_CLOEXEC).build().user_data(ud);
@@ -35,11 +33,11 @@ impl Driver {
         let ok = unsafe { self.push(&[sqe]) };
         if !ok {
             self.ops.remove(ud);
-            self.accept_at = Some(Instant::now() + ACCEPT_RETRY);
+            self.acceptor.accept_failed(Instant::now(), &"the submission queue is full");
         }
     }
 
-    /// A connection arrived (or accepting failed: retried after [`ACCEPT_RETRY`]).
+    /// A connection arrived (or accepting failed: retried a little later).
     pub(super) fn on_accept(&mut self, ud: u64, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         if !more {
@@ -54,11 +52,10 @@ impl Driver {
             if !more {
                 self.arm_accept();
             }
+        } else if !more {
+            self.acceptor.accept_failed(Instant::now(), &completion_error(res));
         } else {
-            tracing::warn!(listen = ?self.listener.local_addr().ok().and_then(|a| a.as_socket()), "accept: {}", errno_text(res));
-            if !more {
-                self.accept_at = Some(Instant::now() + ACCEPT_RETRY);
-            }
+            tracing::warn!("accept: {}", completion_error(res));
         }
     }
 
@@ -66,22 +63,12 @@ impl Driver {
     pub(super) fn add_conn(&mut self, sock: Socket) {
         let source =
             sock.peer_addr().ok().and_then(|a| a.as_socket()).map_or_else(|| "unknown".into(), |a| a.to_string());
-        let waiting = self.conns.iter().flatten().filter(|c| c.peer().is_none()).count();
-        if waiting >= MAX_UNAUTHENTICATED {
-            let reason = format!("{MAX_UNAUTHENTICATED} connections already wait for their hello");
-            self.stats.rejected += 1;
-            self.events.push(TransportEvent::Rejected { source, claimed: None, reason });
+        let mut report = Report { events: &mut self.events, stats: &mut self.stats };
+        if !self.acceptor.has_room(&source, &mut report) {
             return;
         }
         self.conn_epoch = self.conn_epoch.wrapping_add(1);
-        let c = Incoming::new(
-            sock,
-            self.conn_epoch,
-            source,
-            self.max_frame,
-            self.frame_pool.clone(),
-            Instant::now() + HELLO_TIMEOUT,
-        );
+        let c = Incoming::new(sock, self.conn_epoch, source.clone(), self.max_frame, self.frame_pool.clone());
         let i = match self.free_conns.pop() {
             Some(i) => {
                 self.conns[i] = Some(c);
@@ -92,13 +79,15 @@ impl Driver {
                 self.conns.len() - 1
             }
         };
+        self.acceptor.admit(i, (), source, Instant::now());
         self.resume_recv(i);
     }
 
     /// Closes an incoming connection, reporting it if refused.
-    pub(super) fn close_conn(&mut self, i: usize, refusal: Option<Refusal>) {
+    pub(super) fn close_conn(&mut self, i: usize, refusal: Refusal) {
         let Some(c) = self.conns.get_mut(i).and_then(Option::take) else { return };
         self.free_conns.push(i);
+        self.acceptor.forget(i);
         if let Some(p) = c.peer() {
             if self.by_peer.get(&p) == Some(&i) {
                 self.by_peer.remove(&p);
@@ -107,14 +96,9 @@ impl Driver {
                 self.stats.disconnects += 1;
             }
         }
-        if let Some(r) = refusal {
-            tracing::debug!(source = %c.source, claimed = ?r.claimed, "refused: {}", r.reason);
-            self.stats.rejected += 1;
-            self.events.push(TransportEvent::Rejected {
-                source: c.source.clone(),
-                claimed: r.claimed,
-                reason: r.reason,
-            });
+        if let Some((claimed, reason)) = refusal {
+            let mut report = Report { events: &mut self.events, stats: &mut self.stats };
+            accept::reject(&mut report, c.source.clone(), claimed, reason);
         }
         // Ends the armed receive (it completes and is ignored); the descriptor closes on drop.
         let _ = c.sock.shutdown(std::net::Shutdown::Both);
@@ -221,7 +205,7 @@ impl Driver {
         if res > 0 {
             let outcome = match bid {
                 Some(bid) => self.deliver(conn, bid, res as usize),
-                None => Err(Refusal { claimed: None, reason: "receive completed without a buffer".into() }),
+                None => Err(Some((None, Rejection::Transport(Box::new(Anomaly::NoBuffer))))),
             };
             if let Some(bufs) = &mut self.bufs
                 && let Some(bid) = bid
@@ -232,7 +216,7 @@ impl Driver {
                 Ok(Some(peer)) => self.authenticated(conn, peer),
                 Ok(None) => {}
                 Err(r) => {
-                    self.close_conn(conn, Some(r));
+                    self.close_conn(conn, r);
                     return;
                 }
             }
@@ -246,22 +230,11 @@ impl Driver {
                 c.stopping = true;
                 self.cancel(ud);
             }
-        } else if res == 0 {
-            let refusal = match &self.conns[conn] {
-                Some(c) if c.mid_hello() => {
-                    Some(Refusal { claimed: None, reason: "connection closed before completing the hello".into() })
-                }
-                Some(c) if c.partial() > 0 => {
-                    tracing::debug!(source = %c.source, bytes = c.partial(), "connection closed mid-frame");
-                    None
-                }
-                _ => None,
-            };
-            self.close_conn(conn, refusal);
-            return;
-        } else if res != -libc::ENOBUFS && res != -libc::ECANCELED {
-            tracing::debug!("receive: {}", errno_text(res));
-            self.close_conn(conn, None);
+        } else if res == 0 || (res != -libc::ENOBUFS && res != -libc::ECANCELED) {
+            if res < 0 {
+                tracing::debug!("receive: {}", completion_error(res));
+            }
+            self.end_conn(conn);
             return;
         }
         // ENOBUFS (the buffer ring ran dry: buffers were just recycled), a cancellation, or a
@@ -287,54 +260,77 @@ impl Driver {
         // SAFETY: a receive completion's non-negative result is the number of bytes the kernel
         // wrote at the start of the spare capacity, at most the length it was given (`want`).
         let restored = unsafe {
-            c.restore(buf, n, &mut |r| {
-                if let Received::Frame(from, frame) = r {
-                    stats.frames_received += 1;
-                    stats.bytes_received += frame.len() as u64;
-                    *rx_bytes += frame.len();
-                    events.push(TransportEvent::Frame { from, frame });
-                }
+            c.restore(buf, n, &mut |from, frame| {
+                stats.frames_received += 1;
+                stats.bytes_received += frame.len() as u64;
+                *rx_bytes += frame.len();
+                events.push(TransportEvent::Frame { from, frame });
             })
         };
-        if let Err(r) = restored {
-            self.close_conn(conn, Some(r));
+        if let Err(e) = restored {
+            let claimed = c.peer();
+            self.close_conn(conn, Some((claimed, e.into())));
             return;
         }
         match res {
             0 => self.close_conn(conn, None),
             r if r < 0 && r != -libc::ECANCELED => {
-                tracing::debug!("receive: {}", errno_text(r));
+                tracing::debug!("receive: {}", completion_error(r));
                 self.close_conn(conn, None);
             }
             _ => self.resume_recv(conn),
         }
     }
 
-    /// Feeds `len` bytes of buffer `bid` to connection `conn`; returns the peer if its hello
-    /// just verified.
+    /// Feeds `len` bytes of buffer `bid` to connection `conn`: to the accept loop until its
+    /// hello verified, then to its frames. Returns the peer if its hello just verified.
     pub(super) fn deliver(&mut self, conn: usize, bid: u16, len: usize) -> Result<Option<ReplicaId>, Refusal> {
         let Some(bufs) = &self.bufs else { return Ok(None) };
         let Some(data) = bufs.data(bid, len) else {
-            return Err(Refusal { claimed: None, reason: "receive completion out of range".into() });
+            return Err(Some((None, Rejection::Transport(Box::new(Anomaly::OutOfRange)))));
         };
         let Some(Some(c)) = self.conns.get_mut(conn) else { return Ok(None) };
         let (events, stats, rx_bytes) = (&mut self.events, &mut self.stats, &mut self.rx_bytes);
         let mut newly = None;
-        c.receive(data, &mut self.auth, &mut |r| match r {
-            // Like the TCP transport, `PeerUp` reports outgoing connections only (those
-            // decide whether frames to the peer flow); an incoming one is counted.
-            Received::Authenticated(p) => {
-                newly = Some(p);
-                stats.connects += 1;
+        let mut frames = data;
+        if c.peer().is_none() {
+            let (step, used) = self.acceptor.feed(conn, data, &mut Report { events: &mut *events, stats: &mut *stats });
+            match step {
+                Step::Waiting => return Ok(None),
+                // Already reported.
+                Step::Refused(()) | Step::Gone(()) => return Err(None),
+                Step::Arrived(a) => {
+                    // Like the TCP transport, `PeerUp` reports outgoing connections only (those
+                    // decide whether frames to the peer flow); an incoming one is counted.
+                    c.authenticated(a.peer);
+                    stats.connects += 1;
+                    newly = Some(a.peer);
+                    frames = &data[used..];
+                }
             }
-            Received::Frame(from, frame) => {
-                stats.frames_received += 1;
-                stats.bytes_received += frame.len() as u64;
-                *rx_bytes += frame.len();
-                events.push(TransportEvent::Frame { from, frame });
-            }
-        })?;
+        }
+        c.receive(frames, &mut |from, frame| {
+            stats.frames_received += 1;
+            stats.bytes_received += frame.len() as u64;
+            *rx_bytes += frame.len();
+            events.push(TransportEvent::Frame { from, frame });
+        })
+        .map_err(|e| Some((c.peer(), e.into())))?;
         Ok(newly)
+    }
+
+    /// The connection ended (closed, or failed): refused if it stopped in the middle of its
+    /// hello, closed quietly otherwise.
+    fn end_conn(&mut self, conn: usize) {
+        if self.acceptor.is_waiting(conn) {
+            let mut report = Report { events: &mut self.events, stats: &mut self.stats };
+            self.acceptor.ended(conn, &mut report);
+        } else if let Some(Some(c)) = self.conns.get(conn)
+            && c.partial() > 0
+        {
+            tracing::debug!(source = %c.source, bytes = c.partial(), "connection closed mid-frame");
+        }
+        self.close_conn(conn, None);
     }
 
     /// A newer authenticated connection from `peer` replaces the older one.

@@ -1,6 +1,7 @@
 //! The sending side of the ring: dialling peers (connect with a linked timeout), watching
-//! established connections for hang-up, writing queued frames, and losing connections (see
-//! [`super::outgoing`] for the life cycle).
+//! established connections for hang-up, writing queued frames, and losing connections (the
+//! life cycle is the runtime's shared [`Link`](picsou_runtime::transport::link::Link), see
+//! [`super::outgoing`]).
 //!
 //! The hang-up watch also fires if the peer writes on a connection we dialled (peers never
 //! do: connections are one-way); that is treated as a lost connection and redialled.
@@ -11,13 +12,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use io_uring::types::{Fd, Timespec};
 use io_uring::{cqueue, opcode, squeue};
-use picsou_runtime::transport::{TransportEvent, hello};
+use picsou_runtime::transport::{LinkError, Report, hello};
 use socket2::SockAddr;
 
+use super::Driver;
 use super::ops::{LINKED_TIMEOUT, Op, SendBuffers};
-use super::outgoing::{Phase, dial_socket};
+use super::outgoing::dial_socket;
 use super::sendq::{Batch, fill};
-use super::{Driver, errno_text};
+use crate::errno::completion_error;
 use crate::shared::LinkState;
 
 impl Driver {
@@ -25,7 +27,7 @@ impl Driver {
     pub(super) fn start_sends(&mut self) {
         for p in 0..self.out.len() {
             let o = &self.out[p];
-            if o.sending.is_none() && !o.queue.is_empty() && o.up(o.epoch).is_some() {
+            if o.sending.is_none() && !o.link.queue().is_empty() && o.up(o.epoch).is_some() {
                 self.start_send(p);
             }
         }
@@ -33,22 +35,23 @@ impl Driver {
 
     /// Dials peer `p`: a connect linked to a timeout of `connect_timeout`.
     pub(super) fn dial(&mut self, p: usize) {
-        let sock = match dial_socket(self.out[p].addr, &self.tcp) {
+        let addr = self.out[p].addr;
+        let sock = match dial_socket(addr, &self.tcp) {
             Ok(s) => s,
-            Err(e) => {
-                self.lose(p, format!("socket: {e}"));
+            Err(source) => {
+                self.lose(p, LinkError::Dial { addr, source });
                 return;
             }
         };
         let o = &mut self.out[p];
-        o.link.set_state(LinkState::Connecting);
+        o.shared.set_state(LinkState::Connecting);
         o.epoch = o.epoch.wrapping_add(1);
         let addr = Box::new(SockAddr::from(o.addr));
         let timeout = Box::new(Timespec::from(self.tcp.connect_timeout.max(Duration::from_millis(1))));
         let (addr_ptr, addr_len, ts_ptr): (*const libc::sockaddr, _, *const Timespec) =
             (addr.as_ptr().cast(), addr.len(), &*timeout);
         let fd = sock.as_raw_fd();
-        o.phase = Phase::Dialing { sock };
+        o.link.dialing(sock, None);
         let ud = self.ops.insert(Op::Connect { peer: p, epoch: o.epoch, addr, timeout, halves: 2 });
         let connect =
             opcode::Connect::new(Fd(fd), addr_ptr, addr_len).build().flags(squeue::Flags::IO_LINK).user_data(ud);
@@ -59,7 +62,7 @@ impl Driver {
         let ok = unsafe { self.push(&[connect, timer]) };
         if !ok {
             self.ops.remove(ud);
-            self.lose(p, "io_uring full".into());
+            self.lose(p, LinkError::Overloaded);
         }
     }
 
@@ -87,7 +90,7 @@ impl Driver {
         let fd = sock.as_raw_fd();
         let mut bufs = o.spare.take().unwrap_or_else(SendBuffers::new);
         let flags = libc::MSG_NOSIGNAL | libc::MSG_WAITALL;
-        let sqe = match fill(&o.queue, &mut bufs, zero_copy_min) {
+        let sqe = match fill(o.link.queue(), &mut bufs, zero_copy_min) {
             Batch::Empty => {
                 o.spare = Some(bufs);
                 return;
@@ -116,7 +119,7 @@ impl Driver {
         if !ok {
             self.ops.remove(ud);
             self.out[p].sending = None;
-            self.lose(p, "io_uring full".into());
+            self.lose(p, LinkError::Overloaded);
         }
     }
 
@@ -131,25 +134,25 @@ impl Driver {
         if ud & LINKED_TIMEOUT != 0 || !self.out[p].dialing(epoch) {
             return;
         }
+        let addr = self.out[p].addr;
         if res < 0 {
             let why = if res == -libc::ECANCELED {
-                format!("connect to {} timed out after {:?}", self.out[p].addr, self.tcp.connect_timeout)
+                LinkError::ConnectTimeout { addr, after: self.tcp.connect_timeout }
             } else {
-                format!("connect to {}: {}", self.out[p].addr, errno_text(res))
+                LinkError::Connect { addr, source: completion_error(res) }
             };
             self.lose(p, why);
             return;
         }
+        let local = self.local;
+        let mut report = Report { events: &mut self.events, stats: &mut self.stats };
         let o = &mut self.out[p];
-        let now = Instant::now();
-        if let Phase::Dialing { sock } = std::mem::replace(&mut o.phase, Phase::Idle { redial_at: now }) {
-            o.phase = Phase::Up { sock, since: now };
+        if !o.link.connected(Instant::now(), &mut report, |sock| sock) {
+            return;
         }
-        o.announced_down = false;
-        o.queue.push_hello(Bytes::copy_from_slice(&hello::encode(self.local, o.link.id, hello::next_nonce(), &o.key)));
-        o.link.set_state(LinkState::Up);
-        self.stats.connects += 1;
-        self.events.push(TransportEvent::PeerUp(o.link.id));
+        let hello = hello::encode(local, o.shared.id, hello::next_nonce(), &o.key);
+        o.link.queue_mut().push_hello(Bytes::copy_from_slice(&hello));
+        o.shared.set_state(LinkState::Up);
         self.watch(p);
     }
 
@@ -177,34 +180,25 @@ impl Driver {
         }
         self.out[p].sending = None;
         if res <= 0 {
-            let why = if res == 0 { "send wrote nothing".into() } else { format!("send: {}", errno_text(res)) };
-            self.lose(p, why);
+            let source = if res == 0 { std::io::ErrorKind::WriteZero.into() } else { completion_error(res) };
+            self.lose(p, LinkError::Write { addr: self.out[p].addr, source });
             return;
         }
         let o = &mut self.out[p];
-        let w = o.queue.advance(res as usize);
+        let w = o.link.queue_mut().advance(res as usize);
         o.retired += w.bytes;
         self.stats.frames_sent += w.frames;
         self.stats.bytes_sent += w.bytes;
     }
 
     /// The outgoing connection to `p` is gone (or could not be made).
-    pub(super) fn lose(&mut self, p: usize, reason: String) {
-        let loss = self.out[p].lose(Instant::now());
-        if let Some(ud) = loss.in_flight
+    pub(super) fn lose(&mut self, p: usize, reason: LinkError) {
+        let mut report = Report { events: &mut self.events, stats: &mut self.stats };
+        if let Some((ud, orphans)) = self.out[p].lose(Instant::now(), reason, &mut report)
             && let Some(Op::Send { bufs, .. }) = self.ops.get_mut(ud)
         {
             // The kernel may still read these frames: the send's slot keeps them until then.
-            bufs.hold.extend(loss.orphans);
-        }
-        self.stats.frames_dropped += loss.dropped.frames;
-        if loss.was_up {
-            self.stats.disconnects += 1;
-        }
-        if loss.report {
-            let peer = self.out[p].link.id;
-            tracing::debug!(%peer, "peer down: {reason}");
-            self.events.push(TransportEvent::PeerDown { peer, reason });
+            bufs.hold.extend(orphans);
         }
     }
 }

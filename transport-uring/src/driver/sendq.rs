@@ -1,8 +1,8 @@
 //! The ring thread's queue of one outgoing connection, and how it is cut into submissions.
 //!
 //! Frames stay here until the kernel reports them written: a vectored send points into them
-//! (see [`super::ops`]; when the connection dies with a send in flight, `OutQueue::clear`
-//! hands the frames over instead of dropping them). One submission covers up to [`MAX_IOV`] frames or
+//! (see [`super::ops`]; when the connection dies with a send in flight, its slot keeps the
+//! queue's buffers alive, see `Outgoing::lose`). One submission covers up to [`MAX_IOV`] frames or
 //! about [`MAX_BATCH_BYTES`] in one `sendmsg` (one system-call-equivalent for a whole burst of
 //! small frames, yet completions often enough for `Writable` to come early on a long queue).
 //! Frames of at least the zero-copy threshold go alone in a `SEND_ZC`.
@@ -10,7 +10,7 @@
 //! After a (re)connect the hello is put at the head, so it shares the write path (including
 //! partial writes) with frames; it is not counted as frame bytes nor as a sent frame.
 
-pub(crate) use picsou_runtime::transport::outqueue::{OutQueue as SendQueue, Written};
+pub(crate) use picsou_runtime::transport::outqueue::OutQueue as SendQueue;
 
 use super::ops::SendBuffers;
 
@@ -62,6 +62,8 @@ pub(crate) fn fill(q: &SendQueue, bufs: &mut SendBuffers, zero_copy_min: usize) 
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
+
+    use picsou_runtime::transport::outqueue::Written;
 
     use super::*;
 
@@ -133,18 +135,5 @@ mod tests {
                 assert_eq!(zc_sends, 0);
             }
         }
-    }
-
-    #[test]
-    fn clear_counts_frames_not_the_hello() {
-        let mut q = SendQueue::default();
-        for f in [Bytes::from_static(b"abc"), Bytes::new(), Bytes::from_static(b"def")] {
-            q.push(f);
-        }
-        q.push_hello(Bytes::from_static(b"H"));
-        let (dropped, items) = q.clear();
-        assert_eq!(dropped, Written { frames: 2, bytes: 6 });
-        assert_eq!(items.len(), 3);
-        assert!(q.is_empty());
     }
 }

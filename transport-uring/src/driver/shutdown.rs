@@ -10,8 +10,9 @@ use io_uring::cqueue;
 use io_uring::opcode;
 use io_uring::types::{CancelBuilder, SubmitArgs, Timespec};
 
+use picsou_runtime::transport::link::State;
+
 use super::ops::{IGNORED, Op};
-use super::outgoing::Phase;
 use super::{Driver, benign_wait_error};
 
 /// How long shutdown waits for in-flight operations before leaking their memory.
@@ -23,7 +24,7 @@ impl Driver {
     pub(super) fn shutdown(mut self) {
         let _ = self.listener.shutdown(std::net::Shutdown::Both);
         for o in &self.out {
-            if let Phase::Up { sock, .. } | Phase::Dialing { sock } = &o.phase {
+            if let State::Up { conn: sock, .. } | State::Dialing { conn: sock, .. } = o.link.state() {
                 let _ = sock.shutdown(std::net::Shutdown::Both);
             }
         }

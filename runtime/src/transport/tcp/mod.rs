@@ -5,17 +5,19 @@
 //! thread boundary and no lock is taken on the data path.
 //!
 //! Connections are one-way (see [`crate::transport`]): for every peer there is one
-//! `outgoing::Outgoing` connection that we dial and only write to, and any number of
-//! `incoming::Incoming` connections that peers dialled and we only read from. An incoming
-//! connection counts once its hello proves which peer holds it; a newer authenticated
-//! connection of the same peer replaces the older one (the peer restarted or redialled).
+//! `outgoing::Outgoing` connection that we dial and only write to (the shared
+//! [`link`](super::link) life cycle), and any number of `incoming::Incoming` connections that
+//! peers dialled and we only read from. An accepted connection waits in the shared
+//! [`accept`](super::accept) loop until its hello proves which peer holds it; a newer
+//! authenticated connection of the same peer replaces the older one (the peer restarted or
+//! redialled).
 //!
 //! Readiness is edge-triggered: a socket is reported once when it becomes readable or
 //! writable, so every reader and writer continues until `WouldBlock`, except readers that
 //! spend their per-poll budget (`READ_BUDGET`, fairness between peers): those stay on a ready
 //! list that the next poll serves without sleeping.
 //!
-//! Timers (redials, connect timeouts, hello deadlines) are few, one per peer or per pending
+//! Timers (redials, connect timeouts, hello deadlines) are few, one per peer or per waiting
 //! connection, so they are found by a scan rather than kept in a timer wheel.
 
 mod incoming;
@@ -28,23 +30,23 @@ pub use socket::{connect_status, probe_closed};
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::net::TcpListener;
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use picsou_core::ReplicaId;
 use picsou_core::bufpool::BufPool;
-use picsou_core::keys::LinkKeys;
 
-use self::incoming::{FramesProgress, HELLO_TIMEOUT, HelloProgress, Incoming};
+use self::incoming::{FramesProgress, Incoming};
 use self::outgoing::Outgoing;
 use self::waker::TcpWaker;
+use super::accept::{self, Acceptor, Arrival, MioAcceptor};
+use super::hello::HELLO_LEN;
 use super::{
-    EncodedFrame, SendStatus, TcpOptions, Transport, TransportError, TransportEvent, TransportSetup, TransportStats,
-    Wake, hello,
+    EncodedFrame, Rejection, Report, SendStatus, TcpOptions, Transport, TransportError, TransportEvent, TransportSetup,
+    TransportStats, Wake,
 };
 
 /// Token of the listening socket.
@@ -56,21 +58,14 @@ const WAKER: Token = Token(1);
 const FIRST_PEER_TOKEN: usize = 2;
 /// Bytes read from one incoming connection per poll before the others get their turn.
 const READ_BUDGET: usize = 1 << 20;
-/// Connections allowed to wait for their hello at once; more are refused on accept, so that
-/// clients which connect and say nothing cannot exhaust file descriptors.
-const MAX_UNAUTHENTICATED: usize = 256;
-/// After an accept error other than "no more connections" (e.g. out of file descriptors), wait
-/// this long before accepting again instead of spinning.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Readiness events fetched per `epoll_wait`.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// What the parts of the transport share while handling one call: the poller's registry, the
-/// event buffer, the counters and the options.
+/// What the parts of the transport share while handling one call: the poller's registry, where
+/// events and counters go, and the options.
 struct Ctx<'a> {
     registry: &'a Registry,
-    events: &'a mut Vec<TransportEvent>,
-    stats: &'a mut TransportStats,
+    report: Report<'a>,
     opts: &'a TcpOptions,
     local: ReplicaId,
     now: Instant,
@@ -102,10 +97,8 @@ impl Readiness {
 pub struct TcpTransport {
     poll: Poll,
     mio_events: Events,
-    listener: TcpListener,
     waker: Arc<TcpWaker>,
     local: ReplicaId,
-    keys: LinkKeys,
     max_frame: usize,
     /// Buffers of large received frames, recycled (see [`picsou_core::bufpool`]).
     frame_pool: BufPool,
@@ -114,20 +107,18 @@ pub struct TcpTransport {
     peers: Vec<Outgoing>,
     /// Index in `peers` of each peer.
     peer_index: HashMap<ReplicaId, usize>,
-    /// Accepted connections.
+    /// The listener and the accepted connections waiting for their hello.
+    acceptor: MioAcceptor,
+    /// Authenticated incoming connections.
     incoming: HashMap<Token, Incoming>,
     /// The authenticated incoming connection of each peer.
     incoming_by_peer: HashMap<ReplicaId, Token>,
-    /// Newest hello nonce accepted from each peer (replay protection).
-    last_nonce: HashMap<ReplicaId, u64>,
     /// Incoming connections that may have unread bytes.
     ready: VecDeque<Token>,
-    next_token: usize,
     receiving: bool,
     /// Events produced outside `poll` (or not yet handed out).
     pending: Vec<TransportEvent>,
     stats: TransportStats,
-    accept_retry_at: Option<Instant>,
     /// When the last poll round began (timers of a flush between polls use it).
     last_poll: Instant,
 }
@@ -135,48 +126,37 @@ pub struct TcpTransport {
 impl TcpTransport {
     /// Starts listening on `setup.listen` and dialling every peer.
     pub fn new(setup: TransportSetup, opts: &TcpOptions) -> Result<Self, TransportError> {
-        let TransportSetup { local, listen, peers: peer_list, keys, max_frame_bytes } = setup;
+        let peer_keys = setup.checked_peers()?;
+        let TransportSetup { local, listen, keys, max_frame_bytes, .. } = setup;
         let poll = Poll::new().map_err(|source| TransportError::Io { context: "create the poller", source })?;
-        let mut listener = socket::listen(listen, opts)
-            .map_err(|source| TransportError::Listen { address: listen.to_string(), source })?;
+        let mut listener =
+            socket::listen(listen, opts).map_err(|source| TransportError::Listen { address: listen, source })?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(|source| TransportError::Io { context: "register the listener", source })?;
         let waker = Waker::new(poll.registry(), WAKER)
             .map_err(|source| TransportError::Io { context: "create the waker", source })?;
-        let mut peer_index = HashMap::new();
-        let mut peer_keys = Vec::with_capacity(peer_list.len());
-        for &(peer, addr) in &peer_list {
-            if peer == local {
-                return Err(TransportError::Config(format!("{local} is in its own peer list")));
-            }
-            if peer_index.insert(peer, peer_keys.len()).is_some() {
-                return Err(TransportError::Config(format!("peer {peer} is listed twice")));
-            }
-            let key = keys.key_for(peer).ok_or_else(|| TransportError::Config(format!("no link key for {peer}")))?;
-            peer_keys.push((peer, addr, key));
-        }
+        let peer_index = peer_keys.iter().enumerate().map(|(i, (peer, _, _))| (*peer, i)).collect();
+        let waiting = Acceptor::new(local, keys, peer_keys.iter().map(|(peer, _, _)| *peer), HELLO_LEN);
+        // Incoming connections take tokens after those of the outgoing ones.
+        let acceptor = MioAcceptor::new(listener, waiting, FIRST_PEER_TOKEN + peer_keys.len(), |_| {});
         let mut t = Self {
             poll,
             mio_events: Events::with_capacity(EVENTS_CAPACITY),
-            listener,
             waker: Arc::new(TcpWaker(waker)),
             local,
-            keys,
             max_frame: max_frame_bytes,
             frame_pool: super::framer::receive_pool(),
             opts: opts.clone(),
             peers: Vec::with_capacity(peer_keys.len()),
             peer_index,
+            acceptor,
             incoming: HashMap::new(),
             incoming_by_peer: HashMap::new(),
-            last_nonce: HashMap::new(),
             ready: VecDeque::new(),
-            next_token: FIRST_PEER_TOKEN + peer_keys.len(),
             receiving: true,
             pending: Vec::new(),
             stats: TransportStats::default(),
-            accept_retry_at: None,
             last_poll: Instant::now(),
         };
         let now = Instant::now();
@@ -193,13 +173,17 @@ impl TcpTransport {
     fn parts(&mut self, now: Instant) -> (&mut [Outgoing], Ctx<'_>) {
         let ctx = Ctx {
             registry: self.poll.registry(),
-            events: &mut self.pending,
-            stats: &mut self.stats,
+            report: Report { events: &mut self.pending, stats: &mut self.stats },
             opts: &self.opts,
             local: self.local,
             now,
         };
         (&mut self.peers, ctx)
+    }
+
+    /// Where events and counters go.
+    fn report(&mut self) -> Report<'_> {
+        Report { events: &mut self.pending, stats: &mut self.stats }
     }
 
     /// Handles the readiness events of the last `epoll_wait`; true if the waker fired.
@@ -215,6 +199,8 @@ impl TcpTransport {
                     if let Some(i) = peer {
                         let (peers, mut ctx) = self.parts(now);
                         peers[i].on_ready(Readiness::of(event), &mut ctx);
+                    } else if self.acceptor.is_waiting(token) {
+                        self.read_hello(token);
                     } else {
                         // Read in `service_ready`, also when the socket reports an error or a
                         // hang-up: the read returns it. Unknown tokens belong to connections
@@ -228,40 +214,36 @@ impl TcpTransport {
         woken
     }
 
-    /// Accepts every pending connection (edge-triggered: until `WouldBlock`).
+    /// Accepts every pending connection; those whose hello is already there carry frames.
     fn accept_all(&mut self, now: Instant) {
-        loop {
-            match self.listener.accept() {
-                Ok((mut stream, source)) => {
-                    let waiting = self.incoming.values().filter(|c| c.peer().is_none()).count();
-                    if waiting >= MAX_UNAUTHENTICATED {
-                        self.reject_source(
-                            source,
-                            None,
-                            format!("over {MAX_UNAUTHENTICATED} connections without hello"),
-                        );
-                        continue;
-                    }
-                    let token = Token(self.next_token);
-                    self.next_token += 1;
-                    if let Err(e) = self.poll.registry().register(&mut stream, token, Interest::READABLE) {
-                        tracing::warn!(%source, "cannot register an accepted connection: {e}");
-                        continue;
-                    }
-                    tracing::trace!(%source, "accepted");
-                    self.incoming.insert(token, Incoming::new(stream, source, now));
-                    // The hello may already be there.
-                    self.list_ready(token);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
-                Err(e) => {
-                    tracing::warn!("accept: {e}; retrying in {ACCEPT_RETRY:?}");
-                    self.accept_retry_at = Some(now + ACCEPT_RETRY);
-                    return;
-                }
-            }
+        let mut report = Report { events: &mut self.pending, stats: &mut self.stats };
+        for (token, a) in self.acceptor.accept_all(self.poll.registry(), now, &mut report) {
+            self.authenticated(token, a);
         }
+    }
+
+    /// Reads the hello of a waiting connection; once it verified, the connection carries frames.
+    fn read_hello(&mut self, token: Token) {
+        let mut report = Report { events: &mut self.pending, stats: &mut self.stats };
+        if let Some(a) = self.acceptor.read(token, self.poll.registry(), &mut report) {
+            self.authenticated(token, a);
+        }
+    }
+
+    /// The connection becomes the peer's incoming connection (replacing an older one).
+    fn authenticated(&mut self, token: Token, a: Arrival<TcpStream>) {
+        let peer = a.peer;
+        self.incoming.insert(token, Incoming::new(a.conn, a.source, peer, self.max_frame, self.frame_pool.clone()));
+        self.stats.connects += 1;
+        if let Some(old) = self.incoming_by_peer.insert(peer, token)
+            && old != token
+        {
+            tracing::debug!(%peer, "a newer connection replaces the previous one");
+            self.stats.disconnects += 1;
+            self.close(old);
+        }
+        // Frames may follow the hello already.
+        self.list_ready(token);
     }
 
     /// Puts an incoming connection on the ready list (once).
@@ -285,31 +267,8 @@ impl TcpTransport {
         }
     }
 
-    /// Reads what an incoming connection has: its hello, then (while receiving) frames.
+    /// Reads the frames an incoming connection has (while receiving).
     fn service(&mut self, token: Token) {
-        let Some(conn) = self.incoming.get_mut(&token) else { return };
-        if conn.peer().is_none() {
-            match conn.read_hello() {
-                HelloProgress::Pending => return,
-                HelloProgress::Complete(h) => {
-                    if !self.authenticate(token, &h) {
-                        return;
-                    }
-                }
-                HelloProgress::Garbage(reason) => return self.reject(token, None, reason),
-                HelloProgress::Closed { partial: true } => {
-                    return self.reject(token, None, "closed in the middle of its hello".into());
-                }
-                HelloProgress::Closed { partial: false } => {
-                    tracing::debug!(source = %conn.source(), "connection closed before its hello");
-                    return self.close(token);
-                }
-                HelloProgress::Failed(e) => {
-                    tracing::debug!(source = %conn.source(), "connection failed before its hello: {e}");
-                    return self.close(token);
-                }
-            }
-        }
         if !self.receiving {
             // `set_receiving(true)` lists every connection again.
             return;
@@ -319,73 +278,28 @@ impl TcpTransport {
             FramesProgress::Drained => {}
             FramesProgress::Budget => self.list_ready(token),
             FramesProgress::Closed => {
-                tracing::debug!(peer = ?conn.peer(), source = %conn.source(), "incoming connection closed by the peer");
+                tracing::debug!(peer = %conn.peer(), source = %conn.source(), "incoming connection closed by the peer");
                 self.stats.disconnects += 1;
                 self.close(token);
             }
             FramesProgress::Failed(e) => {
-                tracing::debug!(peer = ?conn.peer(), source = %conn.source(), "incoming connection failed: {e}");
+                tracing::debug!(peer = %conn.peer(), source = %conn.source(), "incoming connection failed: {e}");
                 self.stats.disconnects += 1;
                 self.close(token);
             }
             FramesProgress::Bad(e) => {
-                let peer = conn.peer();
-                self.reject(token, peer, e.to_string());
+                let (peer, source) = (conn.peer(), conn.source().to_owned());
+                self.close(token);
+                accept::reject(&mut self.report(), source, Some(peer), Rejection::Framing(e));
             }
         }
-    }
-
-    /// Checks a complete hello; on success the connection becomes the peer's incoming
-    /// connection (replacing an older one), on failure it is rejected. True if accepted.
-    fn authenticate(&mut self, token: Token, h: &[u8; hello::HELLO_LEN]) -> bool {
-        let claimed = hello::parse(h).ok().map(|c| c.from);
-        let last = claimed.and_then(|p| self.last_nonce.get(&p).copied()).unwrap_or(0);
-        let (peers, keys) = (&self.peer_index, &self.keys);
-        let verified =
-            hello::verify(h, self.local, |p| if peers.contains_key(&p) { keys.key_for(p) } else { None }, last);
-        let c = match verified {
-            Ok(c) => c,
-            Err(e) => {
-                self.reject(token, claimed, e.to_string());
-                return false;
-            }
-        };
-        self.last_nonce.insert(c.from, c.nonce);
-        let Some(conn) = self.incoming.get_mut(&token) else { return false };
-        conn.authenticated(c.from, self.max_frame, self.frame_pool.clone());
-        tracing::debug!(peer = %c.from, source = %conn.source(), "incoming connection authenticated");
-        self.stats.connects += 1;
-        if let Some(old) = self.incoming_by_peer.insert(c.from, token)
-            && old != token
-        {
-            tracing::debug!(peer = %c.from, "a newer connection replaces the previous one");
-            self.stats.disconnects += 1;
-            self.close(old);
-        }
-        true
-    }
-
-    /// Closes an incoming connection and reports why.
-    fn reject(&mut self, token: Token, claimed: Option<ReplicaId>, reason: String) {
-        let Some(source) = self.incoming.get(&token).map(Incoming::source) else { return };
-        self.close(token);
-        self.reject_source(source, claimed, reason);
-    }
-
-    /// Reports a rejected connection.
-    fn reject_source(&mut self, source: SocketAddr, claimed: Option<ReplicaId>, reason: String) {
-        tracing::debug!(%source, ?claimed, "rejected: {reason}");
-        self.stats.rejected += 1;
-        self.pending.push(TransportEvent::Rejected { source: source.to_string(), claimed, reason });
     }
 
     /// Forgets an incoming connection (dropping it closes the socket).
     fn close(&mut self, token: Token) {
         let Some(mut conn) = self.incoming.remove(&token) else { return };
-        if let Some(peer) = conn.peer()
-            && self.incoming_by_peer.get(&peer) == Some(&token)
-        {
-            self.incoming_by_peer.remove(&peer);
+        if self.incoming_by_peer.get(&conn.peer()) == Some(&token) {
+            self.incoming_by_peer.remove(&conn.peer());
         }
         let _ = self.poll.registry().deregister(conn.stream_mut());
     }
@@ -403,26 +317,16 @@ impl TcpTransport {
     /// Runs every due timer.
     fn run_timers(&mut self, now: Instant) {
         self.run_peer_timers(now);
-        let expired: Vec<Token> = self
-            .incoming
-            .iter()
-            .filter(|(_, c)| c.hello_deadline().is_some_and(|d| d <= now))
-            .map(|(&t, _)| t)
-            .collect();
-        for token in expired {
-            self.reject(token, None, format!("no hello within {HELLO_TIMEOUT:?}"));
-        }
-        if self.accept_retry_at.is_some_and(|t| t <= now) {
-            self.accept_retry_at = None;
-            self.accept_all(now);
+        let mut report = Report { events: &mut self.pending, stats: &mut self.stats };
+        for (token, a) in self.acceptor.run_timers(self.poll.registry(), now, &mut report) {
+            self.authenticated(token, a);
         }
     }
 
     /// The earliest timer.
     fn next_timer(&self) -> Option<Instant> {
         let peers = self.peers.iter().filter_map(Outgoing::deadline);
-        let hellos = self.incoming.values().filter_map(Incoming::hello_deadline);
-        peers.chain(hellos).chain(self.accept_retry_at).min()
+        peers.chain(self.acceptor.next_deadline()).min()
     }
 }
 

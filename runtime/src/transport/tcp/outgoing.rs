@@ -1,18 +1,5 @@
-//! The outgoing connection to one peer: a small state machine that dials, says hello, writes
-//! frames, and redials with backoff when the connection breaks.
-//!
-//! ```text
-//!          dial               connected: hello queued, PeerUp
-//!   Down ────────► Connecting ──────────────────────────────► Up
-//!    ▲                │ refused, timed out                      │ EOF, reset, write error
-//!    └────────────────┴─────────────────────────────────────────┘ (redial after a backoff)
-//! ```
-//!
-//! Frames are queued while connecting (the first dial of a starting replica should not lose
-//! the first frames) and dropped while down: the protocol recovers lost frames, and queueing
-//! for a dead peer would only grow memory. `PeerDown` is reported once per loss of an
-//! established connection and once for the first failed dial; failed redials of a peer already
-//! reported down are only logged, so a dead peer does not flood the node with events.
+//! The outgoing connection to one peer: the shared [`Link`] life cycle over a socket we dial,
+//! say hello on, and write frames to.
 //!
 //! Writes use `writev`, which raises `SIGPIPE` on a reset connection; the Rust runtime ignores
 //! that signal in every Rust `main`, so the write fails with `EPIPE` and the peer goes down.
@@ -22,7 +9,6 @@
 //! an event meant for a previous socket of the same peer (same token) arrives after a redial.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::net::TcpStream;
@@ -32,58 +18,26 @@ use picsou_core::keys::MacKey;
 
 use super::queue::{Drain, SendQueue, Written, drain_into};
 use super::{Ctx, Readiness, socket};
-use crate::transport::backoff::Backoff;
-use crate::transport::{EncodedFrame, SendStatus, TcpOptions, TransportEvent, TransportStats, hello};
+use crate::transport::link::{Due, Link, Released};
+use crate::transport::{EncodedFrame, LinkError, SendStatus, TcpOptions, TransportStats, hello};
 
-/// Shortest redial delay, whatever the options say.
-const MIN_BACKOFF: Duration = Duration::from_millis(1);
-/// A connection that lasted this long was a success: the backoff starts again from its
-/// minimum. Resetting on every completed connect instead would make a peer that accepts and
-/// then immediately closes (it rejects our hello: a key mismatch) be redialled at the minimum
-/// delay forever.
-const STABLE_AFTER: Duration = Duration::from_secs(1);
-
-/// Where the connection is.
+/// An established connection.
 #[derive(Debug)]
-enum Link {
-    /// A non-blocking connect is in flight.
-    Connecting {
-        /// The socket.
-        stream: TcpStream,
-        /// Give up then.
-        deadline: Instant,
-    },
-    /// Connected; the hello is the first thing in the queue.
-    Up {
-        /// The socket.
-        stream: TcpStream,
-        /// When the connect completed.
-        since: Instant,
-        /// The last write hit `WouldBlock`: wait for writable readiness before writing again.
-        write_blocked: bool,
-    },
-    /// Not connected; dial again then.
-    Down {
-        /// Next dial attempt.
-        retry_at: Instant,
-    },
+pub(super) struct Up {
+    stream: TcpStream,
+    /// The last write hit `WouldBlock`: wait for writable readiness before writing again.
+    write_blocked: bool,
 }
 
 /// Our sending side towards one peer.
 #[derive(Debug)]
 pub(super) struct Outgoing {
-    peer: ReplicaId,
     addr: SocketAddr,
     key: MacKey,
     /// Token of this peer's socket in the poller (the same for every redial).
     token: Token,
-    link: Link,
-    queue: SendQueue,
-    backoff: Backoff,
-    /// `send` said `Full` and the node waits for `Writable`.
-    reported_full: bool,
-    /// `PeerDown` was reported and no `PeerUp` since.
-    announced_down: bool,
+    /// The life cycle; while dialling, the socket being connected.
+    link: Link<TcpStream, Up, SendQueue>,
 }
 
 impl Outgoing {
@@ -94,44 +48,22 @@ impl Outgoing {
         key: MacKey,
         token: Token,
         opts: &TcpOptions,
-        now: Instant,
+        now: std::time::Instant,
     ) -> Self {
-        Self {
-            peer,
-            addr,
-            key,
-            token,
-            link: Link::Down { retry_at: now },
-            queue: SendQueue::default(),
-            // A zero delay would redial in a tight loop when dials fail synchronously.
-            backoff: Backoff::new(opts.backoff_min.max(MIN_BACKOFF), opts.backoff_max),
-            reported_full: false,
-            announced_down: false,
-        }
+        Self { addr, key, token, link: Link::new(peer, opts.backoff_min, opts.backoff_max, now) }
     }
 
-    /// Takes a frame for the peer (see the module documentation for what happens when down).
-    /// Takes no [`Ctx`]: nothing here needs the clock, which would otherwise be read per frame.
+    /// Takes a frame for the peer. Takes no [`Ctx`]: nothing here needs the clock, which would
+    /// otherwise be read per frame.
+    #[inline]
     pub(super) fn send(&mut self, frame: EncodedFrame, stats: &mut TransportStats, max_queued: usize) -> SendStatus {
-        if matches!(self.link, Link::Down { .. }) {
-            stats.frames_dropped += 1;
-            return SendStatus::Room;
-        }
-        if !frame.is_empty() {
-            self.queue.push(frame);
-        }
-        if self.queue.bytes() > max_queued {
-            self.reported_full = true;
-            SendStatus::Full
-        } else {
-            SendStatus::Room
-        }
+        self.link.send(frame, stats, max_queued)
     }
 
     /// Writes queued frames if the socket can take them.
     pub(super) fn flush(&mut self, ctx: &mut Ctx<'_>) {
-        if let Link::Up { write_blocked: false, .. } = self.link
-            && !self.queue.is_empty()
+        if let Some((Up { write_blocked: false, .. }, queue)) = self.link.up_mut()
+            && !queue.is_empty()
         {
             self.write(ctx);
         }
@@ -139,128 +71,94 @@ impl Outgoing {
 
     /// The poller reported readiness on this peer's token.
     pub(super) fn on_ready(&mut self, ready: Readiness, ctx: &mut Ctx<'_>) {
-        match &mut self.link {
-            Link::Down { .. } => {}
-            Link::Connecting { stream, .. } => match socket::connect_status(stream) {
+        if let Some((stream, _)) = self.link.dialing_mut() {
+            match socket::connect_status(stream) {
                 Ok(true) => self.connected(ctx),
                 Ok(false) => {}
-                Err(e) => self.fail(format!("connect to {}: {e}", self.addr), ctx),
-            },
-            Link::Up { stream, write_blocked, .. } => {
-                if ready.writable {
-                    *write_blocked = false;
-                }
-                if ready.readable || ready.error {
-                    // The peer never writes on this connection: readability means EOF or a
-                    // reset (or a misbehaving peer, whose bytes are discarded).
-                    if let Err(reason) = socket::probe_closed(stream) {
-                        self.fail(reason, ctx);
-                        return;
-                    }
-                }
-                self.flush(ctx);
+                Err(source) => self.fail(LinkError::Connect { addr: self.addr, source }, ctx),
+            }
+            return;
+        }
+        let Some((up, _)) = self.link.up_mut() else { return };
+        if ready.writable {
+            up.write_blocked = false;
+        }
+        if ready.readable || ready.error {
+            // The peer never writes on this connection: readability means EOF or a reset (or
+            // a misbehaving peer, whose bytes are discarded).
+            if let Err(reason) = socket::probe_closed(&mut up.stream) {
+                self.fail(reason, ctx);
+                return;
             }
         }
+        self.flush(ctx);
     }
 
     /// Runs the dial timer and the connect timeout.
     pub(super) fn on_timer(&mut self, ctx: &mut Ctx<'_>) {
-        match self.link {
-            Link::Down { retry_at } if retry_at <= ctx.now => self.dial(ctx),
-            Link::Connecting { deadline, .. } if deadline <= ctx.now => {
-                let reason = format!("connect to {} timed out after {:?}", self.addr, ctx.opts.connect_timeout);
+        match self.link.due(ctx.now) {
+            Some(Due::Dial) => self.dial(ctx),
+            Some(Due::DialTimedOut) => {
+                let reason = LinkError::ConnectTimeout { addr: self.addr, after: ctx.opts.connect_timeout };
                 self.fail(reason, ctx);
             }
-            _ => {}
+            None => {}
         }
     }
 
     /// When [`Outgoing::on_timer`] has something to do.
-    pub(super) fn deadline(&self) -> Option<Instant> {
-        match self.link {
-            Link::Down { retry_at } => Some(retry_at),
-            Link::Connecting { deadline, .. } => Some(deadline),
-            Link::Up { .. } => None,
-        }
+    pub(super) fn deadline(&self) -> Option<std::time::Instant> {
+        self.link.deadline()
     }
 
     /// Starts a non-blocking connect.
     fn dial(&mut self, ctx: &mut Ctx<'_>) {
         let mut stream = match TcpStream::connect(self.addr) {
             Ok(s) => s,
-            Err(e) => return self.fail(format!("dial {}: {e}", self.addr), ctx),
+            Err(source) => return self.fail(LinkError::Dial { addr: self.addr, source }, ctx),
         };
         socket::configure_outgoing(&stream, ctx.opts);
-        if let Err(e) = ctx.registry.register(&mut stream, self.token, Interest::READABLE | Interest::WRITABLE) {
-            return self.fail(format!("register the socket to {}: {e}", self.addr), ctx);
+        if let Err(source) = ctx.registry.register(&mut stream, self.token, Interest::READABLE | Interest::WRITABLE) {
+            return self.fail(LinkError::Dial { addr: self.addr, source }, ctx);
         }
-        tracing::trace!(peer = %self.peer, addr = %self.addr, "dialling");
-        self.link = Link::Connecting { stream, deadline: ctx.now + ctx.opts.connect_timeout };
+        tracing::trace!(peer = %self.link.peer(), addr = %self.addr, "dialling");
+        self.link.dialing(stream, Some(ctx.now + ctx.opts.connect_timeout));
     }
 
     /// The connect completed: say hello and start writing.
     fn connected(&mut self, ctx: &mut Ctx<'_>) {
-        let Link::Connecting { stream, .. } = std::mem::replace(&mut self.link, Link::Down { retry_at: ctx.now })
-        else {
+        if !self.link.connected(ctx.now, &mut ctx.report, |stream| Up { stream, write_blocked: false }) {
             return;
-        };
-        tracing::debug!(peer = %self.peer, addr = %self.addr, "connected");
-        ctx.stats.connects += 1;
-        self.announced_down = false;
-        ctx.events.push(TransportEvent::PeerUp(self.peer));
-        let hello = hello::encode(ctx.local, self.peer, hello::next_nonce(), &self.key);
-        self.queue.push_hello(Bytes::copy_from_slice(&hello));
-        self.link = Link::Up { stream, since: ctx.now, write_blocked: false };
+        }
+        let peer = self.link.peer();
+        tracing::debug!(%peer, addr = %self.addr, "connected");
+        let hello = hello::encode(ctx.local, peer, hello::next_nonce(), &self.key);
+        self.link.queue_mut().push_hello(Bytes::copy_from_slice(&hello));
         self.write(ctx);
     }
 
-    /// Drains the queue into the socket (state `Up`).
+    /// Drains the queue into the socket (while up).
     fn write(&mut self, ctx: &mut Ctx<'_>) {
-        let Link::Up { stream, write_blocked, .. } = &mut self.link else { return };
+        let Some((up, queue)) = self.link.up_mut() else { return };
         let mut written = Written::default();
-        let outcome = drain_into(&mut self.queue, stream, &mut written);
-        ctx.stats.frames_sent += written.frames;
-        ctx.stats.bytes_sent += written.bytes;
+        let outcome = drain_into(queue, &mut up.stream, &mut written);
+        ctx.report.stats.frames_sent += written.frames;
+        ctx.report.stats.bytes_sent += written.bytes;
         match outcome {
             Drain::Empty => {}
-            Drain::Blocked => *write_blocked = true,
-            Drain::Failed(e) => return self.fail(format!("write to {}: {e}", self.addr), ctx),
+            Drain::Blocked => up.write_blocked = true,
+            Drain::Failed(source) => return self.fail(LinkError::Write { addr: self.addr, source }, ctx),
         }
-        if self.reported_full && self.queue.bytes() <= ctx.opts.max_queued_bytes / 2 {
-            self.reported_full = false;
-            ctx.events.push(TransportEvent::Writable(self.peer));
-        }
+        self.link.drained(ctx.opts.max_queued_bytes, &mut ctx.report);
     }
 
-    /// The dial failed or the connection broke: drop the socket and the queue, schedule a
-    /// redial.
-    fn fail(&mut self, reason: String, ctx: &mut Ctx<'_>) {
-        match std::mem::replace(&mut self.link, Link::Down { retry_at: ctx.now }) {
-            Link::Connecting { mut stream, .. } => {
+    /// The dial failed or the connection broke: the link goes down, the socket is closed.
+    fn fail(&mut self, reason: LinkError, ctx: &mut Ctx<'_>) {
+        match self.link.down(ctx.now, reason, &mut ctx.report) {
+            Some(Released::Dialing(mut stream) | Released::Up(Up { mut stream, .. })) => {
                 let _ = ctx.registry.deregister(&mut stream);
             }
-            Link::Up { mut stream, since, .. } => {
-                let _ = ctx.registry.deregister(&mut stream);
-                ctx.stats.disconnects += 1;
-                if ctx.now.saturating_duration_since(since) >= STABLE_AFTER {
-                    self.backoff.reset();
-                }
-            }
-            Link::Down { .. } => {}
-        }
-        let delay = self.backoff.next_delay();
-        self.link = Link::Down { retry_at: ctx.now + delay };
-        ctx.stats.frames_dropped += self.queue.clear().0.frames;
-        if self.reported_full {
-            self.reported_full = false;
-            ctx.events.push(TransportEvent::Writable(self.peer));
-        }
-        if self.announced_down {
-            tracing::debug!(peer = %self.peer, "{reason}; redial in {delay:?}");
-        } else {
-            tracing::debug!(peer = %self.peer, "peer down: {reason}; redial in {delay:?}");
-            self.announced_down = true;
-            ctx.events.push(TransportEvent::PeerDown { peer: self.peer, reason });
+            None => {}
         }
     }
 }

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use mio::net::{TcpListener, TcpStream};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use super::super::TcpOptions;
+use crate::transport::{LinkError, TcpOptions};
 
 /// Pending connections the kernel keeps for us between two polls.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -70,15 +70,15 @@ const DISCARD_BUDGET: usize = 64 * 1024;
 /// Reads whatever an outgoing socket has to say: `Err` with a reason if the peer closed or
 /// reset it. Bytes (the peer should send none) are discarded. Shared with the RDMA
 /// transport, whose bootstrap sockets stay open and silent.
-pub fn probe_closed(stream: &mut TcpStream) -> Result<(), String> {
+pub fn probe_closed(stream: &mut TcpStream) -> Result<(), LinkError> {
     if let Ok(Some(e)) | Err(e) = stream.take_error() {
-        return Err(format!("connection error: {e}"));
+        return Err(LinkError::Broken(e));
     }
     let mut scratch = [0u8; 1024];
     let mut discarded = 0;
     loop {
         match stream.read(&mut scratch) {
-            Ok(0) => return Err("connection closed by the peer".into()),
+            Ok(0) => return Err(LinkError::Closed),
             Ok(n) => {
                 discarded += n;
                 if discarded >= DISCARD_BUDGET {
@@ -87,7 +87,7 @@ pub fn probe_closed(stream: &mut TcpStream) -> Result<(), String> {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("connection error: {e}")),
+            Err(e) => return Err(LinkError::Broken(e)),
         }
     }
 }

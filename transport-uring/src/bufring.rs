@@ -1,4 +1,5 @@
-//! The provided buffer ring that multishot receives take their buffers from.
+//! The provided buffer ring that multishot receives take their buffers from (used by the ring
+//! thread, and by the probe, which checks that the kernel accepts one).
 //!
 //! One ring of `entries` buffers of `size` bytes serves every accepted connection: the kernel
 //! picks a buffer when data arrives (so idle connections pin no memory), the completion names

@@ -1,0 +1,494 @@
+//! The accept loop shared by the TCP, io_uring and RDMA transports: connections accepted and
+//! waiting for their first message (the hello, or a message that starts with one), the deadline
+//! for it, the cap on how many may wait, and the verdict on the hello.
+//!
+//! Why these rules:
+//! - a connection that says nothing holds a slot (a small denial of service): it must complete
+//!   its first message within [`HELLO_TIMEOUT`], and at most [`MAX_WAITING`] may wait at once,
+//!   so that clients which connect and stay silent cannot exhaust file descriptors;
+//! - bytes that cannot begin a hello are refused as soon as they arrive (garbage on the port is
+//!   not kept waiting for a whole hello);
+//! - a hello is acceptable only from a configured peer that holds the link key, with a nonce
+//!   newer than the last one accepted from that peer (a recorded hello cannot be replayed to
+//!   this process);
+//! - the first message is read exactly, never past its end: the frames behind it stay in the
+//!   kernel until the transport reads them, where TCP flow control pushes back on the sender
+//!   while the node does not receive.
+//!
+//! Every refusal is reported as [`TransportEvent::Rejected`] and counted. The transport keys
+//! connections as it likes (a poller token, a slot) and keeps what it needs of a waiting
+//! connection in `C` (its socket, or nothing when the socket stays in a slot of its own).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use picsou_core::ReplicaId;
+use picsou_core::keys::LinkKeys;
+
+use super::hello::{self, HELLO_LEN, HelloError};
+use super::{Rejection, Report, TransportEvent};
+
+/// How long a connection may take to send its first message.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections allowed to wait for their first message at once; more are refused on accept.
+pub const MAX_WAITING: usize = 256;
+/// After an accept error other than "no more connections" (e.g. out of file descriptors), wait
+/// this long before accepting again instead of spinning.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// A connection waiting for its first message.
+#[derive(Debug)]
+struct Waiting<C> {
+    conn: C,
+    source: String,
+    buf: Box<[u8]>,
+    got: usize,
+    deadline: Instant,
+    /// The hello verified (the rest of a longer first message may still be missing).
+    peer: Option<ReplicaId>,
+}
+
+/// A connection whose hello verified.
+#[derive(Debug)]
+pub struct Arrival<C> {
+    /// What the transport keeps of it.
+    pub conn: C,
+    /// The remote address.
+    pub source: String,
+    /// The peer that proved to be on the other end.
+    pub peer: ReplicaId,
+    /// The whole first message (the hello first).
+    pub message: Box<[u8]>,
+}
+
+/// What reading a waiting connection found.
+#[derive(Debug)]
+pub enum Step<C> {
+    /// More bytes are needed (or the connection is not waiting).
+    Waiting,
+    /// The first message arrived and its hello verified: the connection is the transport's
+    /// again, authenticated.
+    Arrived(Arrival<C>),
+    /// Refused, and reported: close it.
+    Refused(C),
+    /// Closed or failed before saying anything: close it, nothing to report.
+    Gone(C),
+}
+
+/// Connections accepted and waiting for their first message, and the hello check.
+#[derive(Debug)]
+pub struct Acceptor<K, C> {
+    local: ReplicaId,
+    keys: LinkKeys,
+    known: HashSet<ReplicaId>,
+    /// Newest hello nonce accepted from each peer.
+    last_nonce: HashMap<ReplicaId, u64>,
+    /// Length of the first message (at least a hello).
+    first_len: usize,
+    waiting: HashMap<K, Waiting<C>>,
+    /// Accept again then (after an accept error).
+    retry_at: Option<Instant>,
+}
+
+/// Reports a refused connection.
+pub fn reject(report: &mut Report<'_>, source: String, claimed: Option<ReplicaId>, reason: Rejection) {
+    tracing::debug!(%source, ?claimed, "rejected: {reason}");
+    report.stats.rejected += 1;
+    report.events.push(TransportEvent::Rejected { source, claimed, reason });
+}
+
+impl<K: Copy + Eq + Hash, C> Acceptor<K, C> {
+    /// Accepts hellos addressed to `local` from the `known` peers; the first message is
+    /// `first_len` bytes (at least [`HELLO_LEN`]) and starts with the hello.
+    pub fn new(local: ReplicaId, keys: LinkKeys, known: impl IntoIterator<Item = ReplicaId>, first_len: usize) -> Self {
+        Self {
+            local,
+            keys,
+            known: known.into_iter().collect(),
+            last_nonce: HashMap::new(),
+            first_len: first_len.max(HELLO_LEN),
+            waiting: HashMap::new(),
+            retry_at: None,
+        }
+    }
+
+    /// Connections waiting.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// No connection waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Whether `key` is a waiting connection.
+    pub fn is_waiting(&self, key: K) -> bool {
+        self.waiting.contains_key(&key)
+    }
+
+    /// Whether another connection may wait; if not, refuses (and reports) the one from
+    /// `source`, which the caller closes.
+    pub fn has_room(&self, source: &str, report: &mut Report<'_>) -> bool {
+        if self.waiting.len() < MAX_WAITING {
+            return true;
+        }
+        reject(report, source.to_owned(), None, Rejection::TooManyWaiting(MAX_WAITING));
+        false
+    }
+
+    /// Starts waiting for the first message of a connection just accepted (check
+    /// [`Acceptor::has_room`] first).
+    pub fn admit(&mut self, key: K, conn: C, source: String, now: Instant) {
+        tracing::trace!(%source, "accepted");
+        let buf = vec![0; self.first_len].into_boxed_slice();
+        self.waiting.insert(key, Waiting { conn, source, buf, got: 0, deadline: now + HELLO_TIMEOUT, peer: None });
+    }
+
+    /// Stops waiting for `key` (the transport closes it for its own reasons).
+    pub fn forget(&mut self, key: K) -> Option<C> {
+        self.waiting.remove(&key).map(|w| w.conn)
+    }
+
+    /// Takes bytes received on `key`: the first message's, up to its end. Returns what happened
+    /// and how many bytes of `data` were used (the rest, after an arrival, is the peer's
+    /// frames).
+    pub fn feed(&mut self, key: K, data: &[u8], report: &mut Report<'_>) -> (Step<C>, usize) {
+        let Some(w) = self.waiting.get_mut(&key) else { return (Step::Waiting, 0) };
+        let take = (w.buf.len() - w.got).min(data.len());
+        w.buf[w.got..w.got + take].copy_from_slice(&data[..take]);
+        w.got += take;
+        (self.check(key, report), take)
+    }
+
+    /// The connection `key` ended (closed or failed) before its first message was complete.
+    pub fn ended(&mut self, key: K, report: &mut Report<'_>) -> Step<C> {
+        let Some(w) = self.waiting.remove(&key) else { return Step::Waiting };
+        if w.got > 0 {
+            reject(report, w.source, None, Rejection::ClosedMidHello);
+            Step::Refused(w.conn)
+        } else {
+            tracing::debug!(source = %w.source, "connection closed before its hello");
+            Step::Gone(w.conn)
+        }
+    }
+
+    /// Refuses the connections whose first message is late; returns them to be closed.
+    pub fn expire(&mut self, now: Instant, report: &mut Report<'_>) -> Vec<(K, C)> {
+        let late: Vec<K> = self.waiting.iter().filter(|(_, w)| w.deadline <= now).map(|(k, _)| *k).collect();
+        let mut out = Vec::with_capacity(late.len());
+        for key in late {
+            if let Some(w) = self.waiting.remove(&key) {
+                reject(report, w.source, None, Rejection::HelloTimeout(HELLO_TIMEOUT));
+                out.push((key, w.conn));
+            }
+        }
+        out
+    }
+
+    /// The earliest deadline: a first message, or accepting again after an error.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.waiting.values().map(|w| w.deadline).chain(self.retry_at).min()
+    }
+
+    /// Accepting failed with `e` (not "no more connections"): try again in [`ACCEPT_RETRY`].
+    pub fn accept_failed(&mut self, now: Instant, e: &dyn std::fmt::Display) {
+        tracing::warn!("accept: {e}; retrying in {ACCEPT_RETRY:?}");
+        self.retry_at = Some(now + ACCEPT_RETRY);
+    }
+
+    /// Whether accepting is due again after an error (then it no longer is).
+    pub fn retry_due(&mut self, now: Instant) -> bool {
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+            return true;
+        }
+        false
+    }
+
+    /// Judges what `key` has so far: garbage as soon as it cannot begin a hello, the hello as
+    /// soon as it is complete (before the rest of a longer first message).
+    fn check(&mut self, key: K, report: &mut Report<'_>) -> Step<C> {
+        let Some(w) = self.waiting.get_mut(&key) else { return Step::Waiting };
+        if w.peer.is_none() {
+            if !hello::plausible_prefix(&w.buf[..w.got.min(HELLO_LEN)]) {
+                return self.refuse(key, None, HelloError::BadMagic.into(), report);
+            }
+            if w.got < HELLO_LEN {
+                return Step::Waiting;
+            }
+            let mut h = [0u8; HELLO_LEN];
+            h.copy_from_slice(&w.buf[..HELLO_LEN]);
+            let claimed = hello::parse(&h).ok().map(|c| c.from);
+            let last = claimed.and_then(|p| self.last_nonce.get(&p).copied()).unwrap_or(0);
+            let (keys, known) = (&self.keys, &self.known);
+            match hello::verify(&h, self.local, |p| known.contains(&p).then(|| keys.key_for(p)).flatten(), last) {
+                Ok(c) => {
+                    self.last_nonce.insert(c.from, c.nonce);
+                    w.peer = Some(c.from);
+                }
+                Err(e) => return self.refuse(key, claimed, e.into(), report),
+            }
+        }
+        if w.got < w.buf.len() {
+            return Step::Waiting;
+        }
+        let Some(w) = self.waiting.remove(&key) else { return Step::Waiting };
+        let Some(peer) = w.peer else { return Step::Waiting };
+        tracing::debug!(%peer, source = %w.source, "incoming connection authenticated");
+        Step::Arrived(Arrival { conn: w.conn, source: w.source, peer, message: w.buf })
+    }
+
+    fn refuse(&mut self, key: K, claimed: Option<ReplicaId>, reason: Rejection, report: &mut Report<'_>) -> Step<C> {
+        let Some(w) = self.waiting.remove(&key) else { return Step::Waiting };
+        reject(report, w.source, claimed, reason);
+        Step::Refused(w.conn)
+    }
+}
+
+impl<K: Copy + Eq + Hash, C: Read> Acceptor<K, C> {
+    /// Reads what the waiting connection `key` has, never past its first message.
+    pub fn read(&mut self, key: K, report: &mut Report<'_>) -> Step<C> {
+        loop {
+            let Some(w) = self.waiting.get_mut(&key) else { return Step::Waiting };
+            if w.got == w.buf.len() {
+                return self.check(key, report);
+            }
+            match w.conn.read(&mut w.buf[w.got..]) {
+                Ok(0) => return self.ended(key, report),
+                Ok(n) => {
+                    w.got += n;
+                    if let step @ (Step::Arrived(_) | Step::Refused(_)) = self.check(key, report) {
+                        return step;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Waiting,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::debug!(source = %w.source, "connection failed before its hello: {e}");
+                    return self.ended(key, report);
+                }
+            }
+        }
+    }
+}
+
+/// The accept loop of a transport whose sockets are registered with a mio poller (TCP, and the
+/// RDMA transport's bootstrap): the listener, the connections waiting for their first message
+/// (each under a fresh token, deregistered when it goes), and the retry after accept errors.
+#[derive(Debug)]
+pub struct MioAcceptor {
+    listener: TcpListener,
+    waiting: Acceptor<Token, TcpStream>,
+    /// The token of the next accepted connection (tokens are never reused).
+    next_token: usize,
+    /// Sets a new connection's options.
+    configure: fn(&TcpStream),
+}
+
+impl MioAcceptor {
+    /// Accepts on `listener` (already registered with the poller), gives accepted connections
+    /// tokens from `first_token` on, and sets their options with `configure`.
+    pub fn new(
+        listener: TcpListener,
+        waiting: Acceptor<Token, TcpStream>,
+        first_token: usize,
+        configure: fn(&TcpStream),
+    ) -> Self {
+        Self { listener, waiting, next_token: first_token, configure }
+    }
+
+    /// Whether `token` is a connection waiting for its first message.
+    pub fn is_waiting(&self, token: Token) -> bool {
+        self.waiting.is_waiting(token)
+    }
+
+    /// The earliest deadline (see [`Acceptor::next_deadline`]).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.waiting.next_deadline()
+    }
+
+    /// Accepts every pending connection (edge-triggered readiness: until `WouldBlock`),
+    /// registers each readable and reads the first bytes already there. Returns the
+    /// connections whose first message is complete already.
+    pub fn accept_all(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        report: &mut Report<'_>,
+    ) -> Vec<(Token, Arrival<TcpStream>)> {
+        let mut admitted = Vec::new();
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, source)) => {
+                    if !self.waiting.has_room(&source.to_string(), report) {
+                        continue;
+                    }
+                    let token = Token(self.next_token);
+                    self.next_token += 1;
+                    if let Err(e) = registry.register(&mut stream, token, Interest::READABLE) {
+                        tracing::warn!(%source, "cannot register an accepted connection: {e}");
+                        continue;
+                    }
+                    (self.configure)(&stream);
+                    self.waiting.admit(token, stream, source.to_string(), now);
+                    admitted.push(token);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) => {}
+                Err(e) => {
+                    self.waiting.accept_failed(now, &e);
+                    break;
+                }
+            }
+        }
+        admitted.into_iter().filter_map(|token| Some((token, self.read(token, registry, report)?))).collect()
+    }
+
+    /// Reads the waiting connection `token`; returns it once its first message is complete,
+    /// deregisters it if it was refused or went away.
+    pub fn read(&mut self, token: Token, registry: &Registry, report: &mut Report<'_>) -> Option<Arrival<TcpStream>> {
+        match self.waiting.read(token, report) {
+            Step::Waiting => None,
+            Step::Refused(mut stream) | Step::Gone(mut stream) => {
+                let _ = registry.deregister(&mut stream);
+                None
+            }
+            Step::Arrived(a) => Some(a),
+        }
+    }
+
+    /// Refuses (and deregisters) the connections whose first message is late, and accepts
+    /// again if that is due after an error; returns what that accepted.
+    pub fn run_timers(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        report: &mut Report<'_>,
+    ) -> Vec<(Token, Arrival<TcpStream>)> {
+        for (_, mut stream) in self.waiting.expire(now, report) {
+            let _ = registry.deregister(&mut stream);
+        }
+        if self.waiting.retry_due(now) {
+            return self.accept_all(registry, now, report);
+        }
+        Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use picsou_core::keys::LinkKeys;
+
+    use super::*;
+    use crate::transport::TransportStats;
+
+    const A: ReplicaId = ReplicaId::new(0, 1);
+    const B: ReplicaId = ReplicaId::new(1, 0);
+    const C: ReplicaId = ReplicaId::new(1, 5);
+    const SECRET: [u8; 32] = [7; 32];
+
+    fn acceptor(first_len: usize) -> Acceptor<u32, ()> {
+        Acceptor::new(B, LinkKeys::derived(B, SECRET), [A], first_len)
+    }
+
+    fn hello_from(from: ReplicaId, nonce: u64) -> [u8; HELLO_LEN] {
+        hello::encode(from, B, nonce, &LinkKeys::derived(from, SECRET).key_for(B).unwrap())
+    }
+
+    fn reasons(events: &[TransportEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                TransportEvent::Rejected { claimed, reason, .. } => format!("{claimed:?}: {reason}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_hello_in_any_split_arrives_with_what_follows_left_over() {
+        let mut stream = hello_from(A, 5).to_vec();
+        stream.extend_from_slice(b"rest of the message, then frames");
+        for cut in [1, 3, 39, 40, 41, 60, 1000] {
+            let (mut events, mut stats) = (Vec::new(), TransportStats::default());
+            let mut report = Report { events: &mut events, stats: &mut stats };
+            let mut acc = acceptor(60);
+            acc.admit(1, (), "here".into(), Instant::now());
+            let mut arrived = None;
+            let mut used_total = 0;
+            for chunk in stream.chunks(cut) {
+                let (step, used) = acc.feed(1, chunk, &mut report);
+                used_total += used;
+                match step {
+                    Step::Waiting => assert_eq!(used, chunk.len(), "cut {cut}"),
+                    Step::Arrived(a) => {
+                        arrived = Some(a);
+                        break;
+                    }
+                    other => panic!("cut {cut}: {other:?}"),
+                }
+            }
+            let a = arrived.expect("arrived");
+            assert_eq!((a.peer, a.message.len(), used_total), (A, 60, 60), "cut {cut}");
+            assert!(acc.is_empty() && events.is_empty());
+        }
+    }
+
+    #[test]
+    fn refusals_are_reported_with_what_was_claimed() {
+        let (mut events, mut stats) = (Vec::new(), TransportStats::default());
+        let mut report = Report { events: &mut events, stats: &mut stats };
+        let mut acc = acceptor(HELLO_LEN);
+        let now = Instant::now();
+        let mut try_bytes = |acc: &mut Acceptor<u32, ()>, key: u32, bytes: &[u8]| {
+            acc.admit(key, (), format!("conn {key}"), now);
+            acc.feed(key, bytes, &mut report).0
+        };
+        // Garbage at its first byte; a wrong key; an unknown peer; a replay.
+        assert!(matches!(try_bytes(&mut acc, 1, b"G"), Step::Refused(())));
+        assert!(matches!(try_bytes(&mut acc, 2, &hello::encode(A, B, 9, &[3; 32])), Step::Refused(())));
+        assert!(matches!(try_bytes(&mut acc, 3, &hello_from(C, 9)), Step::Refused(())));
+        assert!(matches!(try_bytes(&mut acc, 4, &hello_from(A, 9)), Step::Arrived(_)));
+        assert!(matches!(try_bytes(&mut acc, 5, &hello_from(A, 9)), Step::Refused(())));
+        // Closed mid-hello is refused; closed before any byte is not.
+        assert!(matches!(try_bytes(&mut acc, 6, &hello_from(A, 10)[..10]), Step::Waiting));
+        assert!(matches!(acc.ended(6, &mut report), Step::Refused(())));
+        acc.admit(7, (), "silent".into(), now);
+        assert!(matches!(acc.ended(7, &mut report), Step::Gone(())));
+        // Late: refused at the deadline.
+        acc.admit(8, (), "slow".into(), now);
+        assert_eq!(acc.next_deadline(), Some(now + HELLO_TIMEOUT));
+        assert!(acc.expire(now, &mut report).is_empty());
+        assert_eq!(acc.expire(now + HELLO_TIMEOUT, &mut report).len(), 1);
+        let got = reasons(&events);
+        assert_eq!(got.len(), 6, "{got:?}");
+        assert!(got[0].starts_with("None: not a picsou hello"), "{got:?}");
+        assert!(got[1].contains("Some(ReplicaId") && got[1].contains("authentication"), "{got:?}");
+        assert!(got[2].contains("unknown peer"), "{got:?}");
+        assert!(got[3].contains("replayed"), "{got:?}");
+        assert!(got[4].contains("middle of its hello"), "{got:?}");
+        assert!(got[5].contains("no hello within"), "{got:?}");
+        assert_eq!(stats.rejected, 6);
+    }
+
+    #[test]
+    fn the_cap_refuses_the_next_connection() {
+        let (mut events, mut stats) = (Vec::new(), TransportStats::default());
+        let mut report = Report { events: &mut events, stats: &mut stats };
+        let mut acc = acceptor(HELLO_LEN);
+        for k in 0..MAX_WAITING as u32 {
+            assert!(acc.has_room("x", &mut report));
+            acc.admit(k, (), "x".into(), Instant::now());
+        }
+        assert!(!acc.has_room("one too many", &mut report));
+        assert!(matches!(
+            events[..],
+            [TransportEvent::Rejected { reason: Rejection::TooManyWaiting(MAX_WAITING), .. }]
+        ));
+    }
+}
