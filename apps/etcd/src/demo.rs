@@ -711,11 +711,25 @@ async fn run(args: &DemoArgs, dir: &Path, etcd: String) -> Result<DemoReport, St
     for c in 0..2 {
         let Some(prefix) = &mirrored[c] else { continue };
         let (count, last) = count_revisions(&clients[c], prefix, start_rev[c], end_rev[c]).await?;
-        let mut src = clients[c].clone();
-        let mut dst = clients[1 - c].clone();
-        let source = digest(&mut src, prefix.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mirror = digest(&mut dst, prefix.as_bytes()).await.map_err(|e| e.to_string())?;
-        let progress = dst.get(progress_key(CLUSTERS[c]), None).await.map_err(|e| e.to_string())?;
+        // A member restarted moments ago may still refuse connections: the client's balancer
+        // can route a read to it, so reads are retried for a while.
+        let source = retry_read(|| {
+            let mut src = clients[c].clone();
+            let prefix = prefix.clone();
+            async move { digest(&mut src, prefix.as_bytes()).await }
+        })
+        .await?;
+        let mirror = retry_read(|| {
+            let mut dst = clients[1 - c].clone();
+            let prefix = prefix.clone();
+            async move { digest(&mut dst, prefix.as_bytes()).await }
+        })
+        .await?;
+        let progress = retry_read(|| {
+            let mut dst = clients[1 - c].clone();
+            async move { dst.get(progress_key(CLUSTERS[c]), None).await }
+        })
+        .await?;
         let p = progress.kvs().first().and_then(|kv| Progress::parse(kv.value()).ok()).unwrap_or(Progress {
             next: 0,
             source_revision: 0,
@@ -992,6 +1006,22 @@ async fn run_load(
         },
         ops,
     ))
+}
+
+/// Runs a read until it succeeds, for up to 30 s (members restarting refuse connections).
+async fn retry_read<T, F, Fut>(mut read: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match read().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() > deadline => return Err(e.to_string()),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 async fn put_retry(client: &Client, key: String, value: String) -> Result<u64, String> {
