@@ -1012,7 +1012,7 @@ async fn run_load(
 async fn retry_read<T, F, Fut>(mut read: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    Fut: Future<Output = Result<T, etcd_client::Error>>,
 {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
