@@ -41,16 +41,6 @@ pub enum ResendBound {
     Schedule(Schedule),
 }
 
-impl ResendBound {
-    /// The most resends `seq` may get, if bounded.
-    fn limit(&self, seq: u64) -> Option<usize> {
-        match self {
-            Self::Unchecked => None,
-            Self::Fixed(n) => Some(*n),
-            Self::Schedule(s) => Some(s.rotation_len(seq).saturating_sub(1)),
-        }
-    }
-}
 
 /// Formats virtual seconds for messages: integral values without decimals.
 fn secs(ns: u64) -> String {
@@ -205,16 +195,17 @@ impl Checker {
                 *count = count.saturating_add(1);
                 let count = *count;
                 self.max_resends = self.max_resends.max(count);
+                let mut violations = Vec::new();
                 match &self.bound {
                     ResendBound::Unchecked => {}
                     ResendBound::Fixed(limit) => {
                         if number == 0 || usize::from(number) > *limit {
-                            self.violation(format!(
+                            violations.push(format!(
                                 "{me} sent resend number {number} of seq {seq}, outside its rotation (resends 1..={limit})"
                             ));
                         }
                         if usize::from(count) == limit + 1 {
-                            self.violation(format!(
+                            violations.push(format!(
                                 "seq {seq} was resent {count} times; the rotation allows at most {limit}"
                             ));
                         }
@@ -225,7 +216,7 @@ impl Checker {
                         let rot = sched.rotation(seq);
                         let p = decode_resend_number(number, rot.cycle_pairs());
                         if number == 0 || rot.cycle_pair(p).0 != me.index {
-                            self.violation(format!(
+                            violations.push(format!(
                                 "{me} sent resend number {number} of seq {seq}, which names a pair it is not the sender of"
                             ));
                         }
@@ -234,11 +225,14 @@ impl Checker {
                         // also reassigned once (see the engine's sender).
                         let limit = rot.len().saturating_sub(1);
                         if usize::from(count) == limit + 2 {
-                            self.violation(format!(
+                            violations.push(format!(
                                 "seq {seq} was resent {count} times; the rotation allows at most {limit} and one reassignment"
                             ));
                         }
                     }
+                }
+                for v in violations {
+                    self.violation(v);
                 }
                 None
             }
@@ -336,7 +330,7 @@ mod tests {
                 plans.push(ReplicaPlan { id: ReplicaId::new(rsm, i), stake: 1, crash_at: None, behavior: None });
             }
         }
-        plans[S2].behavior = Some(Behavior::Forge);
+        plans[S2].behavior = Some(Behavior::Forge.into());
         plans[R2].crash_at = Some(1_000_000);
         Checker::new(plans, 5, PayloadSpec::new(16), bound)
     }

@@ -254,7 +254,7 @@ impl Endpoint {
             trusted_receivers: (0..layout.n_remote() as u16).collect(),
             frame_pool: BufPool::new(FRAME_POOL_BUFFERS, FRAME_POOL_BYTES),
             scratch: Scratch::default(),
-            hooks: Hooks::new(&cfg),
+            hooks: Hooks::new(&cfg, now),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
             params: cfg.params,

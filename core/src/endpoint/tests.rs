@@ -71,7 +71,7 @@ impl Net {
                     LinkKeys::derived(local, [9; 32]),
                     Arc::new(NoProof),
                 );
-                cfg.behavior = byzantine.iter().find(|(j, _)| *j == i).map(|(_, b)| *b);
+                cfg.behavior = byzantine.iter().find(|(j, _)| *j == i).map(|(_, b)| (*b).into());
                 Endpoint::new(cfg, Time::ZERO).unwrap()
             })
             .collect();
