@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use picsou_core::adversary::Behavior;
+use picsou_core::adversary::Byzantine;
 use picsou_core::proof::{Ed25519QuorumVerifier, ProofVerifier, StreamId};
 use picsou_core::{FaultModel, ReplicaId};
 use picsou_runtime::deployment::DeploymentConfig;
@@ -287,7 +287,7 @@ impl PyNode {
             let local = replica_arg(&c, rsm, replica)?;
             let behavior = match byzantine {
                 None => None,
-                Some(b) => Some(b.parse::<Behavior>().map_err(|e| invalid("byzantine", e))?),
+                Some(b) => Some(b.parse::<Byzantine>().map_err(|e| invalid("byzantine", e))?),
             };
             let explicit = match network.filter(|n| !n.is_none()) {
                 None => None,

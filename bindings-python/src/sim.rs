@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-use picsou_core::adversary::Behavior;
+use picsou_core::adversary::Byzantine;
 use picsou_core::{FaultModel, ProtocolParams, Strategy};
 use picsou_sim::{Partition, Scenario, ScenarioOverrides, SimReport, run};
 use pyo3::exceptions::PyTypeError;
@@ -63,6 +63,7 @@ pub const KEYWORDS: &[&str] = &[
     "cpu_ns_per_byte",
     "warmup_fraction",
     "max_virtual_seconds",
+    "timeline_ms",
     "real_signatures",
     "params",
 ];
@@ -137,12 +138,12 @@ fn partitions(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Partition>> {
     list_or_csv(obj, "partition", partition_item)
 }
 
-fn behavior(name: &str, b: &str) -> PyResult<(String, Behavior)> {
-    let b = Behavior::from_str(b.trim()).map_err(|e| invalid("byzantine", format!("{}: {e}", name.trim())))?;
+fn behavior(name: &str, b: &str) -> PyResult<(String, Byzantine)> {
+    let b = Byzantine::from_str(b.trim()).map_err(|e| invalid("byzantine", format!("{}: {e}", name.trim())))?;
     Ok((name.trim().to_string(), b))
 }
 
-fn byzantine(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Behavior)>> {
+fn byzantine(obj: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Byzantine)>> {
     if let Ok(d) = obj.cast::<PyDict>() {
         return d
             .iter()
@@ -207,6 +208,7 @@ impl Flags {
                 "cpu_ns_per_byte" => o.cpu_ns_per_byte = Some(number(&v, k)?),
                 "warmup_fraction" => o.warmup_fraction = Some(number(&v, k)?),
                 "max_virtual_seconds" => o.max_virtual_seconds = Some(number(&v, k)?),
+                "timeline_ms" => o.timeline_ms = Some(number(&v, k)?),
                 "cross_link_mbps" => o.cross_link_mbps = Some(number(&v, k)?),
                 "partition" => o.partitions = Some(partitions(&v)?),
                 "crash" => o.crash = Some(list_or_csv(&v, k, string)?),

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Args, ValueEnum};
-use picsou_core::adversary::Behavior;
+use picsou_core::adversary::Byzantine;
 use picsou_core::{ConfigError, FaultModel, Strategy};
 use picsou_sim::{Partition, Scenario, ScenarioOverrides, SimReport, run};
 
@@ -34,7 +34,7 @@ impl From<FaultArg> for FaultModel {
 }
 
 /// Parses `REPLICA=BEHAVIOUR`, e.g. `r1=inflate-ack`.
-fn parse_byzantine(s: &str) -> Result<(String, Behavior), String> {
+fn parse_byzantine(s: &str) -> Result<(String, Byzantine), String> {
     let (name, behavior) =
         s.split_once('=').ok_or_else(|| format!("{s:?} should be REPLICA=BEHAVIOUR, e.g. r1=inflate-ack"))?;
     Ok((name.trim().to_string(), behavior.trim().parse()?))
@@ -115,7 +115,7 @@ pub(crate) struct SimArgs {
     /// Byzantine replicas, e.g. r1=inflate-ack,s3=silent. Behaviours: inflate-ack, zero-ack,
     /// stale-ack, lie-phi, forge, silent, no-rebroadcast.
     #[arg(long, value_delimiter = ',', value_name = "REPLICA=BEHAVIOUR", value_parser = parse_byzantine)]
-    byzantine: Vec<(String, Behavior)>,
+    byzantine: Vec<(String, Byzantine)>,
     /// Seed of every random choice.
     #[arg(long)]
     seed: Option<u64>,
@@ -137,6 +137,10 @@ pub(crate) struct SimArgs {
     /// Stop at this virtual time even if not everything was delivered.
     #[arg(long)]
     max_virtual_seconds: Option<f64>,
+    /// Width of the report's throughput-timeline intervals, in ms of virtual time (default:
+    /// about 50 intervals over the run).
+    #[arg(long)]
+    timeline_ms: Option<f64>,
     /// Real ed25519 quorum certificates instead of cheap oracle certificates (BFT).
     #[arg(long)]
     real_signatures: bool,
@@ -193,6 +197,7 @@ impl SimArgs {
             cpu_ns_per_byte: self.cpu_ns_per_byte,
             warmup_fraction: self.warmup_fraction,
             max_virtual_seconds: self.max_virtual_seconds,
+            timeline_ms: self.timeline_ms,
             real_signatures: self.real_signatures.then_some(true),
         };
         overrides.apply(&mut s)?;
@@ -272,6 +277,11 @@ fn human(r: &SimReport) -> String {
         ("misbehaviours", format!("{} detected", r.misbehaviors_detected)),
         ("virtual time", format!("{:.6} s", r.virtual_seconds)),
     ];
+    let mut rows = rows.to_vec();
+    if let Some(onset) = r.fault_onset_ms {
+        let recovery = r.recovery_ms.map_or("run too short after it to tell".to_string(), |ms| format!("{ms:.1} ms"));
+        rows.push(("recovery", format!("{recovery} (first fault at {onset:.1} ms)")));
+    }
     for (k, v) in rows {
         out.push_str(&format!("  {k:<15} {v}\n"));
     }
@@ -287,6 +297,7 @@ fn human(r: &SimReport) -> String {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use picsou_core::adversary::Behavior;
 
     use super::*;
 
@@ -334,8 +345,8 @@ mod tests {
         assert_eq!((s.sender_f, s.receiver_f), (Some(1), Some(1)));
         assert_eq!(s.fault, FaultModel::Cft);
         assert_eq!(s.crash, vec!["s0", "r1@5"]);
-        assert_eq!(s.byzantine["r2"], Behavior::InflateAck);
-        assert_eq!(s.byzantine["s3"], Behavior::Silent);
+        assert_eq!(s.byzantine["r2"], Behavior::InflateAck.into());
+        assert_eq!(s.byzantine["s3"], Behavior::Silent.into());
         assert_eq!(s.partitions.len(), 2);
         assert_eq!(s.params.send_window, 100_000);
         assert!(s.params.max_buffered >= 100_000 && s.params.recv_window >= 100_000);
@@ -362,6 +373,21 @@ mod tests {
         assert!(T::try_parse_from(["t", "--partition", "5"]).is_err());
         let e = scenario(&["--byzantine", "r1=silent,r1=forge"]).unwrap_err();
         assert!(e.to_string().contains("twice"));
+        assert!(T::try_parse_from(["t", "--byzantine", "r1=zero-ack@soon"]).is_err());
+        assert!(T::try_parse_from(["t", "--byzantine", "s1=drop-some:150"]).is_err());
+        assert!(T::try_parse_from(["t", "--byzantine", "r1=zero-ack:3"]).is_err());
+    }
+
+    #[test]
+    fn byzantine_parameters_and_onsets() {
+        let s = scenario(&["--byzantine", "r1=zero-ack@500,s1=drop-some:30,r2=slow-ack:50@100,s2=drop-some:0.25"])
+            .unwrap();
+        assert_eq!(s.byzantine["r1"].behavior, Behavior::ZeroAck);
+        assert_eq!(s.byzantine["r1"].onset, std::time::Duration::from_millis(500));
+        assert_eq!(s.byzantine["s1"].behavior, Behavior::DropSome { percent: 30 });
+        assert_eq!(s.byzantine["s2"].behavior, Behavior::DropSome { percent: 25 });
+        assert_eq!(s.byzantine["r2"].behavior, Behavior::SlowAck { per_s: 50 });
+        assert_eq!(s.byzantine["r2"].to_string(), "slow-ack:50@100");
     }
 
     #[test]
@@ -391,8 +417,12 @@ mod tests {
             frames: 10,
             misbehaviors_detected: 0,
             engine: Default::default(),
+            timeline: Default::default(),
+            fault_onset_ms: Some(100.0),
+            recovery_ms: Some(42.0),
         };
         let h = human(&r);
+        assert!(h.contains("42.0 ms (first fault at 100.0 ms)"), "{h}");
         assert!(h.contains("VIOLATED"));
         assert!(h.contains("  - r2 delivered 8 of 10 by 300 s"));
         assert!(h.contains("  delivered       8 of 10"));

@@ -12,15 +12,22 @@
 //! Every hook gets the current time, so that behaviours can start late or vary over time.
 
 use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::time::Time;
 use crate::wire::AckReport;
 
-/// A Byzantine behaviour, as configurations name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// `slow-ack`'s default pace: its reported ack advances by at most this many messages per
+/// second.
+pub const DEFAULT_SLOW_ACK_PER_S: u32 = 100;
+/// `drop-some`'s default share of first sends skipped, in percent.
+pub const DEFAULT_DROP_PERCENT: u8 = 50;
+
+/// A Byzantine behaviour, as configurations name it: `name` or `name:parameter`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Behavior {
     /// Reports a cumulative ack far beyond what it has (tries to make senders QUACK and free
     /// messages too early).
@@ -37,14 +44,35 @@ pub enum Behavior {
     Silent,
     /// Receives and acks, but never forwards or repairs inside its RSM.
     NoRebroadcast,
+    /// `slow-ack:N`: reports an ack that advances by at most `per_s` messages per second from
+    /// its onset, with an empty φ-list — alive, but throttling a sender that paces to it.
+    SlowAck {
+        /// Messages per second its reported ack advances by, at most.
+        per_s: u32,
+    },
+    /// `drop-some:P`: skips `percent` % of its first sends (the paper's selective dropping),
+    /// chosen by seq, and sends the rest correctly.
+    DropSome {
+        /// Share of first sends skipped, 0..=100.
+        percent: u8,
+    },
 }
 
 impl Behavior {
-    /// All behaviours.
-    pub const ALL: [Self; 7] =
-        [Self::InflateAck, Self::ZeroAck, Self::StaleAck, Self::LiePhi, Self::Forge, Self::Silent, Self::NoRebroadcast];
+    /// All behaviours (parameterised ones with their defaults).
+    pub const ALL: [Self; 9] = [
+        Self::InflateAck,
+        Self::ZeroAck,
+        Self::StaleAck,
+        Self::LiePhi,
+        Self::Forge,
+        Self::Silent,
+        Self::NoRebroadcast,
+        Self::SlowAck { per_s: DEFAULT_SLOW_ACK_PER_S },
+        Self::DropSome { percent: DEFAULT_DROP_PERCENT },
+    ];
 
-    /// The kebab-case name used on the command line.
+    /// The kebab-case name used on the command line (without the parameter).
     pub const fn name(self) -> &'static str {
         match self {
             Self::InflateAck => "inflate-ack",
@@ -54,23 +82,120 @@ impl Behavior {
             Self::Forge => "forge",
             Self::Silent => "silent",
             Self::NoRebroadcast => "no-rebroadcast",
+            Self::SlowAck { .. } => "slow-ack",
+            Self::DropSome { .. } => "drop-some",
         }
     }
 
-    /// The adversary that exhibits this behaviour.
-    pub fn adversary(self) -> Box<dyn Adversary> {
-        Box::new(Scripted { behavior: self, lie: AckReport::default() })
+    /// Whether the behaviour concerns the replica's sending duties (else its receiving side).
+    pub const fn acts_as_sender(self) -> bool {
+        matches!(self, Self::Forge | Self::Silent | Self::DropSome { .. })
     }
 }
 
-impl std::str::FromStr for Behavior {
+impl fmt::Display for Behavior {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::SlowAck { per_s } => write!(f, "slow-ack:{per_s}"),
+            Self::DropSome { percent } => write!(f, "drop-some:{percent}"),
+            b => f.write_str(b.name()),
+        }
+    }
+}
+
+impl FromStr for Behavior {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
-            format!(
-                "unknown Byzantine behaviour {s:?}; expected one of inflate-ack, zero-ack, stale-ack, lie-phi, forge, silent, no-rebroadcast"
-            )
-        })
+        let (name, param) = match s.split_once(':') {
+            Some((n, p)) => (n.trim(), Some(p.trim())),
+            None => (s.trim(), None),
+        };
+        let unknown = || {
+            let names: Vec<&str> = Self::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown Byzantine behaviour {name:?}; expected one of {}", names.join(", "))
+        };
+        let b = Self::ALL.into_iter().find(|b| b.name() == name).ok_or_else(unknown)?;
+        match (b, param) {
+            (b, None) => Ok(b),
+            (Self::SlowAck { .. }, Some(p)) => match p.parse::<u32>() {
+                Ok(per_s) if per_s > 0 => Ok(Self::SlowAck { per_s }),
+                _ => Err(format!("slow-ack:{p}: the parameter is messages per second, a whole number ≥ 1")),
+            },
+            (Self::DropSome { .. }, Some(p)) => {
+                let percent = match p.strip_suffix('%') {
+                    Some(pc) => pc.trim().parse::<f64>().ok(),
+                    None => p.parse::<f64>().ok().map(|x| if x <= 1.0 && p.contains('.') { x * 100.0 } else { x }),
+                };
+                match percent {
+                    Some(x) if (0.0..=100.0).contains(&x) => Ok(Self::DropSome { percent: x.round() as u8 }),
+                    _ => Err(format!("drop-some:{p}: the parameter is a share of first sends: 30, 30% or 0.3")),
+                }
+            }
+            (b, Some(p)) => Err(format!("{} takes no parameter (got {p:?})", b.name())),
+        }
+    }
+}
+
+/// A Byzantine replica's behaviour and when it starts: `name[:parameter][@ms]` (onset in
+/// milliseconds after the replica's engine starts; virtual time in the simulator). Before its
+/// onset the replica follows the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Byzantine {
+    /// What it does.
+    pub behavior: Behavior,
+    /// From when (after the engine's start).
+    pub onset: Duration,
+}
+
+impl Byzantine {
+    /// The adversary that exhibits this behaviour, for an engine started at `start`.
+    pub fn adversary(self, start: Time) -> Box<dyn Adversary> {
+        Box::new(Scripted { behavior: self.behavior, onset: start + self.onset, lie: AckReport::default(), slow: None })
+    }
+}
+
+impl From<Behavior> for Byzantine {
+    fn from(behavior: Behavior) -> Self {
+        Self { behavior, onset: Duration::ZERO }
+    }
+}
+
+impl fmt::Display for Byzantine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.behavior)?;
+        if !self.onset.is_zero() {
+            write!(f, "@{}", self.onset.as_millis())?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Byzantine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (b, onset) = match s.split_once('@') {
+            Some((b, at)) => {
+                let ms: u64 = at.trim().parse().map_err(|_| {
+                    format!("{s:?}: the onset after '@' is in whole milliseconds (e.g. zero-ack@500)")
+                })?;
+                (b, Duration::from_millis(ms))
+            }
+            None => (s, Duration::ZERO),
+        };
+        Ok(Self { behavior: b.parse()?, onset })
+    }
+}
+
+impl Serialize for Byzantine {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Byzantine {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -114,28 +239,49 @@ pub trait Adversary: Send + fmt::Debug {
 /// How far behind a stale-ack replica reports.
 const STALE_LAG: u64 = 1000;
 
-/// The [`Behavior`]s, each a fixed departure from the protocol from the start.
+/// The [`Behavior`]s, each a fixed departure from the protocol from its onset on.
 #[derive(Debug)]
 struct Scripted {
     behavior: Behavior,
+    /// Correct before this time.
+    onset: Time,
     /// The lying report, rebuilt for each frame.
     lie: AckReport,
+    /// `slow-ack`: the true ack at the onset, and when that was.
+    slow: Option<(u64, Time)>,
+}
+
+impl Scripted {
+    fn active(&self, now: Time) -> bool {
+        now >= self.onset
+    }
 }
 
 impl Adversary for Scripted {
-    fn skips_first_send(&mut self, _now: Time, _seq: u64) -> bool {
-        self.behavior == Behavior::Silent
+    fn skips_first_send(&mut self, now: Time, seq: u64) -> bool {
+        if !self.active(now) {
+            return false;
+        }
+        match self.behavior {
+            Behavior::Silent => true,
+            // Chosen by a hash of the seq, so the skipped ones are spread evenly.
+            Behavior::DropSome { percent } => seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) % 100 < u64::from(percent),
+            _ => false,
+        }
     }
 
-    fn skips_resend(&mut self, _now: Time, _seq: u64) -> bool {
-        self.behavior == Behavior::Silent
+    fn skips_resend(&mut self, now: Time, _seq: u64) -> bool {
+        self.active(now) && self.behavior == Behavior::Silent
     }
 
-    fn skips_rebroadcast(&mut self, _now: Time) -> bool {
-        self.behavior == Behavior::NoRebroadcast
+    fn skips_rebroadcast(&mut self, now: Time) -> bool {
+        self.active(now) && self.behavior == Behavior::NoRebroadcast
     }
 
-    fn report<'a>(&'a mut self, _now: Time, truth: &'a AckReport, phi_bits: u32) -> &'a AckReport {
+    fn report<'a>(&'a mut self, now: Time, truth: &'a AckReport, phi_bits: u32) -> &'a AckReport {
+        if !self.active(now) {
+            return truth;
+        }
         let lie = &mut self.lie;
         lie.phi.clear();
         match self.behavior {
@@ -147,13 +293,18 @@ impl Adversary for Scripted {
                 let words = (phi_bits / 64) as usize;
                 lie.phi.extend((0..words).map(|i| !truth.phi.get(i).copied().unwrap_or(0)));
             }
-            Behavior::Forge | Behavior::Silent | Behavior::NoRebroadcast => return truth,
+            Behavior::SlowAck { per_s } => {
+                let (base, since) = *self.slow.get_or_insert((truth.next, now));
+                let gained = now.saturating_since(since).as_secs_f64() * f64::from(per_s);
+                lie.next = truth.next.min(base.saturating_add(gained as u64));
+            }
+            Behavior::Forge | Behavior::Silent | Behavior::NoRebroadcast | Behavior::DropSome { .. } => return truth,
         }
         &self.lie
     }
 
-    fn forge(&mut self, _now: Time, seq: u64, payload: &[u8], proof: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-        (self.behavior == Behavior::Forge).then(|| forged(payload, proof, seq))
+    fn forge(&mut self, now: Time, seq: u64, payload: &[u8], proof: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+        (self.active(now) && self.behavior == Behavior::Forge).then(|| forged(payload, proof, seq))
     }
 
     fn extra_frame_bytes(&self) -> usize {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "adversary")]
-use crate::adversary::Behavior;
+use crate::adversary::Byzantine;
 use crate::ids::{ReplicaId, RsmId};
 use crate::keys::LinkKeys;
 use crate::proof::ProofVerifier;
@@ -412,9 +412,10 @@ pub struct EndpointConfig {
     pub keys: LinkKeys,
     /// Checks that the remote RSM committed each message it sends (BFT); unused under CFT.
     pub verifier: Arc<dyn ProofVerifier>,
-    /// Byzantine behaviour to exhibit (simulator and tests only); `None` for a correct replica.
+    /// Byzantine behaviour to exhibit, and from when (simulator, tests and the `byzantine`
+    /// options only); `None` for a correct replica.
     #[cfg(feature = "adversary")]
-    pub behavior: Option<Behavior>,
+    pub behavior: Option<Byzantine>,
 }
 
 impl EndpointConfig {

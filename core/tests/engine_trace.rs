@@ -241,7 +241,7 @@ fn check(name: &str, s: &Setup, seed: u64, want: &str) {
 #[test]
 fn picsou_traces_are_unchanged() {
     let s = Setup { drop_permille: 20, internal_drop_permille: 20, blocking: true, ..base(Strategy::Picsou) };
-    check("picsou-cft-4x4-drops-blocking", &s, 1, "c714f31c8e706fea");
+    check("picsou-cft-4x4-drops-blocking", &s, 1, "3e272fa30fd73ce1");
     let s = Setup {
         membership: uniform(4, 7, FaultModel::Bft),
         crashes: vec![(1, 0), (4 + 5, 1)],
@@ -249,7 +249,7 @@ fn picsou_traces_are_unchanged() {
         run_for: Duration::from_millis(1500),
         ..base(Strategy::Picsou)
     };
-    check("picsou-bft-4x7-crashes", &s, 2, "b54970e180eb53d9");
+    check("picsou-bft-4x7-crashes", &s, 2, "9733746cbf4528f8");
     let s = Setup {
         membership: Membership::new(
             RsmSpec::with_stakes("a", &[4, 1, 1, 1], FaultModel::Cft, 3),
@@ -269,7 +269,7 @@ fn picsou_traces_are_unchanged() {
         run_for: Duration::from_millis(1500),
         ..base(Strategy::Picsou)
     };
-    check("picsou-slow-internal-crash", &s, 4, "f6030eb833858a55");
+    check("picsou-slow-internal-crash", &s, 4, "cccb82b9c8746211");
     let s = Setup {
         params: ProtocolParams { dissemination: Dissemination::Application, ..ProtocolParams::default() },
         drop_permille: 30,

@@ -11,8 +11,9 @@
 //!   receiver actually holds (the largest `received()` of a correct receiver at that moment), and
 //!   never goes backwards.
 //! - **Resend bound** (Picsou). Honest senders together resend a message at most
-//!   `rotation_len(seq) − 1` times (f_s + f_r with unit stakes), each with a resend number of its
-//!   rotation.
+//!   `rotation_len(seq) − 1` times (f_s + f_r with unit stakes) plus one reassignment (a message
+//!   whose first pair has a replica known to be down or faulty), each resend with a number that
+//!   names a pair of which the resender is the sender.
 //! - **No false accusations.** An honest replica reports `PeerMisbehaved` only about a Byzantine
 //!   replica; accusations of Byzantine replicas are counted as detections.
 //!
@@ -20,7 +21,7 @@
 //! follow the protocol until they stop), so their events are checked too, but they are not
 //! required to deliver everything.
 
-use picsou_core::endpoint::Event;
+use picsou_core::endpoint::{Event, decode_resend_number};
 use picsou_core::schedule::Schedule;
 
 use super::payload::PayloadSpec;
@@ -40,16 +41,6 @@ pub enum ResendBound {
     Schedule(Schedule),
 }
 
-impl ResendBound {
-    /// The most resends `seq` may get, if bounded.
-    fn limit(&self, seq: u64) -> Option<usize> {
-        match self {
-            Self::Unchecked => None,
-            Self::Fixed(n) => Some(*n),
-            Self::Schedule(s) => Some(s.rotation_len(seq).saturating_sub(1)),
-        }
-    }
-}
 
 /// Formats virtual seconds for messages: integral values without decimals.
 fn secs(ns: u64) -> String {
@@ -204,17 +195,44 @@ impl Checker {
                 *count = count.saturating_add(1);
                 let count = *count;
                 self.max_resends = self.max_resends.max(count);
-                if let Some(limit) = self.bound.limit(seq) {
-                    if number == 0 || usize::from(number) > limit {
-                        self.violation(format!(
-                            "{me} sent resend number {number} of seq {seq}, outside its rotation (resends 1..={limit})"
-                        ));
+                let mut violations = Vec::new();
+                match &self.bound {
+                    ResendBound::Unchecked => {}
+                    ResendBound::Fixed(limit) => {
+                        if number == 0 || usize::from(number) > *limit {
+                            violations.push(format!(
+                                "{me} sent resend number {number} of seq {seq}, outside its rotation (resends 1..={limit})"
+                            ));
+                        }
+                        if usize::from(count) == limit + 1 {
+                            violations.push(format!(
+                                "seq {seq} was resent {count} times; the rotation allows at most {limit}"
+                            ));
+                        }
                     }
-                    if usize::from(count) == limit + 1 {
-                        self.violation(format!(
-                            "seq {seq} was resent {count} times; the rotation allows at most {limit}"
-                        ));
+                    ResendBound::Schedule(sched) => {
+                        // A resend number names a position of the seq's cycle of pairs; only
+                        // that pair's sender may send it.
+                        let rot = sched.rotation(seq);
+                        let p = decode_resend_number(number, rot.cycle_pairs());
+                        if number == 0 || rot.cycle_pair(p).0 != me.index {
+                            violations.push(format!(
+                                "{me} sent resend number {number} of seq {seq}, which names a pair it is not the sender of"
+                            ));
+                        }
+                        // Loss detection walks the rotation (at most `limit` resends); a
+                        // message whose first pair has a replica known to be down or faulty is
+                        // also reassigned once (see the engine's sender).
+                        let limit = rot.len().saturating_sub(1);
+                        if usize::from(count) == limit + 2 {
+                            violations.push(format!(
+                                "seq {seq} was resent {count} times; the rotation allows at most {limit} and one reassignment"
+                            ));
+                        }
                     }
+                }
+                for v in violations {
+                    self.violation(v);
                 }
                 None
             }
@@ -312,7 +330,7 @@ mod tests {
                 plans.push(ReplicaPlan { id: ReplicaId::new(rsm, i), stake: 1, crash_at: None, behavior: None });
             }
         }
-        plans[S2].behavior = Some(Behavior::Forge);
+        plans[S2].behavior = Some(Behavior::Forge.into());
         plans[R2].crash_at = Some(1_000_000);
         Checker::new(plans, 5, PayloadSpec::new(16), bound)
     }

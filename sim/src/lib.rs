@@ -60,11 +60,11 @@ use self::checker::{Checker, ResendBound};
 use self::network::{Network, serialization_ns};
 use self::payload::{PayloadSpec, PayloadWindow};
 use self::proofs::{ProofIssuer, mac_secret};
-use self::report::{NOT_DONE, quantile_ms, throughput};
+use self::report::{NOT_DONE, auto_interval_ns, quantile_ms, recovery_ms, throughput, timeline};
 use self::rng::SimRng;
 
 pub use self::overrides::ScenarioOverrides;
-pub use self::report::{EngineTotals, SimReport};
+pub use self::report::{EngineTotals, SimReport, Timeline};
 pub use self::scenario::{Partition, Resolved, Scenario};
 
 /// Runs a scenario to completion (every correct receiver delivered every message), to its
@@ -575,6 +575,18 @@ impl<'a> Sim<'a> {
             .collect();
         let m = sc.messages as f64;
         let (s, r) = (&self.resolved.membership.rsms[0], &self.resolved.membership.rsms[1]);
+        let interval_ns = match sc.timeline_ms {
+            Some(ms) if ms > 0.0 => (ms * 1e6).round().max(1.0) as u64,
+            _ => auto_interval_ns(last),
+        };
+        let timeline = timeline(&self.completion, interval_ns);
+        let onset = self
+            .resolved
+            .replicas
+            .iter()
+            .flat_map(|p| [p.crash_at, p.behavior.map(|b| u64::try_from(b.onset.as_nanos()).unwrap_or(u64::MAX))])
+            .flatten()
+            .min();
         SimReport {
             strategy: sc.strategy.name().to_string(),
             sender_n: s.n(),
@@ -607,6 +619,9 @@ impl<'a> Sim<'a> {
                 t.add(&ep.stats());
                 t
             }),
+            recovery_ms: onset.and_then(|o| recovery_ms(&timeline, o)),
+            fault_onset_ms: onset.map(|o| o as f64 / 1e6),
+            timeline,
         }
     }
 }

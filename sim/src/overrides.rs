@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::scenario::{Partition, Scenario};
-use picsou_core::adversary::Behavior;
+use picsou_core::adversary::Byzantine;
 use picsou_core::config::{ConfigError, FaultModel, Strategy};
 
 /// Changes to a [`Scenario`]; `None` (or an empty list where noted) keeps its value.
@@ -61,7 +61,7 @@ pub struct ScenarioOverrides {
     /// Crashed replicas (`s0`, `r2@50`, …).
     pub crash: Option<Vec<String>>,
     /// Byzantine replicas by name; a name listed twice is an error.
-    pub byzantine: Option<Vec<(String, Behavior)>>,
+    pub byzantine: Option<Vec<(String, Byzantine)>>,
     /// Seed of every random choice.
     pub seed: Option<u64>,
     /// φ-list size in bits.
@@ -76,6 +76,8 @@ pub struct ScenarioOverrides {
     pub warmup_fraction: Option<f64>,
     /// Stop at this virtual time.
     pub max_virtual_seconds: Option<f64>,
+    /// Width of the timeline's intervals, ms.
+    pub timeline_ms: Option<f64>,
     /// Real ed25519 certificates (BFT).
     pub real_signatures: Option<bool>,
 }
@@ -147,6 +149,9 @@ impl ScenarioOverrides {
         if self.cross_link_mbps.is_some() {
             s.cross_link_mbps = self.cross_link_mbps;
         }
+        if self.timeline_ms.is_some() {
+            s.timeline_ms = self.timeline_ms;
+        }
         if let Some(list) = self.byzantine {
             s.byzantine = BTreeMap::new();
             for (name, b) in list {
@@ -173,6 +178,8 @@ impl ScenarioOverrides {
 
 #[cfg(test)]
 mod tests {
+    use picsou_core::adversary::Behavior;
+
     use super::*;
 
     #[test]
@@ -197,7 +204,7 @@ mod tests {
         let big = s.params.max_buffered.max(s.params.recv_window) + 1;
         ScenarioOverrides { send_window: Some(big), ..ScenarioOverrides::default() }.apply(&mut s).unwrap();
         assert_eq!((s.params.send_window, s.params.max_buffered, s.params.recv_window), (big, big, big));
-        let twice = vec![("r1".to_string(), Behavior::Silent), ("r1".to_string(), Behavior::ZeroAck)];
+        let twice = vec![("r1".to_string(), Behavior::Silent.into()), ("r1".to_string(), Behavior::ZeroAck.into())];
         let err = ScenarioOverrides { byzantine: Some(twice), ..ScenarioOverrides::default() }.apply(&mut s);
         assert!(err.unwrap_err().to_string().contains("r1 is listed twice"));
     }

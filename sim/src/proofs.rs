@@ -122,7 +122,7 @@ mod tests {
     fn real_certificates_skip_byzantine_signers() {
         let s = Scenario {
             sender_n: 7,
-            byzantine: BTreeMap::from([("s0".into(), Behavior::Forge)]),
+            byzantine: BTreeMap::from([("s0".into(), Behavior::Forge.into())]),
             real_signatures: true,
             ..Scenario::default()
         };

@@ -59,6 +59,80 @@ pub struct SimReport {
     pub misbehaviors_detected: u64,
     /// Engine counters summed over every replica (diagnostics: where the bytes went).
     pub engine: EngineTotals,
+    /// Messages completed (delivered by every correct receiver) per interval of virtual time.
+    #[serde(default)]
+    pub timeline: Timeline,
+    /// Virtual time of the first fault (crash or Byzantine behaviour's onset), in ms; `None`
+    /// for a fault-free run.
+    #[serde(default)]
+    pub fault_onset_ms: Option<f64>,
+    /// From the first fault's onset until the throughput is back within 10% of its later steady
+    /// state, in ms (see [`recovery_ms`]); `None` without a fault or with too short a run
+    /// after it.
+    #[serde(default)]
+    pub recovery_ms: Option<f64>,
+}
+
+/// Throughput over time: `delivered[i]` messages completed in `[i·interval, (i+1)·interval)`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// Width of each interval, in ms of virtual time.
+    pub interval_ms: f64,
+    /// Messages completed in each interval, from time 0 to the last completion.
+    pub delivered: Vec<u64>,
+}
+
+/// Intervals a timeline aims at when its width is chosen automatically.
+const TIMELINE_BINS: u64 = 50;
+
+/// A round interval (1, 2 or 5 × 10^k ns, at least 1 µs) giving about [`TIMELINE_BINS`] bins
+/// until `end_ns`.
+pub fn auto_interval_ns(end_ns: u64) -> u64 {
+    let target = (end_ns / TIMELINE_BINS).max(1_000);
+    let mut unit = 1_000u64;
+    loop {
+        for m in [1, 2, 5] {
+            if unit * m >= target {
+                return unit * m;
+            }
+        }
+        unit *= 10;
+    }
+}
+
+/// The timeline of completion times (ns, [`NOT_DONE`] for incomplete messages) in intervals of
+/// `interval_ns`.
+pub fn timeline(completion_ns: &[u64], interval_ns: u64) -> Timeline {
+    let interval = interval_ns.max(1);
+    let last = completion_ns.iter().copied().filter(|&c| c != NOT_DONE).max();
+    let mut delivered = vec![0u64; last.map_or(0, |l| (l / interval + 1) as usize)];
+    for &c in completion_ns.iter().filter(|&&c| c != NOT_DONE) {
+        delivered[(c / interval) as usize] += 1;
+    }
+    Timeline { interval_ms: interval as f64 / 1e6, delivered }
+}
+
+/// How long after `onset_ns` the throughput is back within 10% of its later steady state, in
+/// ms: the steady state is the median interval of the second half of the intervals after the
+/// onset's; recovery ends with the last interval below 90% of it (0 if none). The final
+/// interval (the stream running out) does not count. `None` if fewer than four intervals
+/// follow the onset's: too short a run to tell.
+pub fn recovery_ms(t: &Timeline, onset_ns: u64) -> Option<f64> {
+    let interval_ns = (t.interval_ms * 1e6).round().max(1.0) as u64;
+    let first = (onset_ns / interval_ns) as usize + 1;
+    let full = t.delivered.len().saturating_sub(1);
+    if full < first + 4 {
+        return None;
+    }
+    let after = &t.delivered[first..full];
+    let mut later: Vec<u64> = after[after.len() / 2..].to_vec();
+    later.sort_unstable();
+    let steady = later[later.len() / 2] as f64;
+    let low = (first - 1..full).rev().find(|&i| (t.delivered[i] as f64) < 0.9 * steady);
+    Some(match low {
+        Some(i) => ((i as u64 + 1) * interval_ns).saturating_sub(onset_ns) as f64 / 1e6,
+        None => 0.0,
+    })
 }
 
 /// [`EndpointStats`](picsou_core::EndpointStats) counters summed over every replica of a run.
@@ -144,6 +218,30 @@ mod tests {
         assert!((throughput(&same, 0.1) - 4.0 / 9e-3).abs() < 1e-6);
         assert_eq!(throughput(&[NOT_DONE, NOT_DONE], 0.1), 0.0);
         assert!((throughput(&[500_000_000], 0.0) - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn timelines_and_recovery() {
+        assert_eq!(auto_interval_ns(1_000_000_000), 20_000_000);
+        assert_eq!(auto_interval_ns(10), 1_000);
+        // 10 messages per ms, none from 5 to 7 ms (a fault at 4.5 ms), then 10 per ms again.
+        let mut c = Vec::new();
+        for ms in (0..5).chain(7..20) {
+            c.extend((0..10).map(|i| ms * 1_000_000 + i * 1_000));
+        }
+        let t = timeline(&c, 1_000_000);
+        assert_eq!(t.delivered.len(), 20);
+        assert_eq!(t.delivered[5], 0);
+        assert_eq!(t.delivered[7], 10);
+        // Back at full rate from 7 ms on: 2.5 ms after the onset.
+        assert_eq!(recovery_ms(&t, 4_500_000), Some(2.5));
+        // No dip after an onset at 8 ms.
+        assert_eq!(recovery_ms(&t, 8_000_000), Some(0.0));
+        // Too late in the run to tell.
+        assert_eq!(recovery_ms(&t, 17_000_000), None);
+        let mut c2 = c.clone();
+        c2.push(NOT_DONE);
+        assert_eq!(timeline(&c2, 1_000_000), t);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::network::{LinkClass, NetConfig, mbps_to_ps_per_byte, ms_to_ns};
 use super::rng::probability_threshold;
-use picsou_core::adversary::Behavior;
+use picsou_core::adversary::Byzantine;
 use picsou_core::config::{ConfigError, Dissemination, FaultModel, Membership, ProtocolParams, RsmSpec, Strategy};
 use picsou_core::ids::ReplicaId;
 
@@ -92,7 +92,7 @@ pub struct Scenario {
     /// Crashed replicas: `"s0"` (crashed from the start) or `"r2@50"` (crashes at 50 ms).
     pub crash: Vec<String>,
     /// Byzantine replicas: name → behaviour, e.g. `r1 = "inflate-ack"`.
-    pub byzantine: BTreeMap<String, Behavior>,
+    pub byzantine: BTreeMap<String, Byzantine>,
     /// Seed of every random choice (loss, jitter, keys): same seed, same report.
     pub seed: u64,
     /// Engine tuning.
@@ -106,6 +106,9 @@ pub struct Scenario {
     pub warmup_fraction: f64,
     /// The run stops at this virtual time even if not everything was delivered.
     pub max_virtual_seconds: f64,
+    /// Width of the report's throughput timeline intervals, in ms of virtual time; `None`: about
+    /// 50 intervals over the run.
+    pub timeline_ms: Option<f64>,
     /// BFT only: real ed25519 quorum certificates instead of the cheap oracle certificates.
     pub real_signatures: bool,
 }
@@ -139,6 +142,7 @@ impl Default for Scenario {
             cpu_ns_per_byte: 0.0,
             warmup_fraction: 0.1,
             max_virtual_seconds: 300.0,
+            timeline_ms: None,
             real_signatures: false,
         }
     }
@@ -154,7 +158,7 @@ pub struct ReplicaPlan {
     /// When it crashes, in ns of virtual time.
     pub crash_at: Option<u64>,
     /// Its Byzantine behaviour, if any.
-    pub behavior: Option<Behavior>,
+    pub behavior: Option<Byzantine>,
 }
 
 impl ReplicaPlan {
@@ -439,6 +443,8 @@ impl Scenario {
 
 #[cfg(test)]
 mod tests {
+    use picsou_core::adversary::Behavior;
+
     use super::*;
 
     fn err_field(s: &Scenario) -> String {
@@ -512,10 +518,10 @@ mod tests {
             (Scenario { crash: vec!["s1".into(), "s1@3".into()], ..d() }, "crash"),
             (Scenario { crash: vec!["s1@-3".into()], ..d() }, "crash"),
             (Scenario { crash: vec!["s0".into(), "s1".into()], ..d() }, "crash"),
-            (Scenario { byzantine: BTreeMap::from([("r9".into(), Behavior::Forge)]), ..d() }, "byzantine"),
+            (Scenario { byzantine: BTreeMap::from([("r9".into(), Behavior::Forge.into())]), ..d() }, "byzantine"),
             (
                 Scenario {
-                    byzantine: BTreeMap::from([("r0".into(), Behavior::Silent), ("r1".into(), Behavior::Forge)]),
+                    byzantine: BTreeMap::from([("r0".into(), Behavior::Silent.into()), ("r1".into(), Behavior::Forge.into())]),
                     ..d()
                 },
                 "byzantine",
@@ -523,7 +529,7 @@ mod tests {
             (
                 Scenario {
                     fault: FaultModel::Cft,
-                    byzantine: BTreeMap::from([("r0".into(), Behavior::Silent)]),
+                    byzantine: BTreeMap::from([("r0".into(), Behavior::Silent.into())]),
                     ..d()
                 },
                 "byzantine",
@@ -551,16 +557,16 @@ mod tests {
         let s = Scenario {
             sender_n: 7,
             crash: vec!["s1".into()],
-            byzantine: BTreeMap::from([("s2".into(), Behavior::Silent)]),
+            byzantine: BTreeMap::from([("s2".into(), Behavior::Silent.into())]),
             ..Scenario::default()
         };
         let r = s.resolve().unwrap();
         assert_eq!(r.replicas[1].crash_at, Some(0));
-        assert_eq!(r.replicas[2].behavior, Some(Behavior::Silent));
+        assert_eq!(r.replicas[2].behavior, Some(Behavior::Silent.into()));
         assert!(r.replicas[1].is_honest() && !r.replicas[1].is_correct());
         let s = Scenario {
             crash: vec!["s1".into()],
-            byzantine: BTreeMap::from([("s2".into(), Behavior::Silent)]),
+            byzantine: BTreeMap::from([("s2".into(), Behavior::Silent.into())]),
             ..Scenario::default()
         };
         let e = s.resolve().unwrap_err().to_string();
@@ -571,7 +577,7 @@ mod tests {
         // The same replica crashing and lying counts once.
         let s = Scenario {
             crash: vec!["r3@20".into()],
-            byzantine: BTreeMap::from([("r3".into(), Behavior::ZeroAck)]),
+            byzantine: BTreeMap::from([("r3".into(), Behavior::ZeroAck.into())]),
             ..Scenario::default()
         };
         let r = s.resolve().unwrap();
@@ -594,7 +600,7 @@ mod tests {
         let s = Scenario::from_toml(text, "x.toml").unwrap();
         assert_eq!(s.strategy, Strategy::Ata);
         assert_eq!(s.sender_n, 7);
-        assert_eq!(s.byzantine["s3"], Behavior::Forge);
+        assert_eq!(s.byzantine["s3"], Behavior::Forge.into());
         assert_eq!(s.params.phi_bits, 128);
         assert_eq!(s.params.send_window, ProtocolParams::default().send_window);
         assert_eq!(s.partitions[0], Partition { start_ms: 10.0, end_ms: 20.0 });

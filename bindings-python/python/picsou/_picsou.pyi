@@ -77,7 +77,14 @@ class MisuseError(PicsouError):
 
 _Number = int | float
 _Strategy = Literal["picsou", "ost", "ata", "ll", "otu"]
-_Behaviour = Literal["inflate-ack", "zero-ack", "stale-ack", "lie-phi", "forge", "silent", "no-rebroadcast"]
+# A behaviour name, optionally with a parameter and an onset in ms: "zero-ack@500",
+# "slow-ack:100" (ack advances ≤ 100 msgs/s), "drop-some:30" (skips 30 % of first sends).
+_Behaviour = (
+    Literal[
+        "inflate-ack", "zero-ack", "stale-ack", "lie-phi", "forge", "silent", "no-rebroadcast", "slow-ack", "drop-some"
+    ]
+    | str
+)
 _ScenarioBase = str | os.PathLike[str] | Mapping[str, Any] | Scenario
 _Partition = str | tuple[_Number, _Number] | Mapping[str, _Number]
 
@@ -121,6 +128,7 @@ class Scenario:
         cpu_ns_per_byte: _Number | None = None,
         warmup_fraction: _Number | None = None,
         max_virtual_seconds: _Number | None = None,
+        timeline_ms: _Number | None = None,
         real_signatures: bool | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Self: ...
@@ -157,6 +165,7 @@ class Scenario:
         cpu_ns_per_byte: _Number | None = None,
         warmup_fraction: _Number | None = None,
         max_virtual_seconds: _Number | None = None,
+        timeline_ms: _Number | None = None,
         real_signatures: bool | None = None,
         params: Mapping[str, Any] | None = None,
     ) -> Scenario:
@@ -269,6 +278,7 @@ def simulate(
     cpu_ns_per_byte: _Number | None = None,
     warmup_fraction: _Number | None = None,
     max_virtual_seconds: _Number | None = None,
+    timeline_ms: _Number | None = None,
     real_signatures: bool | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> SimResult:

@@ -23,8 +23,8 @@ pub(super) struct Hooks;
 
 #[cfg(feature = "adversary")]
 impl Hooks {
-    pub(super) fn new(cfg: &EndpointConfig) -> Self {
-        Self(cfg.behavior.map(crate::adversary::Behavior::adversary))
+    pub(super) fn new(cfg: &EndpointConfig, start: Time) -> Self {
+        Self(cfg.behavior.map(|b| b.adversary(start)))
     }
 
     pub(super) fn skips_first_send(&mut self, now: Time, seq: u64) -> bool {
@@ -57,7 +57,7 @@ impl Hooks {
 
 #[cfg(not(feature = "adversary"))]
 impl Hooks {
-    pub(super) fn new(_cfg: &EndpointConfig) -> Self {
+    pub(super) fn new(_cfg: &EndpointConfig, _start: Time) -> Self {
         Self
     }
 

@@ -50,6 +50,7 @@
 mod contact;
 mod error;
 mod event;
+mod evidence;
 mod hooks;
 mod incoming;
 mod index;
@@ -77,12 +78,14 @@ pub use self::error::{LocalHasError, SubmitError};
 pub use self::event::Event;
 pub use self::misbehavior::Misbehavior;
 pub use self::output::Transmit;
+pub use self::plan::decode_number as decode_resend_number;
 pub use self::stats::EndpointStats;
 
 use self::contact::Contact;
+use self::evidence::{Convictions, PairFailures};
 use self::hooks::Hooks;
 use self::incoming::InStream;
-use self::index::{Dest, Layout, PeerIdx, RemoteIdx};
+use self::index::{Dest, Layout, PeerIdx};
 use self::link::Links;
 use self::outgoing::OutStream;
 use self::peer::PeerTracker;
@@ -142,8 +145,18 @@ pub struct Endpoint {
     /// The outgoing side of every destination.
     links: Links,
     timers: TimerTable,
-    /// Whether some replica was suspected at the last check.
+    /// Whether some replica was distrusted at the last check.
     any_suspected: bool,
+    /// Failed first copies per (sender, receiver) pair, the evidence for convictions.
+    failures: PairFailures,
+    /// Replicas convicted from that evidence, by destination slot.
+    convictions: Convictions,
+    /// A conviction happened during the current input (applied once at its end).
+    distrust_changed: bool,
+    /// The senders (this RSM) and receivers (the other) not distrusted, in order: what a
+    /// reassigned message is drawn from.
+    trusted_senders: Vec<u16>,
+    trusted_receivers: Vec<u16>,
     /// Buffers of large outgoing frames, recycled (see [`crate::bufpool`]).
     frame_pool: BufPool,
     scratch: Scratch,
@@ -200,8 +213,19 @@ impl Endpoint {
         // Peers report on change at a quarter of the cross-RSM pace (see `output`).
         let peer_contact =
             Contact::new(now, RttEstimator::new(p.repair_delay, p.min_rto, p.max_rto, p.ack_interval * 4));
-        let remotes = RemoteTracker::new(&remote_spec.stakes(), remote_spec.f, now, start.transmit, &remote_contact);
-        let peers = PeerTracker::new(layout.n_local(), local_spec.fault == FaultModel::Bft, now, &peer_contact);
+        let remote_bft = remote_spec.fault == FaultModel::Bft;
+        let remotes =
+            RemoteTracker::new(&remote_spec.stakes(), remote_spec.f, remote_bft, now, start.transmit, &remote_contact);
+        // Evidence fades over ten silence periods; a first conviction lasts fifty (see
+        // `evidence` for why neither is permanent).
+        let failures = PairFailures::new(
+            (local_spec.stakes(), local_spec.f),
+            (remote_spec.stakes(), remote_spec.f),
+            p.suspect_after * 10,
+            now,
+        );
+        let convictions = Convictions::new(layout.n_dest(), p.suspect_after * 50);
+        let peers = PeerTracker::new(layout.n_local(), now, &peer_contact);
         let timers = Self::timer_table(&layout, p, now);
         let mut this = Self {
             local,
@@ -213,7 +237,7 @@ impl Endpoint {
             inc: InStream::new(
                 StreamId { from: remote_rsm, to: local.rsm },
                 cfg.verifier.clone(),
-                remote_spec.fault == FaultModel::Bft,
+                remote_bft,
                 p.recv_window,
                 p.phi_bits,
                 start.receive,
@@ -223,9 +247,14 @@ impl Endpoint {
             links: Links::new(layout, keys, now),
             timers,
             any_suspected: false,
+            failures,
+            convictions,
+            distrust_changed: false,
+            trusted_senders: (0..layout.n_local() as u16).collect(),
+            trusted_receivers: (0..layout.n_remote() as u16).collect(),
             frame_pool: BufPool::new(FRAME_POOL_BUFFERS, FRAME_POOL_BYTES),
             scratch: Scratch::default(),
-            hooks: Hooks::new(&cfg),
+            hooks: Hooks::new(&cfg, now),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
             params: cfg.params,
@@ -367,7 +396,11 @@ impl Endpoint {
     /// later. O(1).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.timers.next(&self.links, self.inc.version, self.repair_pending())
+        let next = self.timers.next(&self.links, self.inc.version, self.repair_pending());
+        match (next, self.convictions.next_end()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Application-managed dissemination: the local RSM holds `seq` of the incoming stream (it
@@ -421,11 +454,6 @@ impl Endpoint {
     /// Whether destination `d` has been silent for longer than its silence limit.
     fn silent(&self, now: Time, d: Dest) -> bool {
         self.contact(d).silent(now, self.params.suspect_after)
-    }
-
-    /// Whether receiver `j` of the other RSM has been silent too long.
-    fn remote_silent(&self, now: Time, j: RemoteIdx) -> bool {
-        self.silent(now, Dest::Remote(j))
     }
 
     /// Whether peer `p` has been silent too long.

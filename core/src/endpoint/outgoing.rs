@@ -44,8 +44,13 @@ pub(super) struct LossTrack {
     /// Bytes in flight when the current round began.
     pub(super) ahead: u64,
     /// Per remote replica: reports of the message missing in the current round (allocated at
-    /// the first counted report, so proactive resends allocate nothing).
+    /// the first counted report, so reassignments allocate nothing).
     pub(super) counts: Vec<u8>,
+    /// The (sender, receiver) pair of the latest copy.
+    pub(super) copy: (u16, u16),
+    /// The message was reassigned: its first pair had a distrusted replica (see
+    /// `Endpoint::reassign_if_needed`).
+    pub(super) reassigned: bool,
 }
 
 /// The outgoing stream.
@@ -62,7 +67,11 @@ pub(super) struct OutStream {
     /// The messages this replica keeps, from the QUACK on.
     pub(super) msgs: SeqRing<OutMsg>,
     pub(super) quack: QuackTracker,
-    /// How fast the other RSM QUACKs this stream (loss detection waits for queues to drain).
+    /// The arrival frontier: the highest seq that receivers of more than f_r stake hold, holes
+    /// or not (see `Endpoint::on_remote_report`).
+    pub(super) frontier: QuackTracker,
+    /// How fast the frontier advances while the stream flows (loss detection waits for queues
+    /// to drain).
     pub(super) delivery: DeliveryRate,
 }
 
@@ -76,7 +85,8 @@ impl OutStream {
             released_bytes: 0,
             offsets: StreamOffsets::new(start),
             msgs: SeqRing::new(start),
-            quack: QuackTracker::starting_at(stakes, f + 1, start),
+            quack: QuackTracker::starting_at(stakes.clone(), f + 1, start),
+            frontier: QuackTracker::starting_at(stakes, f + 1, start),
             delivery: DeliveryRate::default(),
         }
     }

@@ -1,6 +1,6 @@
 //! This replica's view of its peers (the other replicas of its own RSM): what each reports
 //! holding of the incoming stream (repairs fill the gaps), whether it restarted, its liveness
-//! and round-trip time, and — as a fellow sender — how often its first sends fail.
+//! and round-trip time.
 //!
 //! One [`PeerProgress`] per peer in a [`PeerTracker`]; this replica's own entry exists (so that
 //! peers index the table directly) but never gets a report.
@@ -25,9 +25,6 @@ pub(super) struct PeerProgress {
     /// When it last restarted or came back from silence, as far as this replica can tell; what
     /// was sent to it before may never have arrived.
     pub(super) reset_at: Time,
-    /// Decayed count of its failed first sends (Byzantine-tolerant RSMs only, see
-    /// [`PeerTracker::failing_first_sends`]).
-    first_send_failures: f64,
     pub(super) contact: Contact,
 }
 
@@ -42,32 +39,22 @@ impl PeerProgress {
 #[derive(Debug)]
 pub(super) struct PeerTracker {
     progress: Vec<PeerProgress>,
-    /// This RSM tolerates Byzantine replicas.
-    bft: bool,
-    /// When the failure scores were last decayed.
-    failures_at: Time,
     /// Peers for which [`PeerProgress::awaits_repair`] holds (so the repair timer is O(1)).
     awaiting_repair: usize,
 }
 
 impl PeerTracker {
-    pub(super) fn new(n: usize, bft: bool, now: Time, contact: &Contact) -> Self {
+    pub(super) fn new(n: usize, now: Time, contact: &Contact) -> Self {
         let progress = (0..n)
             .map(|_| PeerProgress {
                 report: None,
                 report_version: 0,
                 repaired_version: 0,
                 reset_at: now,
-                first_send_failures: 0.0,
                 contact: contact.clone(),
             })
             .collect();
-        Self { progress, bft, failures_at: now, awaiting_repair: 0 }
-    }
-
-    /// Whether this RSM tolerates Byzantine replicas.
-    pub(super) fn bft(&self) -> bool {
-        self.bft
+        Self { progress, awaiting_repair: 0 }
     }
 
     /// Stores the report peer `p` piggybacked (about the incoming stream). `was_silent`: the
@@ -110,25 +97,6 @@ impl PeerTracker {
     /// Whether peer `q` reports holding `seq`.
     pub(super) fn holds(&self, q: PeerIdx, seq: u64) -> bool {
         self.progress[q.get()].report.as_ref().is_some_and(|r| r.covers(seq))
-    }
-
-    /// Counts a failed first send against sender `s` (scores halve every second).
-    pub(super) fn first_send_failed(&mut self, now: Time, s: PeerIdx) {
-        let dt = now.saturating_since(self.failures_at).as_secs_f64();
-        if dt > 0.0 {
-            let decay = 0.5f64.powf(dt);
-            self.progress.iter_mut().for_each(|x| x.first_send_failures *= decay);
-            self.failures_at = now;
-        }
-        self.progress[s.get()].first_send_failures += 1.0;
-    }
-
-    /// Whether sender `s` fails its first sends far more often than the others (the share of
-    /// a Byzantine sender that skips or forges its duties while answering keep-alives).
-    pub(super) fn failing_first_sends(&self, s: PeerIdx) -> bool {
-        let score = self.progress[s.get()].first_send_failures;
-        let total: f64 = self.progress.iter().map(|x| x.first_send_failures).sum();
-        score >= 16.0 && score * self.progress.len() as f64 >= 1.5 * total
     }
 }
 

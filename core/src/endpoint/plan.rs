@@ -157,31 +157,56 @@ impl Plan {
         }
     }
 
-    /// Picsou: the receiver of resend round `round` of `seq` if this replica is its sender.
-    /// Rounds past the rotation wrap around it (see [`wrapped_pair`]).
-    pub(crate) fn resend_dest(&self, seq: u64, round: usize) -> Option<u16> {
-        let (s, r) = wrapped_pair(self.out_sched.as_ref()?, seq, usize::from(resend_number(round)))?;
-        (s == self.me).then_some(r)
-    }
-
-    /// Picsou: this replica's earliest resend turn `(r, receiver)` of `seq` whose every earlier
-    /// pair has a suspected sender or receiver — a resend that is certainly needed, sent at
-    /// once instead of after loss detection.
-    pub(crate) fn proactive_resend(&self, seq: u64, suspected: impl Fn(u16, u16) -> bool) -> Option<(usize, u16)> {
-        let rot = self.out_sched.as_ref()?.rotation(seq);
-        let (r, recv) = rot.turns(self.me).find(|&(r, _)| r >= 1)?;
-        (0..r).all(|i| rot.pair(i).is_some_and(|(s, q)| suspected(s, q))).then_some((r, recv))
-    }
-
     /// Picsou: pair `r` of `seq`'s rotation.
     pub(crate) fn pair(&self, seq: u64, r: usize) -> Option<(u16, u16)> {
         self.out_sched.as_ref()?.pair(seq, r)
     }
 
-    /// Picsou: the receiver of resend round `round` of `seq` (round 0: the first send).
-    pub(crate) fn pair_receiver(&self, seq: u64, round: usize) -> Option<u16> {
-        let number = if round == 0 { 0 } else { usize::from(resend_number(round)) };
-        wrapped_pair(self.out_sched.as_ref()?, seq, number).map(|(_, q)| q)
+    /// Picsou: the cycle position and the pair of loss-detection round `round` (≥ 1) of `seq`:
+    /// the rotation's pairs in order, then around the rotation again, lap after lap (see
+    /// [`encode_number`] for why rounds can pass the rotation).
+    pub(crate) fn round_pair(&self, seq: u64, round: usize) -> Option<(usize, u16, u16)> {
+        let rot = self.out_sched.as_ref()?.rotation(seq);
+        let p = round % rot.len().max(1);
+        let (s, r) = rot.cycle_pair(p);
+        Some((p, s, r))
+    }
+
+    /// Picsou: the first round after `round` whose pair `trusted` accepts, looking one lap
+    /// ahead, else `round + 1`. The rotation has a correct pair; skipping pairs with a replica
+    /// known to be down or faulty saves one detection delay per skipped pair.
+    pub(crate) fn next_trusted_round(&self, seq: u64, round: usize, trusted: impl Fn(u16, u16) -> bool) -> usize {
+        let Some(sched) = self.out_sched.as_ref() else { return round + 1 };
+        let rot = sched.rotation(seq);
+        let k = rot.len().max(1);
+        (round + 1..=round + k)
+            .find(|&r| {
+                let (s, q) = rot.cycle_pair(r % k);
+                trusted(s, q)
+            })
+            .unwrap_or(round + 1)
+    }
+
+    /// Picsou: where a message whose first pair has a replica known to be down or faulty goes
+    /// instead, as (cycle position, sender, receiver): pair `⌊h·|pairs|⌋` (`h` a fraction of
+    /// 2^64, the same on every replica) of the pairs of a trusted sender and a trusted
+    /// receiver, in order. Any pair, not only the rotation's, so that the failed pairs' load
+    /// spreads over every correct pair instead of doubling the next pair's of each rotation.
+    pub(crate) fn reassign(&self, seq: u64, h: u64, senders: &[u16], receivers: &[u16]) -> Option<(usize, u16, u16)> {
+        if senders.is_empty() || receivers.is_empty() {
+            return None;
+        }
+        let (ns, nr) = (senders.len() as u128, receivers.len() as u128);
+        let idx = (u128::from(h) * ns * nr) >> 64;
+        let (s, r) = (senders[(idx / nr) as usize], receivers[(idx % nr) as usize]);
+        let t = self.out_sched.as_ref()?.rotation(seq).cycle_position(s, r)?;
+        (t > 0 && self.wire_number(t).is_some()).then_some((t, s, r))
+    }
+
+    /// Picsou: the resend number on the wire for cycle position `p` of the outgoing stream;
+    /// `None` if it does not fit.
+    pub(crate) fn wire_number(&self, p: usize) -> Option<u16> {
+        encode_number(p, usize::from(self.n_local) * usize::from(self.n_remote))
     }
 
     /// Picsou: number of pairs in the rotation of `seq` of the outgoing stream.
@@ -214,7 +239,10 @@ impl Plan {
                 self.in_sched.as_ref().and_then(|s| s.pair(seq, 0)) == Some((from, me))
             }
             (Strategy::Picsou, RecordKind::Resend { number }) => {
-                self.in_sched.as_ref().and_then(|s| wrapped_pair(s, seq, usize::from(number))) == Some((from, me))
+                self.in_sched.as_ref().is_some_and(|s| {
+                    let rot = s.rotation(seq);
+                    rot.cycle_pair(decode_number(number, rot.cycle_pairs())) == (from, me)
+                })
             }
             (Strategy::Ost, RecordKind::First) => {
                 seq % u64::from(self.n_remote) == u64::from(from) && seq % u64::from(self.n_local) == u64::from(me)
@@ -230,24 +258,26 @@ impl Plan {
     }
 }
 
-/// The resend number on the wire for resend round `round` (≥ 1): the round itself while it
-/// fits the wire's `u16`, then counting 1..=65535 again. Both sides map a number to a pair
-/// with [`wrapped_pair`], so the number alone tells a receiver who may send it.
-pub(crate) fn resend_number(round: usize) -> u16 {
-    debug_assert!(round >= 1);
-    ((round.saturating_sub(1) % usize::from(u16::MAX)) + 1) as u16
+/// The resend number on the wire for position `p` of a seq's whole cycle of pairs (its
+/// rotation continued until every (sender, receiver) pair appeared once: `cycle` pairs): `p`
+/// itself, and position 0 as `cycle`. `None` where that does not fit the wire's `u16`.
+///
+/// Numbers name pairs rather than attempts, so a receiver checks a resend by its number alone:
+/// resend `m` of `seq` may only come from the sender of pair `m mod cycle`, to its receiver.
+/// Loss detection walks the rotation's positions; with reliable links between correct
+/// replicas a message needs at most `len − 1` of them (f_s + f_r with unit stakes). Real links
+/// are not reliable — a transport drops what it cannot deliver to a peer that is down or not
+/// yet connected, which can hit every pair of a rotation (with f = 0 on both sides the
+/// rotation is one pair) — so rounds go around the rotation again (position 0, the first
+/// pair, included), backing off per lap (see `detect_losses`). A message whose first pair has
+/// a replica known to be down or faulty is reassigned to any position (`Plan::reassign`).
+pub(crate) fn encode_number(p: usize, cycle: usize) -> Option<u16> {
+    let n = if p == 0 { cycle } else { p };
+    u16::try_from(n).ok().filter(|&n| n > 0)
 }
 
-/// Pair `number mod len` of `seq`'s rotation of length `len`.
-///
-/// With reliable links between correct replicas a message needs at most `len − 1` resends
-/// (f_s + f_r with unit stakes), so numbers below `len` are the paper's rotation. Real
-/// links are not reliable: a transport drops what it cannot deliver to a peer that is down
-/// or not yet connected, and such a loss can hit every pair of a rotation (with f = 0 on both
-/// sides the rotation is a single pair). Resends therefore go on past the rotation, around
-/// it again, only ever among the replicas that keep the message for a sending duty; the
-/// sender backs off exponentially per lap (see `detect_losses`).
-pub(crate) fn wrapped_pair(sched: &Schedule, seq: u64, number: usize) -> Option<(u16, u16)> {
-    let rot = sched.rotation(seq);
-    rot.pair(number % rot.len().max(1))
+/// The cycle position a resend number names (see [`encode_number`]).
+pub fn decode_number(number: u16, cycle: usize) -> usize {
+    let n = usize::from(number);
+    if cycle <= usize::from(u16::MAX) { n % cycle.max(1) } else { n }
 }

@@ -96,10 +96,11 @@ impl SendDelay {
     }
 }
 
-/// The rate at which the other RSM QUACKs this replica's stream, in bytes per second: an
-/// average over intervals of at least one RTT. The QUACK advances in bursts, so a maximum
-/// would overestimate the rate and make resends spurious; stalls behind losses lower the
-/// average, which only delays detection (and suspicion covers crashed replicas).
+/// The rate at which this replica's stream arrives at the other RSM while it flows, in bytes
+/// per second: an average over intervals of at least one RTT of the arrival frontier's advance
+/// (`OutStream::frontier`, which holes do not stop as they stop the QUACK). The frontier moves
+/// in bursts, so a maximum would overestimate the rate and make resends spurious; intervals
+/// of no progress (a stall) are left out rather than averaged in.
 ///
 /// A message released with `b` bytes already in flight ahead of it cannot arrive before
 /// those bytes drain, about `b / rate` later; loss detection adds that to its waits. Without
@@ -118,7 +119,13 @@ impl DeliveryRate {
     pub(crate) fn quacked(&mut self, now: Time, bytes: u64, interval: Duration) {
         self.quacked_bytes += bytes;
         let dt = now.saturating_since(self.anchor);
-        if dt >= interval && !dt.is_zero() {
+        if dt > interval * 8 && self.bytes_per_s > 0.0 {
+            // A stall (the stream waited for a lost message, or nothing was sent): not the
+            // delivery rate, which is what the stream achieves while it flows. Counting it
+            // would stretch every loss-detection wait exactly when detection must be quick.
+            self.anchor = now;
+            self.anchor_bytes = self.quacked_bytes;
+        } else if dt >= interval && !dt.is_zero() {
             let sample = (self.quacked_bytes - self.anchor_bytes) as f64 / dt.as_secs_f64();
             self.bytes_per_s = if self.bytes_per_s == 0.0 { sample } else { 0.75 * self.bytes_per_s + 0.25 * sample };
             self.anchor = now;

@@ -19,13 +19,21 @@
 //! which the schedule guarantees contains a correct pair. Several messages are tracked at once
 //! across the φ-list, so parallel losses recover in parallel.
 //!
-//! Failure suspicion short-cuts detection: a replica that has sent nothing for
-//! `suspect_after` (live replicas send keep-alives) is suspected, and so is a sender replica
-//! whose first sends fail far more often than the others' (Byzantine senders that keep
-//! answering keep-alives but skip or forge their duties); a message whose earlier
-//! rotation pairs all involve suspected replicas is resent at release by the owner of the first
-//! unsuspected turn. Without this, losses are detected only within the φ-list, so a crashed
-//! receiver would cap throughput at about φ messages per detection delay.
+//! Distrust short-cuts detection. A replica is distrusted while it is silent for its silence
+//! limit (live replicas send keep-alives) or convicted from failed first copies (`evidence`:
+//! a sender that failed with receivers of more than f_r stake, or a receiver that failed with
+//! senders of more than f_s stake, is provably faulty). A message whose first pair has a
+//! distrusted replica goes at once to a pair drawn evenly from the trusted ones
+//! (`reassign_if_needed`), and loss detection's rounds skip pairs with a distrusted replica, so
+//! f faulty replicas per side cost what f crashed ones cost once they are detected: their
+//! share of first copies moves to correct pairs instead of waiting for detection message by
+//! message (which would cap throughput at about one φ-list per detection delay).
+//!
+//! What f Byzantine replicas can do against this: make pairs that contain one of them fail
+//! (never convicting a correct replica, see `evidence`); claim to hold messages (a claim delays
+//! a resend by at most 4 RTOs, and reassignment trusts only claims of more than f_r stake);
+//! report low or slowly advancing acks (pacing leaves out the lowest f_r stake of acks, see
+//! `RemoteTracker::pace_base`).
 
 use std::time::Duration;
 
@@ -34,7 +42,6 @@ use bytes::Bytes;
 use super::index::{Dest, PeerIdx, RemoteIdx};
 use super::link::{Pending, record_len};
 use super::outgoing::{LossTrack, OutMsg};
-use super::plan::resend_number;
 use super::stored_proof::StoredProof;
 use super::{Endpoint, Event, SubmitError};
 use crate::config::Strategy;
@@ -64,7 +71,9 @@ impl Endpoint {
         out.next_submit += 1;
         out.offsets.push(payload.len() as u64);
         let (stores, first) = self.plan.duty(seq);
-        if stores {
+        // Picsou senders keep every message: any of them may be drawn to send a message whose
+        // first pair has a replica known to be down or faulty (`reassign_if_needed`).
+        if stores || self.plan.strategy() == Strategy::Picsou {
             let msg = OutMsg {
                 payload,
                 proof: StoredProof::new(proof),
@@ -91,7 +100,8 @@ impl Endpoint {
         // The window is bounded from the slowest active receiver in messages and in bytes,
         // and never beyond what a receiver retains for repairs: a receiver that far behind
         // its peers could no longer be repaired by them.
-        let base = self.remotes.pace_base(now, self.out.quack.value(), self.params.suspect_after);
+        let base =
+            self.remotes.pace_base(now, self.out.quack.value(), self.params.suspect_after, self.params.send_window);
         let window = self.params.send_window.min(self.params.retention);
         let window_bytes = self.params.send_window_bytes.min(self.params.retention_bytes as u64);
         let limit = self.out.next_submit.min(base.saturating_add(window));
@@ -135,43 +145,50 @@ impl Endpoint {
                 }
             }
             if self.any_suspected {
-                self.resend_proactively(now, seq);
+                self.reassign_if_needed(now, seq);
             }
         }
     }
 
-    /// When a replica becomes suspected, messages already in flight whose earlier rotation
-    /// pairs all involve suspected replicas are resent now (new messages are handled at
-    /// release). Called from `handle_timeout`.
+    /// When a replica becomes distrusted, messages already in flight whose copy went through it
+    /// are sent again (new messages are handled at release). Called from `handle_timeout`.
     pub(super) fn check_suspicions(&mut self, now: Time) {
         if self.refresh_suspicions(now) {
             self.resend_in_flight(now);
         }
     }
 
-    /// Proactive resends for every message in flight (after a new suspicion).
+    /// After a replica became distrusted: every message in flight whose current copy went
+    /// through it is sent again now, to a trusted pair, rather than after loss detection.
     fn resend_in_flight(&mut self, now: Time) {
         for seq in self.out.quack.value()..self.out.released {
-            if self.out.msgs.get(seq).is_some() {
-                self.resend_proactively(now, seq);
+            let Some(m) = self.out.msgs.get(seq) else { continue };
+            let (reassigned, copy) = m.loss.as_deref().map_or((false, None), |l| (l.reassigned, Some(l.copy)));
+            if !reassigned {
+                self.reassign_if_needed(now, seq);
+            }
+            let Some(l) = self.out.msgs.get(seq).and_then(|m| m.loss.as_deref()) else { continue };
+            let unchanged = l.reassigned == reassigned;
+            if unchanged && copy.is_some_and(|(s, r)| self.distrusted_pair(s, r)) && !self.remotes.vouched_holder(seq) {
+                self.escalate(now, seq, false);
             }
         }
     }
 
-    /// Recomputes which replicas are suspected (cached: the release path only reads the cache);
-    /// returns whether some replica became suspected. Picsou only.
+    /// Recomputes which replicas are distrusted — silent for their silence limit (crashed or
+    /// cut off) or convicted from failed pairs (see `evidence`) — and the trusted lists that
+    /// reassignment draws from; returns whether some replica became distrusted. Picsou only.
     fn refresh_suspicions(&mut self, now: Time) -> bool {
         if self.plan.strategy() != Strategy::Picsou {
             return false;
         }
+        self.convictions.expire(now);
+        let me = self.layout.me();
         let mut changed = false;
         let mut any = false;
         for slot in 0..self.layout.n_dest() {
             let d = self.layout.dest(slot);
-            let s = match d {
-                Dest::Remote(j) => self.receiver_suspected(now, j),
-                Dest::Peer(p) => self.sender_suspected(now, p),
-            };
+            let s = d != Dest::Peer(me) && (self.silent(now, d) || self.convictions.is_convicted(now, slot));
             let contact = self.contact_mut(d);
             let was = contact.suspected;
             contact.suspected = s;
@@ -182,71 +199,64 @@ impl Endpoint {
             }
         }
         self.any_suspected = any;
+        let (remotes, peers) = (&self.remotes, &self.peers);
+        self.trusted_receivers.clear();
+        self.trusted_receivers.extend(
+            (0..self.layout.n_remote() as u16).filter(|&j| !remotes[RemoteIdx::new(j)].contact.suspected),
+        );
+        self.trusted_senders.clear();
+        self.trusted_senders
+            .extend((0..self.layout.n_local() as u16).filter(|&s| !peers[PeerIdx::new(s)].contact.suspected));
         changed
     }
 
-    /// Whether replica `j` of the other RSM is suspected: silent for `suspect_after` (or
-    /// longer, see `Contact::silence_limit`).
-    fn receiver_suspected(&self, now: Time, j: RemoteIdx) -> bool {
-        self.remote_silent(now, j)
+    /// Whether pair (sender `s` of this RSM, receiver `r` of the other) has a distrusted replica.
+    fn distrusted_pair(&self, s: u16, r: u16) -> bool {
+        self.peers[PeerIdx::new(s)].contact.suspected || self.remotes[RemoteIdx::new(r)].contact.suspected
     }
 
-    /// Whether sender replica `s` of this RSM is suspected: silent for `suspect_after`, or,
-    /// in a Byzantine-tolerant RSM, failing its first sends far more often than the others (a
-    /// Byzantine sender that stays silent in its duties, or forges, while answering
-    /// keep-alives). In a crash-tolerant RSM a replica that answers follows the protocol, so
-    /// its failed first sends were merely slow (a loaded replica's queues) or lost, which
-    /// duplicate-QUACK detection recovers message by message; suspecting it would resend
-    /// every message in flight that it sent first.
-    fn sender_suspected(&self, now: Time, s: PeerIdx) -> bool {
-        if s == self.layout.me() {
-            return false;
-        }
-        if self.peer_silent(now, s) {
-            return true;
-        }
-        self.peers.bft() && self.peers.failing_first_sends(s)
-    }
-
-    /// Counts a failed first send against its sender (scores halve every second), unless its
-    /// receiver is suspected, which explains the failure instead.
-    fn note_failed_first_send(&mut self, now: Time, k: u64) {
-        if !self.peers.bft() {
+    /// A message whose first pair has a distrusted replica is surely lost: it goes at once to a
+    /// pair drawn uniformly from the trusted ones (`Plan::reassign`), so the load of the failed
+    /// pairs spreads over all correct pairs. Every sender draws the same pair (its view of who
+    /// is distrusted permitting); the one drawn sends, once. Not if trusted holders vouch for
+    /// the message (`RemoteTracker::vouched_holder`): a copy got through.
+    fn reassign_if_needed(&mut self, now: Time, seq: u64) {
+        let Some((s0, r0)) = self.plan.pair(seq, 0) else { return };
+        if !self.distrusted_pair(s0, r0) || self.remotes.vouched_holder(seq) {
             return;
         }
-        let Some((s, r)) = self.plan.pair(k, 0) else { return };
-        if self.receiver_suspected(now, RemoteIdx::new(r)) {
+        let Some((t, s, r)) = self.plan.reassign(seq, mix(seq), &self.trusted_senders, &self.trusted_receivers)
+        else {
             return;
-        }
-        self.peers.first_send_failed(now, PeerIdx::new(s));
-        if self.refresh_suspicions(now) {
-            self.resend_in_flight(now);
-        }
-    }
-
-    /// If every pair before one of this replica's turns in `seq`'s rotation involves a suspected
-    /// replica, the first copies are surely lost: resend now rather than after detection.
-    ///
-    /// Not if an unsuspected receiver already reports holding `seq`: a copy got through and the
-    /// receiving RSM disseminates it (should that receiver fail too, its suspicion or
-    /// duplicate-QUACK detection brings the resend). A false suspicion of a slow replica thus
-    /// costs resends only of what nobody has acknowledged yet.
-    fn resend_proactively(&mut self, now: Time, seq: u64) {
-        if self.remotes.unsuspected_holder(seq) {
-            return;
-        }
-        let (remotes, peers) = (&self.remotes, &self.peers);
-        let suspected =
-            |s: u16, r: u16| peers[PeerIdx::new(s)].contact.suspected || remotes[RemoteIdx::new(r)].contact.suspected;
-        let Some((round, recv)) = self.plan.proactive_resend(seq, suspected) else { return };
+        };
+        let released_bytes = self.out.released_bytes;
         let Some(m) = self.out.msgs.get_mut(seq) else { return };
-        if m.loss.as_ref().is_some_and(|l| l.round >= round) {
+        match m.loss.as_mut() {
+            Some(l) if l.reassigned => return,
+            Some(l) => {
+                l.round_at = now;
+                l.ahead = released_bytes;
+                l.counts.fill(0);
+                l.copy = (s, r);
+                l.reassigned = true;
+            }
+            None => {
+                m.loss = Some(Box::new(LossTrack {
+                    round: 0,
+                    round_at: now,
+                    ahead: released_bytes,
+                    counts: Vec::new(),
+                    copy: (s, r),
+                    reassigned: true,
+                }));
+            }
+        }
+        if s != self.local.index || self.hooks.skips_resend(now, seq) {
             return;
         }
-        m.loss = Some(Box::new(LossTrack { round, round_at: now, ahead: self.out.released_bytes, counts: Vec::new() }));
-        let number = resend_number(round);
+        let Some(number) = self.plan.wire_number(t) else { return };
         let p = Pending::new(seq, RecordKind::Resend { number }, &m.payload, m.proof.get());
-        self.links.remote_mut(RemoteIdx::new(recv)).queue.push_back(p);
+        self.links.remote_mut(RemoteIdx::new(r)).queue.push_back(p);
         self.stats.resends += 1;
         self.events.push_back(Event::Resent { seq, number });
     }
@@ -258,6 +268,18 @@ impl Endpoint {
         // here counts. Inflated acks are thereby clamped, and the f+1 threshold bounds them.
         let next = report.next.min(self.out.next_submit);
         let advanced = self.remotes.ack(j, now, next);
+        // The arrival frontier: the highest seq that receivers of more than f_r stake hold (so
+        // at least one correct), holes or not. Its pace is the delivery rate that loss
+        // detection's waits use; the QUACK's pace would drop to nothing behind one lost message
+        // and stretch every wait while the stream is stalled — exactly when detection must be
+        // quick.
+        let held_to = report.highest_covered().map_or(report.next, |h| h.saturating_add(1)).min(self.out.next_submit);
+        let old_frontier = self.out.frontier.value();
+        if let Some(f) = self.out.frontier.update(j.get(), held_to) {
+            let bytes = self.out.offsets.bytes(old_frontier.max(self.out.msgs.base()), f);
+            let interval = self.remotes.min_srtt().unwrap_or_default().max(self.params.ack_interval);
+            self.out.delivery.quacked(now, bytes, interval);
+        }
         if let Some(q) = self.out.quack.update(j.get(), next) {
             self.on_quack(now, q);
         } else if advanced {
@@ -273,12 +295,9 @@ impl Endpoint {
     fn on_quack(&mut self, now: Time, q: u64) {
         let out = &mut self.out;
         let old = out.msgs.base();
-        let bytes = out.offsets.bytes(old, q);
         if old < out.released {
             out.released_bytes -= out.offsets.bytes(old, q.min(out.released));
         }
-        let interval = self.remotes.min_srtt().unwrap_or_default().max(self.params.ack_interval);
-        out.delivery.quacked(now, bytes, interval);
         out.msgs.advance_to(q);
         out.released = out.released.max(q);
         // Records for QUACKed messages are useless; a blocked or dead peer's queue would
@@ -309,15 +328,18 @@ impl Endpoint {
         let n_remote = self.layout.n_remote();
         let mut escalate = std::mem::take(&mut self.scratch.escalate);
         for k in report.missing_in(start, end) {
-            let Some(m) = self.out.msgs.get_mut(k) else { continue };
+            let Some(m) = self.out.msgs.get(k) else { continue };
             let Some(released_at) = m.released_at else { continue };
-            let (round, base, ahead) =
-                m.loss.as_ref().map_or((0, released_at, m.ahead), |l| (l.round, l.round_at, l.ahead));
-            // Quick path: the receiver of the current round sees later messages but not k.
+            let (round, base, ahead, copy_to) = match m.loss.as_deref() {
+                Some(l) => (l.round, l.round_at, l.ahead, Some(l.copy.1)),
+                None => (0, released_at, m.ahead, None),
+            };
+            // Quick path: the receiver of the latest copy sees later messages but not k.
             // Other receivers get k only through forwarding, which may lag behind; their
             // reports count after a full RTO.
             let gap = highest.is_some_and(|h| h > k);
-            let quick = gap && self.plan.pair_receiver(k, round) == Some(j.index());
+            let quick =
+                gap && copy_to.or_else(|| self.plan.pair(k, 0).map(|(_, r)| r)).is_some_and(|r| r == j.index());
             let mut wait: Duration = if quick { srtt } else { rto } + self.out.delivery.drain(ahead, max_rto);
             // Past the rotation (every pair's copy was lost, which reliable links between
             // correct replicas never do: a transport dropped them), back off per lap.
@@ -329,8 +351,17 @@ impl Endpoint {
             if now < base + wait {
                 continue;
             }
+            let first = self.plan.pair(k, 0).unwrap_or((0, 0));
+            let Some(m) = self.out.msgs.get_mut(k) else { continue };
             let loss = m.loss.get_or_insert_with(|| {
-                Box::new(LossTrack { round: 0, round_at: released_at, ahead: m.ahead, counts: Vec::new() })
+                Box::new(LossTrack {
+                    round: 0,
+                    round_at: released_at,
+                    ahead: m.ahead,
+                    counts: Vec::new(),
+                    copy: first,
+                    reassigned: false,
+                })
             });
             if loss.counts.is_empty() {
                 loss.counts.resize(n_remote, 0);
@@ -341,44 +372,81 @@ impl Endpoint {
                 continue;
             }
             let stake = self.remotes.missing_stake(k, &loss.counts, threshold);
-            // If some receivers already hold k, it is being forwarded: give forwarding time
-            // (a receiver that lies about holding it only delays the resend, by 4 RTOs).
-            let holding = self.remotes.holding_stake(k);
-            if stake > self.remotes.f() && (holding == 0 || now >= base + rto * 4) {
+            // If a trusted receiver holds k, it is probably being forwarded: give forwarding
+            // time, at most 4 RTOs (a holder that lies or never forwards delays each message by
+            // that much, until its failed pairs convict it).
+            if stake > self.remotes.f() && (!self.remotes.trusted_holder(k) || now >= base + rto * 4) {
                 escalate.push(k);
             }
         }
         for &k in &escalate {
-            self.escalate(now, k);
+            self.escalate(now, k, true);
         }
         escalate.clear();
         self.scratch.escalate = escalate;
+        self.apply_convictions(now);
     }
 
-    /// Message `k` is definitely lost as of this round: advance its rotation and, if the next
-    /// pair is this replica's, resend it.
-    fn escalate(&mut self, now: Time, k: u64) {
-        if self.out.msgs.get(k).and_then(|m| m.loss.as_ref()).is_some_and(|l| l.round == 0) {
-            self.note_failed_first_send(now, k);
+    /// Message `k`'s latest copy is lost (`evidence`: found by loss detection, which counts
+    /// against the pair that carried it; otherwise the pair became distrusted): advance its
+    /// rotation to the next pair without a distrusted replica and, if that pair's sender is
+    /// this replica, resend it.
+    fn escalate(&mut self, now: Time, k: u64, evidence: bool) {
+        let Some(loss) = self.out.msgs.get(k).and_then(|m| m.loss.as_deref()) else { return };
+        let (round, (s, r), reassigned) = (loss.round, loss.copy, loss.reassigned);
+        // Only first sends count as evidence: every sender knows who sends them, at release.
+        // Who sends a later copy depends on each sender's own loss detection, whose reports and
+        // timing differ (see `evidence`).
+        if evidence && round == 0 && !reassigned {
+            self.record_failure(now, s, r);
         }
+        let next = self.plan.next_trusted_round(k, round, |s, r| !self.distrusted_pair(s, r));
+        let Some((p, s, r)) = self.plan.round_pair(k, next) else { return };
         let released_bytes = self.out.released_bytes;
         let Some(m) = self.out.msgs.get_mut(k) else { return };
         let len = record_len(&m.payload, m.proof.get());
         let Some(loss) = m.loss.as_mut() else { return };
-        loss.round += 1;
+        loss.round = next;
         loss.round_at = now;
         loss.ahead = released_bytes;
         loss.counts.fill(0);
-        let round = loss.round;
-        if self.hooks.skips_resend(now, k) {
+        loss.copy = (s, r);
+        if s != self.local.index || self.hooks.skips_resend(now, k) {
             return;
         }
-        if let Some(r) = self.plan.resend_dest(k, round) {
-            let number = resend_number(round);
-            let p = Pending { seq: k, kind: RecordKind::Resend { number }, len };
-            self.links.remote_mut(RemoteIdx::new(r)).queue.push_back(p);
-            self.stats.resends += 1;
-            self.events.push_back(Event::Resent { seq: k, number });
+        let Some(number) = self.plan.wire_number(p) else { return };
+        let p = Pending { seq: k, kind: RecordKind::Resend { number }, len };
+        self.links.remote_mut(RemoteIdx::new(r)).queue.push_back(p);
+        self.stats.resends += 1;
+        self.events.push_back(Event::Resent { seq: k, number });
+    }
+
+    /// Records that the first copy of pair (`s`, `r`) was lost, and convicts the replicas the
+    /// evidence proves faulty (see `evidence`). This replica never convicts itself.
+    fn record_failure(&mut self, now: Time, s: u16, r: u16) {
+        self.failures.record(now, s, r);
+        let sender =
+            (s != self.local.index && self.failures.sender_proven(s)).then_some(Dest::Peer(PeerIdx::new(s)));
+        let receiver = self.failures.receiver_proven(r).then_some(Dest::Remote(RemoteIdx::new(r)));
+        for d in [sender, receiver].into_iter().flatten() {
+            let slot = self.layout.slot(d);
+            if self.convictions.is_convicted(now, slot) {
+                continue;
+            }
+            self.convictions.convict(now, slot);
+            match d {
+                Dest::Remote(j) => self.failures.clear_receiver(j.index()),
+                Dest::Peer(p) => self.failures.clear_sender(p.get() as u16),
+            }
+            self.distrust_changed = true;
+        }
+    }
+
+    /// Applies new convictions once per input (not per conviction), so that every message in
+    /// flight is reassigned against the same, complete view of who is distrusted.
+    fn apply_convictions(&mut self, now: Time) {
+        if std::mem::take(&mut self.distrust_changed) && self.refresh_suspicions(now) {
+            self.resend_in_flight(now);
         }
     }
 
@@ -418,4 +486,13 @@ impl Endpoint {
             self.timers.otu = Some(now + timeout / 4);
         }
     }
+}
+
+/// Where a reassigned message goes, as a fraction of 2^64: the fractional part of `seq / φ` (a
+/// Weyl sequence). The same on every replica, so all senders draw the same pair, and of low
+/// discrepancy: the messages of one failed pair (seqs one schedule period apart) step evenly
+/// around the trusted pairs instead of landing on them at random, which keeps every link's
+/// share of the resends even within a window of a few dozen messages.
+fn mix(seq: u64) -> u64 {
+    seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }

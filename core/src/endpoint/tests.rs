@@ -71,7 +71,7 @@ impl Net {
                     LinkKeys::derived(local, [9; 32]),
                     Arc::new(NoProof),
                 );
-                cfg.behavior = byzantine.iter().find(|(j, _)| *j == i).map(|(_, b)| *b);
+                cfg.behavior = byzantine.iter().find(|(j, _)| *j == i).map(|(_, b)| (*b).into());
                 Endpoint::new(cfg, Time::ZERO).unwrap()
             })
             .collect();
@@ -333,12 +333,19 @@ fn byzantine_behaviours_plug_in_through_the_adversary_hooks() {
 }
 
 #[test]
-fn resend_numbers_wrap_within_the_wire_format() {
-    use super::plan::resend_number;
-    assert_eq!(resend_number(1), 1);
-    assert_eq!(resend_number(65_535), 65_535);
-    assert_eq!(resend_number(65_536), 1);
-    assert_eq!(resend_number(usize::MAX), (((usize::MAX - 1) % 65_535) + 1) as u16);
+fn resend_numbers_name_cycle_positions() {
+    use super::plan::{decode_number, encode_number};
+    // Position 0 (the first pair, reached again past a lap) is sent as the cycle length.
+    assert_eq!(encode_number(0, 16), Some(16));
+    assert_eq!(encode_number(5, 16), Some(5));
+    for p in 0..16 {
+        assert_eq!(decode_number(encode_number(p, 16).unwrap(), 16), p);
+    }
+    // Numbers that do not fit the wire are refused, never wrapped onto another pair.
+    assert_eq!(encode_number(70_000, 80_000), None);
+    assert_eq!(encode_number(0, 70_000), None);
+    // A peer's number beyond the cycle names position number mod cycle.
+    assert_eq!(decode_number(33, 16), 1);
 }
 
 #[test]
@@ -566,7 +573,8 @@ fn poll_timeout_by_scan(ep: &Endpoint) -> Option<Time> {
                 .min()
         })
         .flatten();
-    [ack, repair, ep.timers.otu, suspicion].into_iter().flatten().min()
+    let conviction_end = ep.convictions.ends().min();
+    [ack, repair, ep.timers.otu, suspicion, conviction_end].into_iter().flatten().min()
 }
 
 /// The timer table's answer is exactly the earliest deadline (never later, nor earlier).

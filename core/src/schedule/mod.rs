@@ -338,16 +338,36 @@ impl Rotation {
 
     /// The `r`-th (sender, receiver) pair, `None` if `r ≥ len()`.
     pub fn pair(&self, r: usize) -> Option<(u16, u16)> {
-        if r >= self.len() {
-            return None;
-        }
-        let t = r as u64;
+        (r < self.len()).then(|| self.cycle_pair(r))
+    }
+
+    /// Pairs in the whole cycle: every (sender, receiver) combination appears exactly once at
+    /// positions `0..cycle_pairs()` (the rotation is the first `len()` of them).
+    pub fn cycle_pairs(&self) -> usize {
+        (self.n_s as usize) * (self.n_r as usize)
+    }
+
+    /// The pair at position `t` of the whole cycle (taken mod `cycle_pairs()`): the rotation's
+    /// pairs continued past its length. `pair(r) == Some(cycle_pair(r))` for `r < len()`.
+    pub fn cycle_pair(&self, t: usize) -> (u16, u16) {
+        let t = (t % self.cycle_pairs().max(1)) as u64;
         let (n_s, n_r) = (u64::from(self.n_s), u64::from(self.n_r));
         let s = (u64::from(self.first_sender) + t % n_s) % n_s;
         let lap = t / self.lcm;
         let recv = (u64::from(self.first_receiver) + t % n_r + lap % n_r) % n_r;
         // Both are below n ≤ 65535.
-        Some((s as u16, recv as u16))
+        (s as u16, recv as u16)
+    }
+
+    /// The position in the whole cycle of pair (`sender`, `receiver`); `None` for indices out
+    /// of range. `O(n_r)`: the sender fixes the position modulo `n_s`.
+    pub fn cycle_position(&self, sender: u16, receiver: u16) -> Option<usize> {
+        if u32::from(sender) >= self.n_s || u32::from(receiver) >= self.n_r {
+            return None;
+        }
+        let n_s = self.n_s as usize;
+        let d = (usize::from(sender) + n_s - usize::from(self.first_sender)) % n_s;
+        (0..self.n_r as usize).map(|m| d + n_s * m).find(|&t| self.cycle_pair(t).1 == receiver)
     }
 
     /// All pairs in order; pair 0 is the first send.
