@@ -57,7 +57,7 @@ impl Testbed {
         }
         let seq = SEQ.fetch_add(1, Ordering::Relaxed);
         let base = format!("{PREFIX}{}-{seq}", std::process::id());
-        let mut tb = Testbed {
+        let mut tb = Self {
             router: format!("{base}-r"),
             replicas: HashMap::new(),
             addresses: HashMap::new(),
