@@ -68,8 +68,8 @@ if ip netns list | grep -q "^picsou-$pid-"; then
   echo "FAIL: namespaces left after SIGINT:"; ip netns list | grep "^picsou-$pid-"; exit 1
 fi
 
-echo "-- picsou bench --netns --wan-mbps 40: picsou vs ata, n = 4, 100 B and 100 kB, tcp and uring"
-"$picsou" bench --netns --wan-mbps 40 --strategies picsou,ata --sizes 100,100000 --transports tcp,uring \
+echo "-- picsou bench --netns --wan-mbps 40 (examples/netns-wan.toml): picsou vs ata, n = 4, 100 B and 100 kB, tcp and uring"
+"$picsou" bench --config examples/netns-wan.toml --netns --wan-mbps 40 --strategies picsou,ata --sizes 100,100000 --transports tcp,uring \
   --bytes-per-run 2000000 --min-messages 20 --max-messages 20000 --timeout-s 30 \
   --out target/netns-test/bench > target/netns-test/bench.txt
 cat target/netns-test/bench.txt
@@ -82,7 +82,8 @@ for r in b["results"]:
     p, l = r["point"], r["link"]
     assert r["ok"], f"{p}: failed"
     if p["strategy"] == "picsou":
-        assert 0.9 < l["copies"] < 4, f"{p}: picsou sent {l['copies']:.2f} copies across"
+        # With suspect_after raised for the capped link, Picsou does not resend: ~1.0-1.2 copies.
+        assert 0.9 < l["copies"] < 1.5, f"{p}: picsou sent {l['copies']:.2f} copies across"
     if p["strategy"] == "ata" and p["size"] >= 100000:
         # Each ATA message crosses n*n = 16 times.
         assert l["copies"] > 12, f"{p}: ata sent only {l['copies']:.2f} copies across"
