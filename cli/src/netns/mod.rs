@@ -267,10 +267,14 @@ pub(crate) fn clean_leftovers() -> Result<Vec<String>, NetnsError> {
 /// Namespaces of live testbeds, for the signal handler.
 static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-fn register(names: &[String]) {
-    if let Ok(mut live) = LIVE.lock() {
-        live.extend(names.iter().cloned());
-    }
+/// Creates namespace `name` and records it for the signal handler, under one lock: the handler
+/// holds the same lock from taking the list until the process exits, so no namespace can be
+/// created after it took the list and be left behind.
+fn add_registered(name: &str) -> Result<(), NetnsError> {
+    let mut live = LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    run("ip", &["netns", "add", name])?;
+    live.push(name.to_string());
+    Ok(())
 }
 
 fn unregister(names: &[String]) {
@@ -314,7 +318,9 @@ pub(crate) fn install_signal_cleanup() -> Result<(), NetnsError> {
             if rc != 0 {
                 return;
             }
-            let names: Vec<String> = LIVE.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+            // Held until exit: no testbed thread creates a namespace after this point.
+            let mut live = LIVE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let names: Vec<String> = std::mem::take(&mut *live);
             eprintln!("picsou: signal {sig}: removing {} network namespace(s)", names.len());
             let (mut routers, replicas): (Vec<String>, Vec<String>) =
                 names.into_iter().partition(|n| n.ends_with("-r"));

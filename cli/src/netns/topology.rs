@@ -8,7 +8,7 @@ use picsou_core::ReplicaId;
 use picsou_runtime::deployment::DeploymentConfig;
 
 use super::shape::{LinkCounters, Shaping, WAN_CLASS, class_counters};
-use super::{NetnsError, PREFIX, delete_namespace, register, run, unregister};
+use super::{NetnsError, PREFIX, add_registered, delete_namespace, run, unregister};
 
 /// Second octet of every testbed address: 10.77.(rsm + 1).(replica + 2). The addresses exist
 /// only inside the testbed's namespaces, so they cannot clash with the host's or another
@@ -69,9 +69,8 @@ impl Testbed {
     }
 
     fn add_namespace(&mut self, name: &str) -> Result<(), NetnsError> {
-        run("ip", &["netns", "add", name])?;
+        add_registered(name)?;
         self.created.push(name.to_string());
-        register(std::slice::from_ref(&self.created[self.created.len() - 1]));
         run("ip", &["-n", name, "link", "set", "lo", "up"])?;
         Ok(())
     }
