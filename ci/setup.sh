@@ -27,6 +27,13 @@ if { ! command -v etcd >/dev/null || ! command -v protoc >/dev/null; } && comman
     || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q etcd-server protobuf-compiler >/dev/null 2>&1; } \
     || echo "etcd-server or protobuf-compiler not installed: picsou-etcd needs protoc to build, and its etcd tests will say SKIPPED"
 fi
+# iproute2 (`ip`, `tc`): the shaped-link testbed (`picsou local/bench --netns`).
+if { ! command -v ip >/dev/null || ! command -v tc >/dev/null; } && command -v apt-get >/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >/dev/null 2>&1 \
+    || { $SUDO apt-get update -q >/dev/null 2>&1 && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2 >/dev/null 2>&1; } \
+    || echo "iproute2 not installed: the shaped-link testbed tests will say SKIPPED"
+fi
 cd "$(dirname "$0")/.."
 # The RDMA transport's build needs cmake and libclang (sideway's verbs shim and bindgen).
 bash ci/setup-rdma.sh

@@ -40,6 +40,9 @@ cargo run --release --locked -q -p picsou-cli -- bench --strategies picsou,ost,a
   --transports tcp --bytes-per-run 1000000 --max-messages 10000 --out target/bench-smoke > target/bench-smoke.txt
 test -s target/bench-smoke/bench.json && test -s target/bench-smoke/tcp-n4-by-size.png
 
+echo "== shaped-link testbed: picsou local/bench --netns (replicas in network namespaces, cross-RSM egress capped by htb)"
+bash ci/netns.sh
+
 echo "== Python package (build, pytest, stubtest, examples)"
 bash ci/python.sh
 

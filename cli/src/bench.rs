@@ -2,6 +2,7 @@
 //! two-RSM deployment on loopback over a real transport, measured receiver-confirmed. Writes
 //! `bench.json` and PNG + SVG plots into the output folder; a progress bar runs on stderr.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use picsou_runtime::transport::mem::MemNetwork;
 
 use crate::deploy_args::KindArg;
 use crate::local::run_processes;
+use crate::netns::{self, LinkReport, NetnsArgs, Shaping};
 use crate::plots;
 
 /// Arguments of `picsou bench`.
@@ -66,6 +68,10 @@ pub(crate) struct BenchArgs {
     /// Also print the report as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// The shaped-link testbed (implies --processes): each point's replicas in their own
+    /// network namespaces; bench.json then gives each point's cross-RSM bytes per message.
+    #[command(flatten)]
+    netns: NetnsArgs,
 }
 
 pub(crate) fn main(args: &BenchArgs) -> ExitCode {
@@ -95,6 +101,17 @@ pub(crate) fn main(args: &BenchArgs) -> ExitCode {
         eprintln!("picsou bench: {e}");
         return ExitCode::from(2);
     }
+    let shaping = if args.netns.netns {
+        match args.netns.shaping().and_then(|s| netns::prepare("picsou bench").map(|()| s)) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("picsou bench: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        None
+    };
     if let Err(e) = std::fs::create_dir_all(&args.out) {
         eprintln!("picsou bench: cannot create {}: {e}", args.out.display());
         return ExitCode::from(2);
@@ -110,19 +127,40 @@ pub(crate) fn main(args: &BenchArgs) -> ExitCode {
         bar.set_message(first.label());
     }
     let points = spec.points();
-    let processes = args.processes;
+    let processes = args.processes || shaping.is_some();
+    // The link report of the point the runner ran last, and of every point in grid order.
+    let last_link: RefCell<Option<LinkReport>> = RefCell::new(None);
+    let mut links: Vec<Option<LinkReport>> = Vec::new();
     let mut runner = |c: &DeploymentConfig| {
-        if processes && c.transport.kind != TransportKind::Mem {
-            run_processes(c, &[])
+        if let Some(shaping) = shaping {
+            if c.transport.kind == TransportKind::Mem {
+                return Err("--netns runs real transports only (not mem)".to_string());
+            }
+            let (report, counters) = netns::with_testbed(c, shaping, |c, tb| run_processes(c, &[], Some(tb)))?;
+            *last_link.borrow_mut() = Some(LinkReport::new(shaping, counters, &report));
+            Ok(report)
+        } else if processes && c.transport.kind != TransportKind::Mem {
+            run_processes(c, &[], None)
         } else {
             let net = MemNetwork::new();
             run_in_process(c, &|c, r| picsou_transports::open(c, r, Some(&net))).map_err(|e| e.to_string())
         }
     };
-    let runner_name = if processes { "processes" } else { "in-process" };
+    let runner_name = if shaping.is_some() {
+        "processes in network namespaces"
+    } else if processes {
+        "processes"
+    } else {
+        "in-process"
+    };
     let report = run(&spec, &base, runner_name, &mut runner, &mut |done, _total, r| {
+        let link = last_link.borrow_mut().take();
+        let wan = link.as_ref().map_or(String::new(), |l| {
+            format!(" {:>10.0} B/msg cross-RSM ({:.2} copies)", l.cross_rsm_bytes_per_message, l.copies)
+        });
+        links.push(link);
         let line = if r.ok {
-            format!("{:<28} {:>12.0} msgs/s {:>9.1} MB/s", r.point.label(), r.msgs_per_s, r.mb_per_s)
+            format!("{:<28} {:>12.0} msgs/s {:>9.1} MB/s{wan}", r.point.label(), r.msgs_per_s, r.mb_per_s)
         } else {
             format!("{:<28} FAILED: {}", r.point.label(), r.error.as_deref().unwrap_or("?"))
         };
@@ -140,7 +178,7 @@ pub(crate) fn main(args: &BenchArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match write_outputs(args, &report) {
+    match write_outputs(args, &report, shaping, &links) {
         Ok(files) => {
             for f in files {
                 eprintln!("picsou bench: wrote {}", f.display());
@@ -165,9 +203,44 @@ pub(crate) fn main(args: &BenchArgs) -> ExitCode {
     if report.results.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
-/// bench.json and the plots.
-fn write_outputs(args: &BenchArgs, report: &BenchReport) -> Result<Vec<PathBuf>, String> {
-    let json = serde_json::to_string_pretty(report).map_err(|e| format!("cannot serialise the report: {e}"))?;
+/// bench.json and the plots. With the testbed, bench.json also has a `testbed` object (the
+/// shaping and the commit measured) and each result a `link` object (cross-RSM bytes).
+fn write_outputs(
+    args: &BenchArgs,
+    report: &BenchReport,
+    shaping: Option<Shaping>,
+    links: &[Option<LinkReport>],
+) -> Result<Vec<PathBuf>, String> {
+    let mut value = serde_json::to_value(report).map_err(|e| format!("cannot serialise the report: {e}"))?;
+    if let Some(shaping) = shaping {
+        let commit = std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let dirty = std::process::Command::new("git")
+            .args(["status", "--porcelain", "--untracked-files=no"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| !o.stdout.is_empty());
+        let load = std::fs::read_to_string("/proc/loadavg").ok().map(|s| s.trim().to_string());
+        if let Some(o) = value.as_object_mut() {
+            o.insert(
+                "testbed".into(),
+                serde_json::json!({ "shaping": shaping, "commit": commit, "dirty": dirty, "loadavg_at_end": load }),
+            );
+        }
+        if let Some(results) = value.get_mut("results").and_then(|r| r.as_array_mut()) {
+            for (r, l) in results.iter_mut().zip(links) {
+                if let (Some(o), Some(l)) = (r.as_object_mut(), l) {
+                    o.insert("link".into(), serde_json::to_value(l).map_err(|e| e.to_string())?);
+                }
+            }
+        }
+    }
+    let json = serde_json::to_string_pretty(&value).map_err(|e| format!("cannot serialise the report: {e}"))?;
     let path = args.out.join("bench.json");
     std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let mut files = vec![path];

@@ -27,6 +27,7 @@ use picsou_runtime::transport::TransportKind;
 use picsou_runtime::transport::mem::MemNetwork;
 
 use crate::deploy_args::DeployArgs;
+use crate::netns::{self, LinkReport, NetnsArgs, Testbed};
 
 /// Arguments of `picsou local`.
 #[derive(Debug, Args)]
@@ -46,6 +47,8 @@ pub(crate) struct LocalArgs {
     /// Restart a killed replica at a time after the start: `RSM/ID@SECONDS`.
     #[arg(long, value_name = "RSM/ID@SECONDS")]
     pub(crate) restart: Vec<String>,
+    #[command(flatten)]
+    pub(crate) netns: NetnsArgs,
 }
 
 /// A scheduled kill or restart.
@@ -95,6 +98,9 @@ pub(crate) fn main(args: &LocalArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if args.netns.netns {
+        return main_netns(args, &config, &actions, in_process);
+    }
     let report = if in_process {
         let net = MemNetwork::new();
         match run_in_process(&config, &|c, r| picsou_transports::open(c, r, Some(&net))) {
@@ -105,7 +111,7 @@ pub(crate) fn main(args: &LocalArgs) -> ExitCode {
             }
         }
     } else {
-        match run_processes(&config, &actions) {
+        match run_processes(&config, &actions, None) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("picsou local: {e}");
@@ -127,14 +133,81 @@ pub(crate) fn main(args: &LocalArgs) -> ExitCode {
     if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
+/// `picsou local --netns`: the deployment moved into a shaped-link testbed.
+fn main_netns(args: &LocalArgs, config: &DeploymentConfig, actions: &[Action], in_process: bool) -> ExitCode {
+    if in_process {
+        eprintln!("picsou local: --netns needs one process per replica (not --in-process or kind = \"mem\")");
+        return ExitCode::from(2);
+    }
+    let shaping = match args.netns.shaping() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("picsou local: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = netns::prepare("picsou local") {
+        eprintln!("picsou local: {e}");
+        return ExitCode::from(2);
+    }
+    let (report, counters) = match netns::with_testbed(config, shaping, |c, tb| run_processes(c, actions, Some(tb))) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("picsou local: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let link = LinkReport::new(shaping, counters, &report);
+    if args.json {
+        let mut v = match serde_json::to_value(&report) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("picsou local: cannot serialise the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let (Some(o), Ok(l)) = (v.as_object_mut(), serde_json::to_value(&link)) {
+            o.insert("netns".into(), l);
+        }
+        println!("{v}");
+    } else {
+        print!("{}", human(&report));
+        print!("{}", human_link(&link));
+    }
+    if report.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+/// The link lines of `picsou local --netns`.
+fn human_link(l: &LinkReport) -> String {
+    let cap = |v: Option<f64>| v.map_or("uncapped".to_string(), |m| format!("{m} Mbit/s"));
+    format!(
+        "  testbed: network namespaces, cross-RSM egress {} per replica, intra-RSM {}{}\n  \
+         cross-RSM link: {} bytes in {} packets for {} messages = {:.1} B/message ({:.3}x one copy plus headers, {:.1} B)\n",
+        cap(l.shaping.wan_mbps),
+        cap(l.shaping.lan_mbps),
+        l.shaping.wan_delay_ms.map_or(String::new(), |d| format!(", +{d} ms one way")),
+        l.cross_rsm.bytes,
+        l.cross_rsm.packets,
+        l.messages_crossed,
+        l.cross_rsm_bytes_per_message,
+        l.copies,
+        l.one_copy_bytes
+    )
+}
+
 /// One replica's process.
 struct Proc {
     child: Child,
     stdin: Option<ChildStdin>,
 }
 
-/// Runs one `picsou node` process per replica and combines their reports.
-pub(crate) fn run_processes(config: &DeploymentConfig, actions: &[Action]) -> Result<DeploymentReport, String> {
+/// Runs one `picsou node` process per replica and combines their reports; with `netns`, each
+/// in its replica's namespace of that testbed (`config` must carry the testbed's addresses).
+pub(crate) fn run_processes(
+    config: &DeploymentConfig,
+    actions: &[Action],
+    netns: Option<&Testbed>,
+) -> Result<DeploymentReport, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the picsou executable: {e}"))?;
     let dir = tempfile::Builder::new()
         .prefix("picsou-local-")
@@ -148,7 +221,7 @@ pub(crate) fn run_processes(config: &DeploymentConfig, actions: &[Action]) -> Re
     let mut procs: HashMap<ReplicaId, Proc> = HashMap::new();
     let mut generation: HashMap<ReplicaId, u32> = HashMap::new();
     for r in config.replicas() {
-        let p = spawn(&exe, &file, dir.path(), config, r, start_at_ms, 0, tx.clone())?;
+        let p = spawn(&exe, &file, dir.path(), config, netns, r, start_at_ms, 0, tx.clone())?;
         procs.insert(r, p);
         generation.insert(r, 0);
     }
@@ -173,7 +246,7 @@ pub(crate) fn run_processes(config: &DeploymentConfig, actions: &[Action]) -> Re
                 }
                 let g = generation.entry(a.replica).or_default();
                 *g += 1;
-                let p = spawn(&exe, &file, dir.path(), config, a.replica, 0, *g, tx.clone())?;
+                let p = spawn(&exe, &file, dir.path(), config, netns, a.replica, 0, *g, tx.clone())?;
                 procs.insert(a.replica, p);
                 killed.retain(|r| *r != a.replica);
                 eprintln!("picsou local: restarted {}", name(config, a.replica));
@@ -242,13 +315,22 @@ fn spawn(
     file: &Path,
     dir: &Path,
     config: &DeploymentConfig,
+    netns: Option<&Testbed>,
     r: ReplicaId,
     start_at_ms: u64,
     generation: u32,
     tx: mpsc::Sender<(ReplicaId, u32, ReplicaReport)>,
 ) -> Result<Proc, String> {
     let checkpoint: PathBuf = dir.join(format!("checkpoint-{}-{}", r.rsm.0, r.index));
-    let mut cmd = Command::new(exe);
+    let mut cmd = match netns {
+        None => Command::new(exe),
+        Some(tb) => {
+            let ns = tb.namespace(r).ok_or_else(|| format!("{} has no network namespace", name(config, r)))?;
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(exe);
+            c
+        }
+    };
     cmd.arg("node")
         .arg("--config")
         .arg(file)

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod deploy_args;
 mod local;
+mod netns;
 mod node;
 mod plots;
 mod sim;
