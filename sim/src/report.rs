@@ -113,22 +113,28 @@ pub fn timeline(completion_ns: &[u64], interval_ns: u64) -> Timeline {
 }
 
 /// How long after `onset_ns` the throughput is back within 10% of its later steady state, in
-/// ms: the steady state is the median interval of the second half of the intervals after the
-/// onset's; recovery ends with the last interval below 90% of it (0 if none). The final
-/// interval (the stream running out) does not count. `None` if fewer than four intervals
-/// follow the onset's: too short a run to tell.
+/// ms. Only the intervals until 95% of the messages completed count: after that the stream runs
+/// out and the rate falls for that reason alone. The steady state is the median of the second
+/// half of the counted intervals after the onset's; recovery ends with the last counted interval
+/// (from the onset's on) below 90% of it, 0 if there is none. `None` if fewer than four counted
+/// intervals follow the onset's: too short a run to tell.
 pub fn recovery_ms(t: &Timeline, onset_ns: u64) -> Option<f64> {
     let interval_ns = (t.interval_ms * 1e6).round().max(1.0) as u64;
-    let first = (onset_ns / interval_ns) as usize + 1;
-    let full = t.delivered.len().saturating_sub(1);
-    if full < first + 4 {
+    let total: u64 = t.delivered.iter().sum();
+    let mut done = 0u64;
+    let end = t.delivered.iter().position(|&c| {
+        done += c;
+        done * 20 >= total * 19
+    })?;
+    let onset = (onset_ns / interval_ns) as usize;
+    if end < onset + 5 {
         return None;
     }
-    let after = &t.delivered[first..full];
+    let after = &t.delivered[onset + 1..end];
     let mut later: Vec<u64> = after[after.len() / 2..].to_vec();
     later.sort_unstable();
     let steady = later[later.len() / 2] as f64;
-    let low = (first - 1..full).rev().find(|&i| (t.delivered[i] as f64) < 0.9 * steady);
+    let low = (onset..end).rev().find(|&i| (t.delivered[i] as f64) < 0.9 * steady);
     Some(match low {
         Some(i) => ((i as u64 + 1) * interval_ns).saturating_sub(onset_ns) as f64 / 1e6,
         None => 0.0,
