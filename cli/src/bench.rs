@@ -113,7 +113,7 @@ pub(crate) fn main(args: &BenchArgs) -> ExitCode {
     let processes = args.processes;
     let mut runner = |c: &DeploymentConfig| {
         if processes && c.transport.kind != TransportKind::Mem {
-            run_processes(c, &[])
+            run_processes(c, &[], &crate::local::ProcOptions { byzantine: &[], checkpoint_fsync: false })
         } else {
             let net = MemNetwork::new();
             run_in_process(c, &|c, r| picsou_transports::open(c, r, Some(&net))).map_err(|e| e.to_string())
