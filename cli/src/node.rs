@@ -189,6 +189,9 @@ fn merged(before: ReplicaReport, mut after: ReplicaReport) -> ReplicaReport {
         after.violation = before.violation.or(after.violation);
     }
     after.state_transfers += before.state_transfers;
+    let mut timeline = before.timeline;
+    timeline.append(&mut after.timeline);
+    after.timeline = timeline;
     after.transferred += before.transferred;
     after
 }

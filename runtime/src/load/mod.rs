@@ -141,6 +141,10 @@ pub struct ReplicaReport {
     /// (counted in `delivered`, which is the position in the stream).
     #[serde(default)]
     pub transferred: u64,
+    /// `(Unix ms, position in the incoming stream)` about every 100 ms: how delivery went
+    /// over time (recovery after a fault is read from it).
+    #[serde(default)]
+    pub timeline: Vec<(u64, u64)>,
     /// Counters.
     pub stats: NodeStats,
 }
@@ -289,6 +293,8 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
         }
         let mut quacked_at = None;
         let mut last_checkpoint = Instant::now();
+        let mut last_sample = Instant::now();
+        report.timeline.push((report.start_unix_ns / 1_000_000, report.delivered));
         let checkpointer = options.checkpoint.as_deref().map(|p| Checkpointer::with_fsync(p, options.checkpoint_fsync));
         let mut ready = Vec::with_capacity(DELIVERY_BATCH);
         loop {
@@ -298,6 +304,10 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
             {
                 last_checkpoint = now;
                 checkpointer.write(StreamStart { transmit: node.quacked(), receive: report.delivered });
+            }
+            if now.duration_since(last_sample) >= Duration::from_millis(100) {
+                last_sample = now;
+                report.timeline.push((unix_nanos() / 1_000_000, report.delivered));
             }
             if now >= deadline {
                 break;
@@ -344,6 +354,7 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
         if let Some(checkpointer) = &checkpointer {
             checkpointer.write(StreamStart { transmit: node.quacked(), receive: report.delivered });
         }
+        report.timeline.push((unix_nanos() / 1_000_000, report.delivered));
         report.quacked_unix_ns = quacked_at.unwrap_or(0);
         stop.store(true, Ordering::SeqCst);
     });
