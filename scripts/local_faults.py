@@ -4,7 +4,7 @@
     scripts/local_faults.py byzantine [--messages N] [--transport tcp] [--out DIR]
     scripts/local_faults.py restart   [--messages N] [--rate R] [--out DIR]
 
-`byzantine`: a fault-free run, then one run per Byzantine behaviour with one Byzantine replica
+`byzantine` (BFT deployment, examples/bft-4x4-tcp.toml by default): a fault-free run, then one run per Byzantine behaviour with one Byzantine replica
 in each RSM (alpha/2 and beta/1, the same behaviour), back to back in one invocation; reports
 receiver-confirmed msgs/s per direction (correct receivers only) and the ratio to the
 fault-free run.
@@ -67,7 +67,8 @@ def config_with(tuning):
 
 
 def byzantine(a):
-    common = ["--transport", a.transport, "--messages", str(a.messages)]
+    common = ["--config", a.config or os.path.join(ROOT, "examples", "bft-4x4-tcp.toml"),
+              "--transport", a.transport, "--messages", str(a.messages)]
     runs = [("fault-free", run(common))]
     for b in BEHAVIOURS:
         runs.append((b, run(common + ["--byzantine", f"alpha/2={b}", "--byzantine", f"beta/1={b}"])))
@@ -161,10 +162,11 @@ def main():
     ap.add_argument("--messages", type=int, default=None)
     ap.add_argument("--rate", type=int, default=100_000)
     ap.add_argument("--transport", default="tcp")
+    ap.add_argument("--config", default=None, help="deployment file (byzantine: default examples/bft-4x4-tcp.toml)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench-results", "faults"))
     a = ap.parse_args()
     if a.messages is None:
-        a.messages = 1_000_000 if a.mode == "byzantine" else 4 * a.rate
+        a.messages = 200_000 if a.mode == "byzantine" else 4 * a.rate
     before = load()
     runs, rows, lines = (byzantine if a.mode == "byzantine" else restart)(a)
     after = load()

@@ -73,6 +73,13 @@ fn parse_byzantine(c: &DeploymentConfig, s: &str) -> Result<Byzantine, String> {
     let id: u16 = id.parse().map_err(|_| format!("{s:?}: replica id {id:?} is not a number"))?;
     let replica = c.replica(rsm, id).map_err(|e| e.to_string())?;
     behavior.parse::<picsou_core::adversary::Behavior>().map_err(|e| format!("{s:?}: {e}"))?;
+    let spec = &c.rsms[usize::from(replica.rsm.0)];
+    if spec.fault != picsou_core::FaultModel::Bft {
+        return Err(format!(
+            "{s:?}: RSM {} tolerates crashes only (fault = \"cft\"): a Byzantine replica needs fault = \"bft\" (see examples/bft-4x4-tcp.toml)",
+            spec.name
+        ));
+    }
     Ok(Byzantine { replica, behavior: behavior.to_string() })
 }
 

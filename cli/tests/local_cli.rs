@@ -252,10 +252,13 @@ fn replicas_down_beyond_retention_transfer_state_and_finish_over_uring() {
 
 #[test]
 fn a_byzantine_replica_in_each_rsm_does_not_break_the_run() {
+    let bft = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/bft-4x4-tcp.toml");
     let out = picsou(&[
         "local",
+        "--config",
+        bft,
         "--messages",
-        "20000",
+        "2000",
         "--base-port",
         "30900",
         "--byzantine",
@@ -273,7 +276,11 @@ fn a_byzantine_replica_in_each_rsm_does_not_break_the_run() {
         assert_eq!(r["in_order_exact"], true, "{r:#}");
         assert_eq!(r["delivered"], r["expected"], "{r:#}");
     }
-    let out = picsou(&["local", "--byzantine", "beta/1=lie-about-everything"]);
+    let out = picsou(&["local", "--config", bft, "--byzantine", "beta/1=lie-about-everything"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown Byzantine behaviour"));
+    // A crash-tolerant RSM promises nothing with a Byzantine replica: refused, not run.
+    let out = picsou(&["local", "--byzantine", "beta/1=zero-ack"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tolerates crashes only"));
 }
