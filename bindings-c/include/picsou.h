@@ -120,6 +120,13 @@ enum picsou_result
      * handle involved should be freed.
      */
     PICSOU_ERR_PANIC = 17,
+    /**
+     * The replica fell further behind than its peers retain: repairs can no longer bring it
+     * back (every delivery before the gap was handed out first; the message says where it
+     * stands). Install a snapshot of the RSM's state taken at or after the first seq it lacks
+     * (a peer's checkpoint) and resume after it.
+     */
+    PICSOU_ERR_STATE_TRANSFER_NEEDED = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -166,6 +173,13 @@ enum picsou_event_kind
      * The buffer holds the reason as a NUL-terminated string of `payload_len` bytes.
      */
     PICSOU_EVENT_PEER_MISBEHAVED = 5,
+    /**
+     * This replica fell further behind than its peers retain (`seq`: the first seq it
+     * lacks); repairs can no longer bring it back. Install a snapshot of the RSM's state taken
+     * at some seq `s >= seq` (a peer's checkpoint) and build a new endpoint resuming at
+     * `receive = s`. Signalled once per endpoint (library-managed dissemination).
+     */
+    PICSOU_EVENT_STATE_TRANSFER_NEEDED = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -384,7 +398,8 @@ typedef struct picsou_event {
      */
     picsou_event_kind kind;
     /**
-     * The message (`DELIVER`, `RECEIVED`, `RESENT`), or the new QUACK (`QUACKED`).
+     * The message (`DELIVER`, `RECEIVED`, `RESENT`), the new QUACK (`QUACKED`), or the first
+     * seq this replica lacks (`STATE_TRANSFER_NEEDED`).
      */
     uint64_t seq;
     /**

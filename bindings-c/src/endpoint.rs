@@ -58,6 +58,11 @@ pub enum picsou_event_kind {
     /// Replica `peer` sent something a correct replica never sends; the input was dropped.
     /// The buffer holds the reason as a NUL-terminated string of `payload_len` bytes.
     PICSOU_EVENT_PEER_MISBEHAVED = 5,
+    /// This replica fell further behind than its peers retain (`seq`: the first seq it
+    /// lacks); repairs can no longer bring it back. Install a snapshot of the RSM's state taken
+    /// at some seq `s >= seq` (a peer's checkpoint) and build a new endpoint resuming at
+    /// `receive = s`. Signalled once per endpoint (library-managed dissemination).
+    PICSOU_EVENT_STATE_TRANSFER_NEEDED = 6,
 }
 
 /// An event of the endpoint (see `picsou_event_kind` for which fields each kind sets; the
@@ -68,7 +73,8 @@ pub enum picsou_event_kind {
 pub struct picsou_event {
     /// What happened.
     pub kind: picsou_event_kind,
-    /// The message (`DELIVER`, `RECEIVED`, `RESENT`), or the new QUACK (`QUACKED`).
+    /// The message (`DELIVER`, `RECEIVED`, `RESENT`), the new QUACK (`QUACKED`), or the first
+    /// seq this replica lacks (`STATE_TRANSFER_NEEDED`).
     pub seq: u64,
     /// `RESENT`: the resend number.
     pub resend_number: u16,
@@ -600,6 +606,10 @@ pub unsafe extern "C" fn picsou_endpoint_poll_event(
                         out.kind = picsou_event_kind::PICSOU_EVENT_RESENT;
                         out.seq = seq;
                         out.resend_number = number;
+                    }
+                    Event::StateTransferNeeded { next, .. } => {
+                        out.kind = picsou_event_kind::PICSOU_EVENT_STATE_TRANSFER_NEEDED;
+                        out.seq = next;
                     }
                     Event::PeerMisbehaved { peer, reason } => {
                         let text = reason.to_string();

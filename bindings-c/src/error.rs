@@ -59,13 +59,18 @@ pub enum picsou_result {
     /// A bug inside libpicsou: it panicked. The panic was caught at the API boundary; the
     /// handle involved should be freed.
     PICSOU_ERR_PANIC = 17,
+    /// The replica fell further behind than its peers retain: repairs can no longer bring it
+    /// back (every delivery before the gap was handed out first; the message says where it
+    /// stands). Install a snapshot of the RSM's state taken at or after the first seq it lacks
+    /// (a peer's checkpoint) and resume after it.
+    PICSOU_ERR_STATE_TRANSFER_NEEDED = 18,
 }
 
 use picsou_result::*;
 
 impl picsou_result {
     /// Every code, in numeric order.
-    pub(crate) const ALL: [Self; 18] = [
+    pub(crate) const ALL: [Self; 19] = [
         PICSOU_OK,
         PICSOU_EMPTY,
         PICSOU_ERR_NULL_ARGUMENT,
@@ -84,6 +89,7 @@ impl picsou_result {
         PICSOU_ERR_INVALID_STATE,
         PICSOU_ERR_NODE_FAILED,
         PICSOU_ERR_PANIC,
+        PICSOU_ERR_STATE_TRANSFER_NEEDED,
     ];
 
     /// The code's name as a static C string.
@@ -107,6 +113,7 @@ impl picsou_result {
             PICSOU_ERR_INVALID_STATE => c"PICSOU_ERR_INVALID_STATE",
             PICSOU_ERR_NODE_FAILED => c"PICSOU_ERR_NODE_FAILED",
             PICSOU_ERR_PANIC => c"PICSOU_ERR_PANIC",
+            PICSOU_ERR_STATE_TRANSFER_NEEDED => c"PICSOU_ERR_STATE_TRANSFER_NEEDED",
         }
     }
 }

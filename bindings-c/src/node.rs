@@ -93,6 +93,7 @@ fn submit_error(e: SubmitError) -> Error {
         SubmitError::PayloadTooLarge { .. } => PICSOU_ERR_PAYLOAD_TOO_LARGE,
         SubmitError::Full => PICSOU_ERR_FULL,
         SubmitError::Stopped => PICSOU_ERR_STOPPED,
+        SubmitError::StateTransferNeeded { .. } => PICSOU_ERR_STATE_TRANSFER_NEEDED,
         _ => PICSOU_ERR_NODE_FAILED,
     };
     Error::new(code, e.to_string())
@@ -585,6 +586,9 @@ pub unsafe extern "C" fn picsou_node_next_delivery(
         let got = if timeout_ms == 0 {
             match n.node.try_next_delivery() {
                 Some(d) => Some(d),
+                None if n.node.state_transfer_needed().is_some() => {
+                    return Err(submit_error(n.node.state_transfer_needed().unwrap_or(SubmitError::Stopped)));
+                }
                 None if n.node.is_stopped() => {
                     // The node may have published deliveries just before stopping.
                     n.node

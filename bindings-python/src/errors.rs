@@ -43,6 +43,29 @@ pyo3::create_exception!(
     "The API was used wrongly: a closed node, an out-of-order submission, a bad argument value."
 );
 
+pyo3::create_exception!(
+    picsou,
+    StateTransferNeeded,
+    PicsouError,
+    "This replica fell further behind than its peers retain: repairs can no longer bring it back. \
+     `next` is the first seq it lacks, `peers_at` where its peers are. Install a snapshot of the \
+     RSM's state taken at some seq `s >= next` (a peer's checkpoint) and start a new `Node` with \
+     `resume_receive=s`."
+);
+
+/// A `StateTransferNeeded` with its attributes set.
+pub fn state_transfer_error(node: &str, next: u64, peers_at: u64) -> PyErr {
+    let err = StateTransferNeeded::new_err(format!(
+        "node {node}: state transfer needed: it lacks seq {next} and its peers (at {peers_at}) no longer retain it"
+    ));
+    Python::attach(|py| {
+        let value = err.value(py);
+        let _ = value.setattr("next", next);
+        let _ = value.setattr("peers_at", peers_at);
+    });
+    err
+}
+
 /// Adds the exception classes to the module.
 pub fn register(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PicsouError", py.get_type::<PicsouError>())?;
@@ -51,6 +74,7 @@ pub fn register(py: Python<'_>, m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ProtocolError", py.get_type::<ProtocolError>())?;
     m.add("ProofError", py.get_type::<ProofError>())?;
     m.add("MisuseError", py.get_type::<MisuseError>())?;
+    m.add("StateTransferNeeded", py.get_type::<StateTransferNeeded>())?;
     Ok(())
 }
 

@@ -28,7 +28,7 @@ use pyo3::types::PyBytes;
 
 use crate::config::{certificate_verifier, certify, config_arg, replica_arg};
 use crate::convert::{bytes_arg, seq_arg, sequence_arg, to_py};
-use crate::errors::{guard, invalid, misuse, node_error, proof_error};
+use crate::errors::{guard, invalid, misuse, node_error, proof_error, state_transfer_error};
 use crate::logs;
 use crate::wait::{Step, seconds, wait_for};
 
@@ -140,6 +140,8 @@ enum Got<T> {
     Value(T),
     Closed,
     Stopped,
+    /// The replica fell beyond its peers' retention: `(next, peers_at)`.
+    StateTransfer(u64, u64),
 }
 
 impl PyNode {
@@ -220,6 +222,9 @@ impl PyNode {
             match n.next_delivery(Some(slice)) {
                 Ok(Some(d)) => Step::Ready(Got::Value(d)),
                 Ok(None) => Step::Pending,
+                Err(SubmitError::StateTransferNeeded { next, peers_at }) => {
+                    Step::Ready(Got::StateTransfer(next, peers_at))
+                }
                 Err(_) => Step::Ready(Got::Stopped),
             }
         })?;
@@ -228,6 +233,7 @@ impl PyNode {
             Some(Got::Value(d)) => Got::Value(Some(d)),
             Some(Got::Closed) => Got::Closed,
             Some(Got::Stopped) => Got::Stopped,
+            Some(Got::StateTransfer(next, at)) => Got::StateTransfer(next, at),
         })
     }
 
@@ -272,7 +278,8 @@ impl PyNode {
 #[pymethods]
 impl PyNode {
     #[new]
-    #[pyo3(signature = (config, rsm, replica, *, network=None, byzantine=None))]
+    #[pyo3(signature = (config, rsm, replica, *, network=None, byzantine=None, resume_transmit=0, resume_receive=0))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         config: &Bound<'_, PyAny>,
@@ -280,6 +287,8 @@ impl PyNode {
         replica: &Bound<'_, PyAny>,
         network: Option<&Bound<'_, PyAny>>,
         byzantine: Option<&str>,
+        resume_transmit: u64,
+        resume_receive: u64,
     ) -> PyResult<Self> {
         logs::refresh_level(py);
         let r = guard(|| {
@@ -315,7 +324,8 @@ impl PyNode {
             };
             let mut ec = c.endpoint_config(local);
             ec.behavior = behavior;
-            let options = NodeOptions::from_tuning(&c.node);
+            let mut options = NodeOptions::from_tuning(&c.node);
+            options.resume = picsou_core::StreamStart { transmit: resume_transmit, receive: resume_receive };
             let node = py
                 .detach(|| match picsou_transports::open(&c, local, net.as_ref()) {
                     Ok(transport) => Node::start(ec, options, transport),
@@ -326,7 +336,7 @@ impl PyNode {
             let spec = c.rsm(local.rsm);
             Ok(Self {
                 state: Mutex::new(State::Running(Arc::new(node))),
-                next_seq: AtomicU64::new(0),
+                next_seq: AtomicU64::new(resume_transmit),
                 local,
                 name: format!("{}/{}", spec.name, local.index),
                 rsm_name: spec.name.clone(),
@@ -482,6 +492,7 @@ impl PyNode {
             Got::Value(d) => Ok(d.map(|d| Self::delivery_tuple(py, &d))),
             Got::Closed => Ok(None),
             Got::Stopped => Err(self.stopped_error(py)),
+            Got::StateTransfer(next, at) => Err(state_transfer_error(&self.name, next, at)),
         }
     }
 
@@ -505,6 +516,7 @@ impl PyNode {
             Got::Value(Some(d)) => out.push(Self::delivery_tuple(py, &d)),
             Got::Value(None) | Got::Closed => return Ok(out),
             Got::Stopped => return Err(self.stopped_error(py)),
+            Got::StateTransfer(next, at) => return Err(state_transfer_error(&self.name, next, at)),
         }
         if let Some(n) = self.live() {
             let mut ready = Vec::new();
@@ -681,6 +693,7 @@ impl DeliveryIterator {
                 Ok(None)
             }
             Got::Stopped => Err(node.stopped_error(py)),
+            Got::StateTransfer(next, at) => Err(state_transfer_error(&node.name, next, at)),
         }
     }
 }

@@ -136,11 +136,14 @@ pub(crate) fn main(args: &BenchArgs) -> ExitCode {
             if c.transport.kind == TransportKind::Mem {
                 return Err("--netns runs real transports only (not mem)".to_string());
             }
-            let (report, counters) = netns::with_testbed(c, shaping, |c, tb| run_processes(c, &[], Some(tb)))?;
+            let (report, counters) = netns::with_testbed(c, shaping, |c, tb| {
+                let opts = crate::local::ProcOptions { byzantine: &[], checkpoint_fsync: false, netns: Some(tb) };
+                run_processes(c, &[], &opts)
+            })?;
             *last_link.borrow_mut() = Some(LinkReport::new(shaping, counters, &report));
             Ok(report)
         } else if processes && c.transport.kind != TransportKind::Mem {
-            run_processes(c, &[], None)
+            run_processes(c, &[], &crate::local::ProcOptions { byzantine: &[], checkpoint_fsync: false, netns: None })
         } else {
             let net = MemNetwork::new();
             run_in_process(c, &|c, r| picsou_transports::open(c, r, Some(&net))).map_err(|e| e.to_string())

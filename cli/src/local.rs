@@ -44,11 +44,47 @@ pub(crate) struct LocalArgs {
     /// SIGKILL a replica's process at a time after the start: `RSM/ID@SECONDS`.
     #[arg(long, value_name = "RSM/ID@SECONDS")]
     pub(crate) kill: Vec<String>,
-    /// Restart a killed replica at a time after the start: `RSM/ID@SECONDS`.
+    /// Restart a killed replica at a time after the start: `RSM/ID@SECONDS`. It resumes from
+    /// its checkpoint; if it was down longer than its peers retain, it performs a state
+    /// transfer from a peer's checkpoint.
     #[arg(long, value_name = "RSM/ID@SECONDS")]
     pub(crate) restart: Vec<String>,
     #[command(flatten)]
     pub(crate) netns: NetnsArgs,
+    /// Run a replica as a Byzantine one: `RSM/ID=BEHAVIOUR[@SECONDS]` (inflate-ack, zero-ack,
+    /// stale-ack, lie-phi, forge, silent, no-rebroadcast, slow-ack[:N], drop-some[:P]), from
+    /// SECONDS after the start on. It is excluded from the receivers a message must reach and
+    /// from the verdict, like a killed replica.
+    #[arg(long, value_name = "RSM/ID=BEHAVIOUR[@SECONDS]")]
+    pub(crate) byzantine: Vec<String>,
+    /// Write checkpoints durably (fdatasync per checkpoint).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub(crate) checkpoint_fsync: bool,
+}
+
+/// A replica run as a Byzantine one.
+#[derive(Clone, Debug)]
+pub(crate) struct Byzantine {
+    replica: ReplicaId,
+    behavior: String,
+}
+
+fn parse_byzantine(c: &DeploymentConfig, s: &str) -> Result<Byzantine, String> {
+    let (who, behavior) =
+        s.split_once('=').ok_or_else(|| format!("{s:?}: expected RSM/ID=BEHAVIOUR, e.g. beta/1=zero-ack"))?;
+    let (rsm, id) =
+        who.split_once('/').ok_or_else(|| format!("{s:?}: expected RSM/ID=BEHAVIOUR, e.g. beta/1=zero-ack"))?;
+    let id: u16 = id.parse().map_err(|_| format!("{s:?}: replica id {id:?} is not a number"))?;
+    let replica = c.replica(rsm, id).map_err(|e| e.to_string())?;
+    picsou_core::adversary::Byzantine::parse_with_seconds(behavior).map_err(|e| format!("{s:?}: {e}"))?;
+    let spec = &c.rsms[usize::from(replica.rsm.0)];
+    if spec.fault != picsou_core::FaultModel::Bft {
+        return Err(format!(
+            "{s:?}: RSM {} tolerates crashes only (fault = \"cft\"): a Byzantine replica needs fault = \"bft\" (see examples/bft-4x4-tcp.toml)",
+            spec.name
+        ));
+    }
+    Ok(Byzantine { replica, behavior: behavior.to_string() })
 }
 
 /// A scheduled kill or restart.
@@ -91,7 +127,25 @@ pub(crate) fn main(args: &LocalArgs) -> ExitCode {
             }
         }
     }
+    let mut byzantine = Vec::new();
+    for s in &args.byzantine {
+        match parse_byzantine(&config, s) {
+            Ok(b) if byzantine.iter().any(|x: &Byzantine| x.replica == b.replica) => {
+                eprintln!("picsou local: {s:?}: that replica is already Byzantine");
+                return ExitCode::from(2);
+            }
+            Ok(b) => byzantine.push(b),
+            Err(e) => {
+                eprintln!("picsou local: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let in_process = args.in_process || config.transport.kind == TransportKind::Mem;
+    if in_process && !byzantine.is_empty() {
+        eprintln!("picsou local: --byzantine needs one process per replica (not --in-process or kind = \"mem\")");
+        return ExitCode::from(2);
+    }
     if in_process && !actions.is_empty() {
         eprintln!(
             "picsou local: --kill and --restart need one process per replica (not --in-process or kind = \"mem\")"
@@ -99,7 +153,7 @@ pub(crate) fn main(args: &LocalArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     if args.netns.netns {
-        return main_netns(args, &config, &actions, in_process);
+        return main_netns(args, &config, &actions, &byzantine, in_process);
     }
     let report = if in_process {
         let net = MemNetwork::new();
@@ -111,7 +165,8 @@ pub(crate) fn main(args: &LocalArgs) -> ExitCode {
             }
         }
     } else {
-        match run_processes(&config, &actions, None) {
+        let opts = ProcOptions { byzantine: &byzantine, checkpoint_fsync: args.checkpoint_fsync, netns: None };
+        match run_processes(&config, &actions, &opts) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("picsou local: {e}");
@@ -134,7 +189,13 @@ pub(crate) fn main(args: &LocalArgs) -> ExitCode {
 }
 
 /// `picsou local --netns`: the deployment moved into a shaped-link testbed.
-fn main_netns(args: &LocalArgs, config: &DeploymentConfig, actions: &[Action], in_process: bool) -> ExitCode {
+fn main_netns(
+    args: &LocalArgs,
+    config: &DeploymentConfig,
+    actions: &[Action],
+    byzantine: &[Byzantine],
+    in_process: bool,
+) -> ExitCode {
     if in_process {
         eprintln!("picsou local: --netns needs one process per replica (not --in-process or kind = \"mem\")");
         return ExitCode::from(2);
@@ -150,7 +211,10 @@ fn main_netns(args: &LocalArgs, config: &DeploymentConfig, actions: &[Action], i
         eprintln!("picsou local: {e}");
         return ExitCode::from(2);
     }
-    let (report, counters) = match netns::with_testbed(config, shaping, |c, tb| run_processes(c, actions, Some(tb))) {
+    let (report, counters) = match netns::with_testbed(config, shaping, |c, tb| {
+        let opts = ProcOptions { byzantine, checkpoint_fsync: args.checkpoint_fsync, netns: Some(tb) };
+        run_processes(c, actions, &opts)
+    }) {
         Ok(x) => x,
         Err(e) => {
             eprintln!("picsou local: {e}");
@@ -201,12 +265,22 @@ struct Proc {
     stdin: Option<ChildStdin>,
 }
 
-/// Runs one `picsou node` process per replica and combines their reports; with `netns`, each
-/// in its replica's namespace of that testbed (`config` must carry the testbed's addresses).
+/// How `run_processes` starts the replicas.
+pub(crate) struct ProcOptions<'a> {
+    /// Replicas run as Byzantine ones.
+    pub(crate) byzantine: &'a [Byzantine],
+    /// Checkpoints are written durably.
+    pub(crate) checkpoint_fsync: bool,
+    /// Each replica in its namespace of this testbed (`config` must carry the testbed's
+    /// addresses).
+    pub(crate) netns: Option<&'a Testbed>,
+}
+
+/// Runs one `picsou node` process per replica and combines their reports.
 pub(crate) fn run_processes(
     config: &DeploymentConfig,
     actions: &[Action],
-    netns: Option<&Testbed>,
+    opts: &ProcOptions<'_>,
 ) -> Result<DeploymentReport, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find the picsou executable: {e}"))?;
     let dir = tempfile::Builder::new()
@@ -221,7 +295,7 @@ pub(crate) fn run_processes(
     let mut procs: HashMap<ReplicaId, Proc> = HashMap::new();
     let mut generation: HashMap<ReplicaId, u32> = HashMap::new();
     for r in config.replicas() {
-        let p = spawn(&exe, &file, dir.path(), config, netns, r, start_at_ms, 0, tx.clone())?;
+        let p = spawn(&exe, &file, dir.path(), config, r, start_at_ms, 0, opts, tx.clone())?;
         procs.insert(r, p);
         generation.insert(r, 0);
     }
@@ -232,7 +306,10 @@ pub(crate) fn run_processes(
     let mut reports: HashMap<ReplicaId, ReplicaReport> = HashMap::new();
     let deadline = t0 + config.load.timeout + Duration::from_secs(10);
     let all_done = |reports: &HashMap<ReplicaId, ReplicaReport>, killed: &[ReplicaId], pending: &[Action]| {
-        pending.is_empty() && config.replicas().iter().all(|r| killed.contains(r) || reports.contains_key(r))
+        pending.is_empty()
+            && config.replicas().iter().all(|r| {
+                killed.contains(r) || reports.contains_key(r) || opts.byzantine.iter().any(|b| b.replica == *r)
+            })
     };
     while !all_done(&reports, &killed, &pending) && Instant::now() < deadline {
         while let Some(a) = pending.first().cloned() {
@@ -246,7 +323,9 @@ pub(crate) fn run_processes(
                 }
                 let g = generation.entry(a.replica).or_default();
                 *g += 1;
-                let p = spawn(&exe, &file, dir.path(), config, netns, a.replica, 0, *g, tx.clone())?;
+                // The deployment's start, not 0: the restarted replica's load schedule counts
+                // from it (it submits what its RSM committed meanwhile at once).
+                let p = spawn(&exe, &file, dir.path(), config, a.replica, start_at_ms, *g, opts, tx.clone())?;
                 procs.insert(a.replica, p);
                 killed.retain(|r| *r != a.replica);
                 eprintln!("picsou local: restarted {}", name(config, a.replica));
@@ -286,18 +365,23 @@ pub(crate) fn run_processes(
     for r in config.replicas() {
         match reports.remove(&r) {
             Some(rep) => ordered.push(rep),
-            None if !killed.contains(&r) => {
+            None if !killed.contains(&r) && !opts.byzantine.iter().any(|b| b.replica == r) => {
                 eprintln!("picsou local: {} did not report before the timeout", name(config, r));
             }
             None => {}
         }
     }
-    let mut report = aggregate(config, ordered, &killed);
+    // Byzantine replicas promise nothing: they are left out like killed ones.
+    let mut excluded = killed.clone();
+    excluded.extend(opts.byzantine.iter().map(|b| b.replica));
+    let mut report = aggregate(config, ordered, &excluded);
+    report.killed = killed.iter().map(|r| name(config, *r)).collect();
+    report.byzantine = opts.byzantine.iter().map(|b| format!("{}={}", name(config, b.replica), b.behavior)).collect();
     // A replica that never reported is a failure even if the directions look complete.
     if config
         .replicas()
         .iter()
-        .any(|r| !killed.contains(r) && !report.replicas.iter().any(|x| x.replica == name(config, *r)))
+        .any(|r| !excluded.contains(r) && !report.replicas.iter().any(|x| x.replica == name(config, *r)))
     {
         report.ok = false;
     }
@@ -315,14 +399,15 @@ fn spawn(
     file: &Path,
     dir: &Path,
     config: &DeploymentConfig,
-    netns: Option<&Testbed>,
     r: ReplicaId,
     start_at_ms: u64,
     generation: u32,
+    opts: &ProcOptions<'_>,
     tx: mpsc::Sender<(ReplicaId, u32, ReplicaReport)>,
 ) -> Result<Proc, String> {
-    let checkpoint: PathBuf = dir.join(format!("checkpoint-{}-{}", r.rsm.0, r.index));
-    let mut cmd = match netns {
+    let checkpoint_of = |q: ReplicaId| -> PathBuf { dir.join(format!("checkpoint-{}-{}", q.rsm.0, q.index)) };
+    let checkpoint = checkpoint_of(r);
+    let mut cmd = match opts.netns {
         None => Command::new(exe),
         Some(tb) => {
             let ns = tb.namespace(r).ok_or_else(|| format!("{} has no network namespace", name(config, r)))?;
@@ -337,11 +422,22 @@ fn spawn(
         .args(["--rsm", &r.rsm.0.to_string(), "--replica", &r.index.to_string(), "--json", "--until-stdin-closes"])
         .arg("--checkpoint")
         .arg(&checkpoint)
+        .args(["--checkpoint-fsync", if opts.checkpoint_fsync { "true" } else { "false" }])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if start_at_ms > 0 {
         cmd.args(["--start-at-unix-ms", &start_at_ms.to_string()]);
+    }
+    // A replica beyond its peers' retention performs a state transfer from its peers'
+    // checkpoints (correct peers only: a Byzantine one's state is not to be trusted).
+    for q in config.replicas().into_iter().filter(|q| q.rsm == r.rsm && *q != r) {
+        if !opts.byzantine.iter().any(|b| b.replica == q) {
+            cmd.arg("--peer-checkpoint").arg(checkpoint_of(q));
+        }
+    }
+    if let Some(b) = opts.byzantine.iter().find(|b| b.replica == r) {
+        cmd.args(["--byzantine", &b.behavior]);
     }
     let mut child = cmd.spawn().map_err(|e| format!("cannot start {} for {}: {e}", exe.display(), name(config, r)))?;
     let stdin = child.stdin.take();
@@ -381,6 +477,15 @@ pub(crate) fn human(r: &DeploymentReport) -> String {
     }
     if !r.killed.is_empty() {
         s.push_str(&format!("  killed: {}\n", r.killed.join(", ")));
+    }
+    if !r.byzantine.is_empty() {
+        s.push_str(&format!("  Byzantine: {}\n", r.byzantine.join(", ")));
+    }
+    for rep in r.replicas.iter().filter(|x| x.state_transfers > 0) {
+        s.push_str(&format!(
+            "  {}: {} state transfer(s), {} messages installed from a peer's checkpoint\n",
+            rep.replica, rep.state_transfers, rep.transferred
+        ));
     }
     for rep in r.replicas.iter().filter(|x| !x.complete || !x.in_order_exact) {
         s.push_str(&format!(

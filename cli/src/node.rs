@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use picsou_runtime::load::{ReplicaReport, RunOptions, read_checkpoint, run_replica};
+use picsou_core::StreamStart;
+use picsou_core::adversary::Byzantine;
+use picsou_runtime::load::{Checkpointer, ReplicaReport, RunOptions, read_checkpoint, run_replica};
 use picsou_runtime::node::{Node, NodeOptions};
 
 use crate::deploy_args::DeployArgs;
@@ -39,6 +41,21 @@ pub(crate) struct NodeArgs {
     /// (a restarted replica rejoins where it left off).
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
+    /// Write each checkpoint durably (fdatasync) before going on.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    checkpoint_fsync: bool,
+    /// Checkpoint of a peer of this replica's RSM (repeatable): if this replica falls further
+    /// behind than its peers retain, it performs a state transfer from the most advanced of
+    /// these (installs the peer's state and resumes after it). Without any, such a replica
+    /// stops with an error saying it needs a state transfer.
+    #[arg(long, value_name = "FILE")]
+    peer_checkpoint: Vec<PathBuf>,
+    /// Run this replica as a Byzantine one: `BEHAVIOUR[@SECONDS]` (one of the simulator's:
+    /// inflate-ack, zero-ack, stale-ack, lie-phi, forge, silent, no-rebroadcast, slow-ack[:N],
+    /// drop-some[:P]), from SECONDS after the start on. For tests and measurements of fault
+    /// tolerance only.
+    #[arg(long, value_name = "BEHAVIOUR[@SECONDS]")]
+    byzantine: Option<String>,
     /// After finishing, keep serving peers this long.
     #[arg(long, default_value_t = 2000)]
     linger_ms: u64,
@@ -62,36 +79,80 @@ pub(crate) fn main(args: &NodeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let resume = match args.checkpoint.as_deref().map(read_checkpoint).transpose() {
+    let mut resume = match args.checkpoint.as_deref().map(read_checkpoint).transpose() {
         Ok(r) => r.unwrap_or_default(),
         Err(e) => {
             eprintln!("picsou node: checkpoint: {e}");
             return ExitCode::from(2);
         }
     };
-    let transport = match picsou_transports::open(&config, local, None) {
-        Ok(t) => t,
+    let behavior = match args.byzantine.as_deref().map(Byzantine::parse_with_seconds).transpose() {
+        Ok(b) => b,
         Err(e) => {
-            eprintln!("picsou node: {e}");
+            eprintln!("picsou node: --byzantine: {e}");
             return ExitCode::from(2);
         }
     };
-    let mut options = NodeOptions::from_tuning(&config.node);
-    options.resume = resume;
-    let node = match Node::start(config.endpoint_config(local), options, transport) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("picsou node: {e}");
-            return ExitCode::from(2);
+    let mut earlier: Option<ReplicaReport> = None;
+    let (report, node) = loop {
+        let transport = match picsou_transports::open(&config, local, None) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("picsou node: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let mut options = NodeOptions::from_tuning(&config.node);
+        options.resume = resume;
+        let mut endpoint = config.endpoint_config(local);
+        endpoint.behavior = behavior;
+        let node = match Node::start(endpoint, options, transport) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("picsou node: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let run = RunOptions {
+            start_at_unix_ns: args.start_at_unix_ms.unwrap_or(0).saturating_mul(1_000_000),
+            timeout: config.load.timeout,
+            resume,
+            checkpoint: args.checkpoint.clone(),
+            checkpoint_fsync: args.checkpoint_fsync,
+        };
+        let mut report = run_replica(&config, local, &node, &run);
+        if let Some(before) = earlier.take() {
+            report = merged(before, report);
         }
+        let Some((next, peers_at)) = report.needs_state_transfer else { break (report, node) };
+        // State transfer: install the most advanced peer's checkpointed state and resume
+        // after it, with a new node (the same path as a restart from a checkpoint).
+        let Some(snapshot) = best_peer_checkpoint(&args.peer_checkpoint, next) else {
+            eprintln!(
+                "picsou node: {}: state transfer needed (lacks seq {next}, peers at {peers_at}) but no peer checkpoint (--peer-checkpoint) is at or past seq {next}",
+                report.replica
+            );
+            break (report, node);
+        };
+        eprintln!(
+            "picsou node: {}: state transfer: lacks seq {next} beyond its peers' retention (peers at {peers_at}); installing a peer's state at seq {} and resuming",
+            report.replica, snapshot.receive
+        );
+        let transmit = node.quacked().max(resume.transmit);
+        if let Err(e) = node.shutdown() {
+            eprintln!("picsou node: {e}");
+            return ExitCode::FAILURE;
+        }
+        resume = StreamStart { transmit, receive: snapshot.receive };
+        if let Some(path) = &args.checkpoint {
+            // Durably first: a crash from here on resumes after the installed state.
+            Checkpointer::with_fsync(path, args.checkpoint_fsync).write(resume);
+        }
+        report.transferred += snapshot.receive - report.delivered;
+        report.state_transfers += 1;
+        report.needs_state_transfer = None;
+        earlier = Some(report);
     };
-    let run = RunOptions {
-        start_at_unix_ns: args.start_at_unix_ms.unwrap_or(0).saturating_mul(1_000_000),
-        timeout: config.load.timeout,
-        resume,
-        checkpoint: args.checkpoint.clone(),
-    };
-    let report = run_replica(&config, local, &node, &run);
     if args.json {
         match serde_json::to_string(&report) {
             Ok(j) => println!("{j}"),
@@ -113,6 +174,29 @@ pub(crate) fn main(args: &NodeArgs) -> ExitCode {
     if report.complete && report.in_order_exact { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
+/// The peer checkpoint with the furthest incoming stream, if it is at or past `next`
+/// (unreadable ones are skipped: a peer may be writing or gone).
+fn best_peer_checkpoint(paths: &[PathBuf], next: u64) -> Option<StreamStart> {
+    paths.iter().filter_map(|p| read_checkpoint(p).ok()).filter(|c| c.receive >= next).max_by_key(|c| c.receive)
+}
+
+/// The report of a run that resumed after a state transfer, with what the earlier runs of
+/// this process saw.
+fn merged(before: ReplicaReport, mut after: ReplicaReport) -> ReplicaReport {
+    after.submitted = after.submitted.max(before.submitted);
+    after.start_unix_ns = before.start_unix_ns;
+    if !before.in_order_exact {
+        after.in_order_exact = false;
+        after.violation = before.violation.or(after.violation);
+    }
+    after.state_transfers += before.state_transfers;
+    let mut timeline = before.timeline;
+    timeline.append(&mut after.timeline);
+    after.timeline = timeline;
+    after.transferred += before.transferred;
+    after
+}
+
 fn human(r: &ReplicaReport) -> String {
     let secs = r.last_delivery_unix_ns.saturating_sub(r.start_unix_ns) as f64 / 1e9;
     let status = if r.complete && r.in_order_exact { "ok" } else { "FAILED" };
@@ -120,6 +204,15 @@ fn human(r: &ReplicaReport) -> String {
         "{} over {}: {status}; submitted {}, delivered {}/{} in {secs:.3} s, peak RSS {} KiB\n",
         r.replica, r.transport, r.submitted, r.delivered, r.expected, r.peak_rss_kib
     );
+    if r.state_transfers > 0 {
+        s.push_str(&format!(
+            "  state transfers: {} ({} messages installed from a peer's state)\n",
+            r.state_transfers, r.transferred
+        ));
+    }
+    if let Some((next, at)) = r.needs_state_transfer {
+        s.push_str(&format!("  needs a state transfer: lacks seq {next}, peers at {at}\n"));
+    }
     if let Some(v) = &r.violation {
         s.push_str(&format!("  violation: {v}\n"));
     }

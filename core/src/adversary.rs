@@ -186,6 +186,22 @@ impl FromStr for Byzantine {
     }
 }
 
+impl Byzantine {
+    /// Parses `name[:parameter][@SECONDS]`, the form real deployments take (`picsou node
+    /// --byzantine`, `picsou local --byzantine`): the onset in seconds (fractions allowed) after
+    /// the node starts.
+    pub fn parse_with_seconds(s: &str) -> Result<Self, String> {
+        let (b, onset) = match s.split_once('@') {
+            Some((b, at)) => match at.trim().parse::<f64>() {
+                Ok(secs) if secs.is_finite() && secs >= 0.0 => (b, Duration::from_secs_f64(secs)),
+                _ => return Err(format!("{s:?}: the onset after '@' is in seconds (e.g. zero-ack@1.5)")),
+            },
+            None => (s, Duration::ZERO),
+        };
+        Ok(Self { behavior: b.parse()?, onset })
+    }
+}
+
 impl Serialize for Byzantine {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

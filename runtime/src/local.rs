@@ -55,6 +55,8 @@ pub struct DeploymentReport {
     pub max_peak_rss_kib: u64,
     /// Replicas killed during the run (excluded from completion).
     pub killed: Vec<String>,
+    /// Replicas run as Byzantine ones, as `beta/1=zero-ack` (excluded from completion).
+    pub byzantine: Vec<String>,
     /// Every replica's report.
     pub replicas: Vec<ReplicaReport>,
 }
@@ -105,6 +107,7 @@ pub fn aggregate(config: &DeploymentConfig, reports: Vec<ReplicaReport>, killed:
         directions,
         max_peak_rss_kib: reports.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0),
         killed: killed_names,
+        byzantine: Vec::new(),
         replicas: reports,
     }
 }
@@ -132,6 +135,7 @@ pub fn run_in_process(config: &DeploymentConfig, open: &OpenTransport<'_>) -> Re
         timeout: config.load.timeout,
         resume: picsou_core::StreamStart::default(),
         checkpoint: None,
+        checkpoint_fsync: false,
     };
     let options = &options;
     let reports: Vec<ReplicaReport> = std::thread::scope(|s| {

@@ -49,6 +49,7 @@ fn run_all(c: &DeploymentConfig, skip: &[ReplicaId]) {
         timeout: Duration::from_secs(60),
         resume: StreamStart::default(),
         checkpoint: None,
+        checkpoint_fsync: false,
     };
     let reports: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = nodes.iter().map(|(r, n)| s.spawn(move || run_replica(c, *r, n, opts))).collect();

@@ -236,6 +236,14 @@ impl Checker {
                 }
                 None
             }
+            Event::StateTransferNeeded { next, peers_at } => {
+                // The simulator has no state transfer: a correct replica that needs one will
+                // never complete, so say why.
+                self.violation(format!(
+                    "{me} fell beyond its peers' retention (it lacks seq {next}, peers are at {peers_at}): it needs a state transfer"
+                ));
+                None
+            }
             Event::PeerMisbehaved { peer, reason } => {
                 match self.global(*peer) {
                     Some(p) if !self.plans[p].is_honest() => self.misbehaviors_detected += 1,

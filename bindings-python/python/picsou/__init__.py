@@ -9,7 +9,7 @@ A thin layer over the Rust crates of the `picsou` workspace (the extension modul
   grid, in this process).
 - Commit certificates (BFT): `SigningKey`, `QuorumVerifier`, `sign_certificate`, ...
 - Errors: `PicsouError` and its subclasses `ConfigError`, `TransportError`, `ProtocolError`
-  (`ProofError`), `MisuseError`.
+  (`ProofError`), `MisuseError`, `StateTransferNeeded` (a replica beyond its peers' retention).
 - Logs: the Rust side's `tracing` events go to the `logging` logger `picsou`.
 
 See the package README (`bindings-python/README.md`) for a guide.
@@ -40,6 +40,7 @@ from ._picsou import (
     Scenario,
     SigningKey,
     SimResult,
+    StateTransferNeeded,
     TransportError,
     __version__,
     assemble_certificate,
@@ -67,6 +68,7 @@ __all__ = [
     "Scenario",
     "SigningKey",
     "SimResult",
+    "StateTransferNeeded",
     "TransportError",
     "__version__",
     "assemble_certificate",

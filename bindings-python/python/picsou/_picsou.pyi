@@ -23,6 +23,7 @@ __all__ = [
     "Scenario",
     "SigningKey",
     "SimResult",
+    "StateTransferNeeded",
     "TransportError",
     "__version__",
     "_pump_logs",
@@ -71,6 +72,14 @@ class ProofError(ProtocolError):
 
 class MisuseError(PicsouError):
     """The API was used wrongly: a closed node, an out-of-order submission, a bad value."""
+
+class StateTransferNeeded(PicsouError):
+    """This replica fell further behind than its peers retain; resume from a peer's snapshot."""
+
+    next: int
+    """The first seq this replica lacks."""
+    peers_at: int
+    """Where its peers are."""
 
 # ---------------------------------------------------------------------------------------------
 # Simulator
@@ -377,6 +386,8 @@ class Node:
         *,
         network: MemNetwork | None = None,
         byzantine: _Behaviour | str | None = None,
+        resume_transmit: int = 0,
+        resume_receive: int = 0,
     ) -> Self: ...
     def submit(self, seq: int, payload: _Bytes, proof: _Bytes | None = None, timeout: float | None = None) -> None:
         """Submits message `seq` of this RSM's stream; blocks while backlogged."""

@@ -39,6 +39,18 @@ pub enum Event {
         /// Its resend number.
         number: u16,
     },
+    /// Library-managed dissemination: this replica is further behind than its peers retain
+    /// (peers with more than f stake report holding beyond `next + retention`), so repairs can
+    /// no longer bring it back. Signalled once per endpoint. Install a snapshot of the RSM's
+    /// state taken at some seq `s >= next` (a peer's checkpoint) and resume with
+    /// [`Endpoint::resuming`](super::Endpoint::resuming) at `receive = s`; messages before
+    /// `s` are never delivered by this endpoint.
+    StateTransferNeeded {
+        /// The first seq this replica lacks (its cumulative ack).
+        next: u64,
+        /// The lowest cumulative ack among the peers that are too far ahead.
+        peers_at: u64,
+    },
     /// A peer sent something a correct replica never sends; the input was dropped.
     PeerMisbehaved {
         /// The peer (as the transport identified it).

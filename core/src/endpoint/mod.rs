@@ -54,6 +54,7 @@ mod evidence;
 mod hooks;
 mod incoming;
 mod index;
+mod lagging;
 mod link;
 mod misbehavior;
 mod offsets;
@@ -86,6 +87,7 @@ use self::evidence::{Convictions, PairFailures};
 use self::hooks::Hooks;
 use self::incoming::InStream;
 use self::index::{Dest, Layout, PeerIdx};
+use self::lagging::Lagging;
 use self::link::Links;
 use self::outgoing::OutStream;
 use self::peer::PeerTracker;
@@ -161,6 +163,8 @@ pub struct Endpoint {
     frame_pool: BufPool,
     scratch: Scratch,
     hooks: Hooks,
+    /// Whether this replica fell beyond its peers' retention (see `lagging`).
+    lagging: Lagging,
     events: VecDeque<Event>,
     stats: EndpointStats,
 }
@@ -255,6 +259,7 @@ impl Endpoint {
             frame_pool: BufPool::new(FRAME_POOL_BUFFERS, FRAME_POOL_BYTES),
             scratch: Scratch::default(),
             hooks: Hooks::new(&cfg, now),
+            lagging: Lagging::new(local_spec.stakes(), local_spec.f),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
             params: cfg.params,
@@ -373,7 +378,10 @@ impl Endpoint {
         self.update_silence_timer(d);
         match d {
             Dest::Remote(j) => self.on_remote_report(now, j, frame.ack),
-            Dest::Peer(p) => self.peers.on_report(p, now, frame.ack, was_silent),
+            Dest::Peer(p) => {
+                self.peers.on_report(p, now, frame.ack, was_silent);
+                self.check_lagging();
+            }
         }
         self.on_records(now, from, cross, frame.records, section);
     }

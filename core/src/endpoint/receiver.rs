@@ -250,9 +250,18 @@ impl Endpoint {
             let held = &self.inc.held;
             let lo = report.next.max(held.base());
             let hi = held.end().min(lo + REPAIR_BATCH);
+            // The seqs the report proves missing: below `next + 1 + phi_bits` and not covered.
+            // A φ-list stops at the peer's highest held seq (trailing empty words are not
+            // sent), so a peer that holds nothing past `next` — a replica restarted from a
+            // checkpoint, catching up — sends an empty φ-list, and `missing_in` (which stops
+            // where the φ-list does) named only `next`: such a peer was repaired one message
+            // per report, about a hundred a second, and never caught up with a stream of
+            // 100,000 a second (issue 16). Beyond the φ-list's reach nothing is known, and
+            // nothing is repaired.
+            let known_end = hi.min(report.next.saturating_add(1 + u64::from(self.params.phi_bits)));
             let mut deferred = false;
             let mut repairs = std::mem::take(&mut self.scratch.repair);
-            for k in report.missing_in(lo, hi) {
+            for k in (lo.max(report.next)..known_end).filter(|&k| !report.covers(k)) {
                 let Some(h) = held.get(k) else { continue };
                 let sent = p.get() < 64 && h.sent_to & (1 << p.get()) != 0 && h.sent_at >= peer.reset_at;
                 if sent {

@@ -36,6 +36,8 @@ struct Net {
     quacks: Vec<u64>,
     resends: u64,
     misbehaviors: Vec<(usize, Misbehavior)>,
+    /// `Event::StateTransferNeeded` events: (replica, next, peers_at).
+    transfers: Vec<(usize, u64, u64)>,
     /// Frames inside an RSM that forward a received record section as it is.
     shared_sections: u64,
     /// Records in frames inside an RSM that were built record by record.
@@ -89,6 +91,7 @@ impl Net {
             quacks: vec![0; n0 + n1],
             resends: 0,
             misbehaviors: Vec::new(),
+            transfers: Vec::new(),
             shared_sections: 0,
             internal_records: 0,
         }
@@ -134,6 +137,7 @@ impl Net {
                 Event::Quacked { up_to } => self.quacks[i] = up_to,
                 Event::Resent { .. } => self.resends += 1,
                 Event::PeerMisbehaved { reason, .. } => self.misbehaviors.push((i, reason)),
+                Event::StateTransferNeeded { next, peers_at } => self.transfers.push((i, next, peers_at)),
             }
         }
         // Application-managed dissemination: the application spreads what it received
@@ -215,6 +219,78 @@ impl Net {
             assert_eq!(self.delivered[i], want, "receiver {i} delivered out of order or incompletely");
         }
     }
+}
+
+/// Replaces replica `i` (global index) with a new incarnation that resumes its incoming stream
+/// at `receive`, as a process restarted from its checkpoint does.
+fn restart(net: &mut Net, m: &Membership, params: &ProtocolParams, i: usize, receive: u64) {
+    let local = rid(net.n0, i);
+    let cfg = EndpointConfig::new(
+        Arc::new(m.clone()),
+        local,
+        Strategy::Picsou,
+        params.clone(),
+        LinkKeys::derived(local, [9; 32]),
+        Arc::new(NoProof),
+    );
+    net.eps[i] = Endpoint::resuming(cfg, net.now, StreamStart { transmit: 0, receive }).unwrap();
+    net.crashed.remove(&i);
+    net.delivered[i] = (0..receive).collect();
+}
+
+#[test]
+fn a_restarted_receiver_is_repaired_from_everything_its_report_proves_missing() {
+    // r1 is down while 20,000 messages go by, then restarts from a checkpoint at 0: it holds
+    // nothing past its ack, so its φ-list is empty. Repaired only up to where the φ-list
+    // stops (one message per report) it needed minutes of virtual time; repaired from the
+    // whole range the report proves missing, a few hundred milliseconds.
+    let params = ProtocolParams::default();
+    let m = uniform(4, 1);
+    let mut net = Net::new(Strategy::Picsou, m.clone(), params.clone());
+    net.crashed.insert(4 + 1);
+    net.run(20_000, Duration::from_secs(20));
+    restart(&mut net, &m, &params, 4 + 1, 0);
+    let restarted_at = net.now;
+    net.run(20_000, Duration::from_secs(2));
+    net.assert_all_delivered(20_000);
+    assert!(net.transfers.is_empty(), "{:?}", net.transfers);
+    assert!(net.now.saturating_since(restarted_at) < Duration::from_secs(2));
+}
+
+#[test]
+fn a_receiver_beyond_its_peers_retention_is_told_it_needs_a_state_transfer() {
+    let params = ProtocolParams { retention: 500, ..ProtocolParams::default() };
+    let m = uniform(4, 1);
+    let mut net = Net::new(Strategy::Picsou, m.clone(), params.clone());
+    net.crashed.insert(4 + 1);
+    net.run(3000, Duration::from_secs(20));
+    // Restarted from a checkpoint at 0, 3,000 behind peers that keep 500: signalled once.
+    restart(&mut net, &m, &params, 4 + 1, 0);
+    net.run_for(3000, Duration::from_millis(200));
+    assert_eq!(net.transfers, vec![(4 + 1, 0, 3000)]);
+    assert_eq!(net.delivered[4 + 1].len(), 0, "nothing past the gap is delivered");
+    // The application installs a peer's state at 3,000 and resumes after it: the rest of
+    // the stream arrives in order.
+    restart(&mut net, &m, &params, 4 + 1, 3000);
+    net.run(6000, Duration::from_secs(20));
+    net.assert_all_delivered(6000);
+    assert_eq!(net.transfers.len(), 1);
+}
+
+#[test]
+fn fewer_than_f_plus_one_peers_far_ahead_do_not_signal_a_state_transfer() {
+    // Peers report through frames; a lying peer (f = 1) alone claiming to be far ahead is
+    // not enough. Here only r0 gets far ahead (the others are down), so no signal.
+    let params = ProtocolParams { retention: 500, ..ProtocolParams::default() };
+    let m = uniform(4, 1);
+    let mut net = Net::new(Strategy::Picsou, m.clone(), params.clone());
+    for r in [1, 2, 3] {
+        net.crashed.insert(4 + r);
+    }
+    net.run(3000, Duration::from_secs(20));
+    restart(&mut net, &m, &params, 4 + 1, 0);
+    net.run_for(3000, Duration::from_millis(200));
+    assert!(net.transfers.is_empty(), "{:?}", net.transfers);
 }
 
 fn uniform(n: usize, f: u64) -> Membership {

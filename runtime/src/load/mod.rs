@@ -129,6 +129,22 @@ pub struct ReplicaReport {
     pub quacked_unix_ns: u64,
     /// Peak resident set size of the process in KiB (`VmHWM`), where available.
     pub peak_rss_kib: u64,
+    /// The node said this replica fell beyond its peers' retention and needs a state
+    /// transfer: `(next, peers_at)` (see [`SubmitError::StateTransferNeeded`]); the run
+    /// stopped there.
+    #[serde(default)]
+    pub needs_state_transfer: Option<(u64, u64)>,
+    /// State transfers this replica performed (a restart from a peer's checkpoint).
+    #[serde(default)]
+    pub state_transfers: u64,
+    /// Messages of the incoming stream installed by state transfer instead of delivered
+    /// (counted in `delivered`, which is the position in the stream).
+    #[serde(default)]
+    pub transferred: u64,
+    /// `(Unix ms, position in the incoming stream)` about every 100 ms: how delivery went
+    /// over time (recovery after a fault is read from it).
+    #[serde(default)]
+    pub timeline: Vec<(u64, u64)>,
     /// Counters.
     pub stats: NodeStats,
 }
@@ -147,6 +163,9 @@ pub struct RunOptions {
     /// If set, the replica's progress (QUACK of its own stream, deliveries of the incoming
     /// one) is written to this file every 50 ms, for a restarted process to resume from.
     pub checkpoint: Option<PathBuf>,
+    /// Make each checkpoint durable (`fdatasync`) before going on, so that it survives a
+    /// power loss and not only a killed process (see [`Checkpointer::with_fsync`]).
+    pub checkpoint_fsync: bool,
 }
 
 /// Reads a checkpoint written by [`run_replica`]; a missing or empty file (a replica killed
@@ -176,6 +195,7 @@ pub fn read_checkpoint(path: &Path) -> std::io::Result<StreamStart> {
 pub struct Checkpointer {
     path: PathBuf,
     file: Option<std::fs::File>,
+    durable: bool,
 }
 
 /// Length of a checkpoint record: "{transmit:020} {receive:020}\n".
@@ -185,6 +205,14 @@ impl Checkpointer {
     /// Opens (or creates) the checkpoint at `path`, keeping what it holds until the first
     /// [`write`](Self::write). Errors are logged: a replica runs on without checkpoints.
     pub fn new(path: &Path) -> Self {
+        Self::with_fsync(path, false)
+    }
+
+    /// Like [`Checkpointer::new`]; with `durable`, every [`write`](Self::write) also waits
+    /// for the record to reach stable storage (`fdatasync`), so a checkpoint survives a power
+    /// loss, not only a killed process. The file is created durably too (its directory is
+    /// synced once).
+    pub fn with_fsync(path: &Path, durable: bool) -> Self {
         let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path);
         let file = match file {
             Ok(f) => Some(f),
@@ -193,7 +221,14 @@ impl Checkpointer {
                 None
             }
         };
-        Self { path: path.to_path_buf(), file }
+        if durable
+            && file.is_some()
+            && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all())
+        {
+            tracing::warn!("cannot sync the directory of checkpoint {}: {e}", path.display());
+        }
+        Self { path: path.to_path_buf(), file, durable }
     }
 
     /// Records `start` (what [`read_checkpoint`] returns after a restart).
@@ -206,7 +241,8 @@ impl Checkpointer {
         // once it held one (a longer file is one written by another version).
         let ok = file
             .write_all_at(record.as_bytes(), 0)
-            .and_then(|()| if file.metadata()?.len() > CHECKPOINT_LEN { file.set_len(CHECKPOINT_LEN) } else { Ok(()) });
+            .and_then(|()| if file.metadata()?.len() > CHECKPOINT_LEN { file.set_len(CHECKPOINT_LEN) } else { Ok(()) })
+            .and_then(|()| if self.durable { file.sync_data() } else { Ok(()) });
         if let Err(e) = ok {
             tracing::warn!("cannot write checkpoint {}: {e}", self.path.display());
         }
@@ -236,6 +272,13 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
     }
     let start = Instant::now();
     report.start_unix_ns = unix_nanos();
+    // The stream's schedule (with a rate) counts from the deployment's start, so that a
+    // restarted replica submits what its RSM committed while it was down at once, as a
+    // recovering RSM replica would, instead of lagging its peers by its downtime for good.
+    let origin = start
+        .checked_sub(Duration::from_nanos(report.start_unix_ns.saturating_sub(options.start_at_unix_ns)))
+        .filter(|_| options.start_at_unix_ns > 0)
+        .unwrap_or(start);
     let deadline = start + options.timeout;
     let stop = Arc::new(AtomicBool::new(false));
     let submitted = Arc::new(AtomicU64::new(0));
@@ -246,11 +289,13 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
             let rate = config.load.rate;
             let (stop, submitted) = (stop.clone(), submitted.clone());
             let first = options.resume.transmit;
-            scope.spawn(move || submit_stream(node, &source, first..messages, rate, &stop, &submitted, start));
+            scope.spawn(move || submit_stream(node, &source, first..messages, rate, &stop, &submitted, origin));
         }
         let mut quacked_at = None;
         let mut last_checkpoint = Instant::now();
-        let checkpointer = options.checkpoint.as_deref().map(Checkpointer::new);
+        let mut last_sample = Instant::now();
+        report.timeline.push((report.start_unix_ns / 1_000_000, report.delivered));
+        let checkpointer = options.checkpoint.as_deref().map(|p| Checkpointer::with_fsync(p, options.checkpoint_fsync));
         let mut ready = Vec::with_capacity(DELIVERY_BATCH);
         loop {
             let now = Instant::now();
@@ -259,6 +304,10 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
             {
                 last_checkpoint = now;
                 checkpointer.write(StreamStart { transmit: node.quacked(), receive: report.delivered });
+            }
+            if now.duration_since(last_sample) >= Duration::from_millis(100) {
+                last_sample = now;
+                report.timeline.push((unix_nanos() / 1_000_000, report.delivered));
             }
             if now >= deadline {
                 break;
@@ -295,9 +344,17 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
                     report.last_delivery_unix_ns = unix_nanos();
                 }
                 Ok(None) => {}
+                Err(SubmitError::StateTransferNeeded { next, peers_at }) => {
+                    report.needs_state_transfer = Some((next, peers_at));
+                    break;
+                }
                 Err(_) => break,
             }
         }
+        if let Some(checkpointer) = &checkpointer {
+            checkpointer.write(StreamStart { transmit: node.quacked(), receive: report.delivered });
+        }
+        report.timeline.push((unix_nanos() / 1_000_000, report.delivered));
         report.quacked_unix_ns = quacked_at.unwrap_or(0);
         stop.store(true, Ordering::SeqCst);
     });
@@ -307,8 +364,9 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
     report
 }
 
-/// Submits `messages` messages, at most `rate` per second (0: as fast as the node takes them,
-/// in batches through [`Node::submit_batch`], as an RSM committing batches would).
+/// Submits the messages `seqs`, message `k` not before `origin + k / rate` (`rate` 0: as fast
+/// as the node takes them, in batches through [`Node::submit_batch`], as an RSM committing
+/// batches would).
 fn submit_stream(
     node: &Node,
     source: &StreamSource,
@@ -316,9 +374,8 @@ fn submit_stream(
     rate: u64,
     stop: &AtomicBool,
     submitted: &AtomicU64,
-    start: Instant,
+    origin: Instant,
 ) {
-    let first = seqs.start;
     let mut maker = source.maker();
     // Batches of at most 256 messages or about 256 KiB.
     let per_batch = if rate > 0 { 1 } else { (256 * 1024 / source.spec.size().max(1)).clamp(1, 256) as u64 };
@@ -326,7 +383,7 @@ fn submit_stream(
     let mut seq = seqs.start;
     while seq < seqs.end {
         if rate > 0 {
-            let due = start + Duration::from_secs_f64((seq - first) as f64 / rate as f64);
+            let due = origin + Duration::from_secs_f64(seq as f64 / rate as f64);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);

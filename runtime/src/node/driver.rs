@@ -35,6 +35,8 @@ pub(super) fn spawn(
         outbox_len: 0,
         outbox_bytes: 0,
         receiving: true,
+        state_transfer: None,
+        down: Vec::new(),
         events: Vec::new(),
         stats: NodeStats { replica: local.to_string(), ..NodeStats::default() },
         last_stats: start,
@@ -73,6 +75,13 @@ struct Driver {
     outbox_len: usize,
     outbox_bytes: usize,
     receiving: bool,
+    /// The engine signalled [`Event::StateTransferNeeded`]: `(next, peers_at)`, published to
+    /// the application once the outbox before it is handed over.
+    state_transfer: Option<(u64, u64)>,
+    /// Peers whose outgoing link is down (`PeerDown` and no `PeerUp` since): blocked in the
+    /// engine, so that what it has for them waits there instead of being dropped by the
+    /// transport (see [`Driver::on_transport_event`]).
+    down: Vec<ReplicaId>,
     events: Vec<TransportEvent>,
     stats: NodeStats,
     last_stats: Instant,
@@ -180,14 +189,30 @@ impl Driver {
             TransportEvent::Frame { from, frame } => {
                 self.endpoint.handle_frame(now, from, frame);
             }
+            // A link that is down drops what it is given, while the engine takes it as sent: a
+            // restarted peer that talks to us before our redial lands lost every repair sent
+            // meanwhile, and each repair waits twice as long as the previous before it is
+            // sent again, so the peer stalled until its peers trimmed what it lacked (and the
+            // senders, pacing to it, stalled with it). Blocked instead, the engine keeps the
+            // peer's records (bounded per peer) and builds its frames once the link is back.
             TransportEvent::PeerUp(peer) => {
                 tracing::debug!(replica = %self.endpoint.local(), %peer, "peer up");
+                self.down.retain(|p| *p != peer);
+                self.endpoint.set_blocked(peer, false);
             }
             TransportEvent::PeerDown { peer, reason } => {
                 self.stats.peer_downs += 1;
                 tracing::info!(replica = %self.endpoint.local(), %peer, "peer down: {reason}");
+                if !self.down.contains(&peer) {
+                    self.down.push(peer);
+                }
+                self.endpoint.set_blocked(peer, true);
             }
-            TransportEvent::Writable(peer) => self.endpoint.set_blocked(peer, false),
+            TransportEvent::Writable(peer) => {
+                if !self.down.contains(&peer) {
+                    self.endpoint.set_blocked(peer, false);
+                }
+            }
             TransportEvent::Rejected { source, claimed, reason } => {
                 self.stats.misbehaviors += 1;
                 let claimed = claimed.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
@@ -298,6 +323,13 @@ impl Driver {
                 Event::Received { seq, payload, proof } => self.deliver(Delivery { seq, payload, proof: Some(proof) }),
                 Event::Quacked { up_to } => self.shared.quack.store(up_to, Ordering::SeqCst),
                 Event::Resent { .. } => {}
+                Event::StateTransferNeeded { next, peers_at } => {
+                    tracing::warn!(
+                        replica = %self.endpoint.local(),
+                        "fell beyond the peers' retention (lacks seq {next}, peers at {peers_at}): needs a state transfer"
+                    );
+                    self.state_transfer = Some((next, peers_at));
+                }
                 Event::PeerMisbehaved { peer, reason } => {
                     self.stats.misbehaviors += 1;
                     tracing::warn!(replica = %self.endpoint.local(), %peer, "peer misbehaved: {reason}");
@@ -305,6 +337,15 @@ impl Driver {
             }
         }
         any |= self.publish();
+        if self.outbox.is_empty()
+            && let Some(st) = self.state_transfer.take()
+        {
+            // Every delivery before the gap is in the application's queue: the application
+            // sees them first, then the error.
+            *self.shared.state_transfer.lock().unwrap_or_else(PoisonError::into_inner) = Some(st);
+            self.shared.state_transfer_set.store(true, Ordering::SeqCst);
+            any = true;
+        }
         self.shared.received.store(self.endpoint.received(), Ordering::SeqCst);
         if any {
             self.shared.app.notify();

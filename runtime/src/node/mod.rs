@@ -114,6 +114,21 @@ pub enum SubmitError {
     /// The node has stopped.
     #[error("node stopped")]
     Stopped,
+    /// This replica fell further behind than its peers retain: repairs can no longer bring it
+    /// back, and no message from `next` on will be delivered. Every delivery before `next` was
+    /// handed out first. Install a snapshot of the RSM's state taken at some seq `s >= next`
+    /// (a peer's checkpoint) and start a new node resuming at `receive = s`
+    /// ([`NodeOptions::resume`]).
+    #[error(
+        "state transfer needed: this replica lacks seq {next} and its peers (at {peers_at}) no longer retain it; \
+         install a peer's snapshot and resume after it"
+    )]
+    StateTransferNeeded {
+        /// The first seq this replica lacks.
+        next: u64,
+        /// The lowest cumulative ack among the peers that are too far ahead.
+        peers_at: u64,
+    },
 }
 
 /// Why the node could not start or stopped with an error.
@@ -348,7 +363,7 @@ impl Node {
         let mut got = None;
         shared.app.wait_until(deadline, || {
             got = self.pop_delivery();
-            got.is_some() || shared.stopped.load(Ordering::SeqCst)
+            got.is_some() || shared.stopped.load(Ordering::SeqCst) || shared.state_transfer_set.load(Ordering::SeqCst)
         });
         if got.is_some() {
             self.wake_node_if_overflowing();
@@ -356,8 +371,11 @@ impl Node {
         }
         match self.pop_delivery() {
             Some(d) => Ok(Some(d)),
-            None if shared.stopped.load(Ordering::SeqCst) => Err(SubmitError::Stopped),
-            None => Ok(None),
+            None => match self.state_transfer_needed() {
+                Some(e) => Err(e),
+                None if shared.stopped.load(Ordering::SeqCst) => Err(SubmitError::Stopped),
+                None => Ok(None),
+            },
         }
     }
 
@@ -383,6 +401,17 @@ impl Node {
             self.wake_node_if_overflowing();
         }
         taken
+    }
+
+    /// [`SubmitError::StateTransferNeeded`] once this replica fell beyond its peers'
+    /// retention (every delivery before the gap was queued first; [`Node::next_delivery`]
+    /// returns it once they are taken); `None` otherwise.
+    pub fn state_transfer_needed(&self) -> Option<SubmitError> {
+        if !self.shared.state_transfer_set.load(Ordering::SeqCst) {
+            return None;
+        }
+        let st = *self.shared.state_transfer.lock().unwrap_or_else(PoisonError::into_inner);
+        st.map(|(next, peers_at)| SubmitError::StateTransferNeeded { next, peers_at })
     }
 
     /// The next message of the incoming stream if one is ready.

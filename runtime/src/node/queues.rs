@@ -168,6 +168,11 @@ pub(super) struct Shared {
     pub(super) received: AtomicU64,
     pub(super) app: AppSignal,
     pub(super) stats: Mutex<NodeStats>,
+    /// Set once the engine said this replica needs a state transfer and every delivery before
+    /// that point was handed to the delivery queue: `(next, peers_at)`.
+    pub(super) state_transfer: Mutex<Option<(u64, u64)>>,
+    /// `state_transfer` is set (read without the lock on the delivery path).
+    pub(super) state_transfer_set: AtomicBool,
 }
 
 impl Shared {
@@ -190,6 +195,8 @@ impl Shared {
             received: AtomicU64::new(resume.receive),
             app: AppSignal::default(),
             stats: Mutex::new(NodeStats { replica: local.to_string(), ..NodeStats::default() }),
+            state_transfer: Mutex::new(None),
+            state_transfer_set: AtomicBool::new(false),
         }
     }
 }

@@ -221,6 +221,20 @@ impl<D, U, Q: LinkQueue> Link<D, U, Q> {
         }
     }
 
+    /// The peer proved it is alive (it dialled us and its hello verified): a link that is down
+    /// redials at once, its backoff reset. A replica that restarts would otherwise wait for the
+    /// backoff (up to `backoff_max`) before it hears anything from us, although it is talking
+    /// to us already. A peer that closes our dials at once still backs off: it has to dial us
+    /// again (a new connection) to cut the wait each time.
+    pub fn peer_alive(&mut self, now: Instant) {
+        if let State::Down { retry_at } = &mut self.state
+            && *retry_at > now
+        {
+            *retry_at = now;
+            self.backoff.reset();
+        }
+    }
+
     /// A dial started (frames queue from now on); it fails at `deadline` unless connected.
     pub fn dialing(&mut self, conn: D, deadline: Option<Instant>) {
         self.state = State::Dialing { conn, deadline };

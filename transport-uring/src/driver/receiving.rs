@@ -335,6 +335,11 @@ impl Driver {
 
     /// A newer authenticated connection from `peer` replaces the older one.
     pub(super) fn authenticated(&mut self, conn: usize, peer: ReplicaId) {
+        // A peer that dials us is up: if our link to it is down (it restarted), redial now.
+        let now = std::time::Instant::now();
+        for o in self.out.iter_mut().filter(|o| o.link.peer() == peer) {
+            o.link.peer_alive(now);
+        }
         if let Some(old) = self.by_peer.insert(peer, conn)
             && old != conn
         {

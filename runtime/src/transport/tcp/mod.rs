@@ -235,6 +235,10 @@ impl TcpTransport {
         let peer = a.peer;
         self.incoming.insert(token, Incoming::new(a.conn, a.source, peer, self.max_frame, self.frame_pool.clone()));
         self.stats.connects += 1;
+        // A peer that dials us is up: if our link to it is down (it restarted), redial now.
+        if let Some(&i) = self.peer_index.get(&peer) {
+            self.peers[i].peer_alive(Instant::now());
+        }
         if let Some(old) = self.incoming_by_peer.insert(peer, token)
             && old != token
         {

@@ -53,6 +53,11 @@ impl Outgoing {
         Self { addr, key, token, link: Link::new(peer, opts.backoff_min, opts.backoff_max, now) }
     }
 
+    /// The peer dialled us: redial now if the link is down (see [`Link::peer_alive`]).
+    pub(super) fn peer_alive(&mut self, now: std::time::Instant) {
+        self.link.peer_alive(now);
+    }
+
     /// Takes a frame for the peer. Takes no [`Ctx`]: nothing here needs the clock, which would
     /// otherwise be read per frame.
     #[inline]
