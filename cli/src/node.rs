@@ -127,7 +127,18 @@ pub(crate) fn main(args: &NodeArgs) -> ExitCode {
         let Some((next, peers_at)) = report.needs_state_transfer else { break (report, node) };
         // State transfer: install the most advanced peer's checkpointed state and resume
         // after it, with a new node (the same path as a restart from a checkpoint).
-        let Some(snapshot) = best_peer_checkpoint(&args.peer_checkpoint, next) else {
+        // Peers checkpoint periodically: one at or past `next` may take a moment to appear.
+        let wait_until = std::time::Instant::now() + Duration::from_secs(10);
+        let snapshot = loop {
+            match best_peer_checkpoint(&args.peer_checkpoint, next) {
+                Some(s) => break Some(s),
+                None if std::time::Instant::now() < wait_until && !args.peer_checkpoint.is_empty() => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                None => break None,
+            }
+        };
+        let Some(snapshot) = snapshot else {
             eprintln!(
                 "picsou node: {}: state transfer needed (lacks seq {next}, peers at {peers_at}) but no peer checkpoint (--peer-checkpoint) is at or past seq {next}",
                 report.replica

@@ -380,8 +380,8 @@ mod tests {
 
     #[test]
     fn byzantine_parameters_and_onsets() {
-        let s = scenario(&["--byzantine", "r1=zero-ack@500,s1=drop-some:30,r2=slow-ack:50@100,s2=drop-some:0.25"])
-            .unwrap();
+        let s =
+            scenario(&["--byzantine", "r1=zero-ack@500,s1=drop-some:30,r2=slow-ack:50@100,s2=drop-some:0.25"]).unwrap();
         assert_eq!(s.byzantine["r1"].behavior, Behavior::ZeroAck);
         assert_eq!(s.byzantine["r1"].onset, std::time::Duration::from_millis(500));
         assert_eq!(s.byzantine["s1"].behavior, Behavior::DropSome { percent: 30 });

@@ -175,9 +175,10 @@ impl FromStr for Byzantine {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (b, onset) = match s.split_once('@') {
             Some((b, at)) => {
-                let ms: u64 = at.trim().parse().map_err(|_| {
-                    format!("{s:?}: the onset after '@' is in whole milliseconds (e.g. zero-ack@500)")
-                })?;
+                let ms: u64 = at
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{s:?}: the onset after '@' is in whole milliseconds (e.g. zero-ack@500)"))?;
                 (b, Duration::from_millis(ms))
             }
             None => (s, Duration::ZERO),

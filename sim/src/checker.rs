@@ -41,7 +41,6 @@ pub enum ResendBound {
     Schedule(Schedule),
 }
 
-
 /// Formats virtual seconds for messages: integral values without decimals.
 fn secs(ns: u64) -> String {
     if ns.is_multiple_of(1_000_000_000) { format!("{}", ns / 1_000_000_000) } else { format!("{:.3}", ns as f64 / 1e9) }

@@ -521,7 +521,10 @@ mod tests {
             (Scenario { byzantine: BTreeMap::from([("r9".into(), Behavior::Forge.into())]), ..d() }, "byzantine"),
             (
                 Scenario {
-                    byzantine: BTreeMap::from([("r0".into(), Behavior::Silent.into()), ("r1".into(), Behavior::Forge.into())]),
+                    byzantine: BTreeMap::from([
+                        ("r0".into(), Behavior::Silent.into()),
+                        ("r1".into(), Behavior::Forge.into()),
+                    ]),
                     ..d()
                 },
                 "byzantine",

@@ -156,7 +156,8 @@ fn picsou_with_byzantine_replicas_at_scale() {
     let n = 19;
     let f = bft_f(n);
     for (side, b) in [('r', Behavior::InflateAck), ('r', Behavior::LiePhi), ('s', Behavior::Forge)] {
-        let s = Scenario { byzantine: spread(side, n, f).into_iter().map(|x| (x, b.into())).collect(), ..base(n, 1_000) };
+        let s =
+            Scenario { byzantine: spread(side, n, f).into_iter().map(|x| (x, b.into())).collect(), ..base(n, 1_000) };
         check(&format!("n=19 {}", b.name()), &s);
     }
 }

@@ -238,12 +238,10 @@ impl Plan {
             (Strategy::Picsou, RecordKind::First) => {
                 self.in_sched.as_ref().and_then(|s| s.pair(seq, 0)) == Some((from, me))
             }
-            (Strategy::Picsou, RecordKind::Resend { number }) => {
-                self.in_sched.as_ref().is_some_and(|s| {
-                    let rot = s.rotation(seq);
-                    rot.cycle_pair(decode_number(number, rot.cycle_pairs())) == (from, me)
-                })
-            }
+            (Strategy::Picsou, RecordKind::Resend { number }) => self.in_sched.as_ref().is_some_and(|s| {
+                let rot = s.rotation(seq);
+                rot.cycle_pair(decode_number(number, rot.cycle_pairs())) == (from, me)
+            }),
             (Strategy::Ost, RecordKind::First) => {
                 seq % u64::from(self.n_remote) == u64::from(from) && seq % u64::from(self.n_local) == u64::from(me)
             }

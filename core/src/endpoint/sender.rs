@@ -201,9 +201,8 @@ impl Endpoint {
         self.any_suspected = any;
         let (remotes, peers) = (&self.remotes, &self.peers);
         self.trusted_receivers.clear();
-        self.trusted_receivers.extend(
-            (0..self.layout.n_remote() as u16).filter(|&j| !remotes[RemoteIdx::new(j)].contact.suspected),
-        );
+        self.trusted_receivers
+            .extend((0..self.layout.n_remote() as u16).filter(|&j| !remotes[RemoteIdx::new(j)].contact.suspected));
         self.trusted_senders.clear();
         self.trusted_senders
             .extend((0..self.layout.n_local() as u16).filter(|&s| !peers[PeerIdx::new(s)].contact.suspected));
@@ -225,8 +224,7 @@ impl Endpoint {
         if !self.distrusted_pair(s0, r0) || self.remotes.vouched_holder(seq) {
             return;
         }
-        let Some((t, s, r)) = self.plan.reassign(seq, mix(seq), &self.trusted_senders, &self.trusted_receivers)
-        else {
+        let Some((t, s, r)) = self.plan.reassign(seq, mix(seq), &self.trusted_senders, &self.trusted_receivers) else {
             return;
         };
         let released_bytes = self.out.released_bytes;
@@ -338,8 +336,7 @@ impl Endpoint {
             // Other receivers get k only through forwarding, which may lag behind; their
             // reports count after a full RTO.
             let gap = highest.is_some_and(|h| h > k);
-            let quick =
-                gap && copy_to.or_else(|| self.plan.pair(k, 0).map(|(_, r)| r)).is_some_and(|r| r == j.index());
+            let quick = gap && copy_to.or_else(|| self.plan.pair(k, 0).map(|(_, r)| r)).is_some_and(|r| r == j.index());
             let mut wait: Duration = if quick { srtt } else { rto } + self.out.delivery.drain(ahead, max_rto);
             // Past the rotation (every pair's copy was lost, which reliable links between
             // correct replicas never do: a transport dropped them), back off per lap.
@@ -425,8 +422,7 @@ impl Endpoint {
     /// evidence proves faulty (see `evidence`). This replica never convicts itself.
     fn record_failure(&mut self, now: Time, s: u16, r: u16) {
         self.failures.record(now, s, r);
-        let sender =
-            (s != self.local.index && self.failures.sender_proven(s)).then_some(Dest::Peer(PeerIdx::new(s)));
+        let sender = (s != self.local.index && self.failures.sender_proven(s)).then_some(Dest::Peer(PeerIdx::new(s)));
         let receiver = self.failures.receiver_proven(r).then_some(Dest::Remote(RemoteIdx::new(r)));
         for d in [sender, receiver].into_iter().flatten() {
             let slot = self.layout.slot(d);
