@@ -279,6 +279,18 @@ impl Transport for MemTransport {
 impl MemTransport {
     /// Moves ready events into `events`; true if any.
     fn take(&mut self, events: &mut Vec<TransportEvent>) -> bool {
+        // A peer reported down is reported up again as soon as it is back, not only at the next
+        // send to it: the node blocks a down peer in the engine, which then sends it nothing.
+        let back: Vec<ReplicaId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.state == PeerState::Down)
+            .map(|(&r, _)| r)
+            .filter(|&r| self.net.mailbox(r).is_some())
+            .collect();
+        for r in back {
+            self.set_state(r, PeerState::Up);
+        }
         let before = events.len();
         events.append(&mut self.pending);
         events.append(&mut self.mailbox.control.lock().unwrap_or_else(PoisonError::into_inner));
