@@ -543,6 +543,22 @@ impl SimResult {
     fn engine(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         to_py(py, &self.report.engine)
     }
+    /// Messages completed per interval of virtual time, as a dict (`interval_ms`, `delivered`).
+    #[getter]
+    fn timeline(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        to_py(py, &self.report.timeline)
+    }
+    /// Virtual time of the first fault in ms, or None.
+    #[getter]
+    fn fault_onset_ms(&self) -> Option<f64> {
+        self.report.fault_onset_ms
+    }
+    /// From the first fault until the rate is back within 10% of its later steady state, in
+    /// ms, or None.
+    #[getter]
+    fn recovery_ms(&self) -> Option<f64> {
+        self.report.recovery_ms
+    }
 
     fn __repr__(&self) -> String {
         let r = &self.report;
