@@ -62,7 +62,8 @@ MODDIR="/lib/modules/${KERNEL#/boot/vmlinuz-}"
 # --- build on the host (the VM runs the host's binaries) -----------------------------------
 say "building the device tests, picsou and rdma_bench"
 cargo build --release --locked -q -p picsou-cli -p picsou-transport-rdma --bins
-TESTBIN=$(cargo test --locked -q -p picsou-transport-rdma --test device --no-run --message-format=json 2>/dev/null \
+# --workspace (not -p): the feature set of the workspace test build, so nothing rebuilds.
+TESTBIN=$(cargo test --locked -q --workspace --test device --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)

@@ -555,7 +555,8 @@ picsou_result picsou_node_replica_count(const struct picsou_node *node, uint8_t 
  * node is backlogged (its submit queue is full and the protocol's window is closed).
  *
  * Errors: `PICSOU_ERR_OUT_OF_ORDER` (not the next seq), `PICSOU_ERR_PAYLOAD_TOO_LARGE`,
- * `PICSOU_ERR_STOPPED`, `PICSOU_ERR_NULL_ARGUMENT` (`data` NULL with `len` > 0, ...).
+ * `PICSOU_ERR_STOPPED` (shut down), `PICSOU_ERR_NODE_FAILED` (its thread failed; the message
+ * says why), `PICSOU_ERR_NULL_ARGUMENT` (`data` NULL with `len` > 0, ...).
  *
  * Thread safety: any thread, concurrently with other calls on the node (except
  * `picsou_node_free`); concurrent submitters are serialized, so each must still submit the
@@ -598,7 +599,7 @@ picsou_result picsou_node_submit_timeout(const struct picsou_node *node, uint64_
  *
  * Errors: `PICSOU_ERR_OUT_OF_ORDER` (`first` is not the next seq),
  * `PICSOU_ERR_PAYLOAD_TOO_LARGE` (the message is named in `picsou_last_error_message`),
- * `PICSOU_ERR_STOPPED`, `PICSOU_ERR_NULL_ARGUMENT` (`messages` NULL with `count` > 0, or a
+ * `PICSOU_ERR_STOPPED`, `PICSOU_ERR_NODE_FAILED`, `PICSOU_ERR_NULL_ARGUMENT` (`messages` NULL with `count` > 0, or a
  * message's `data` NULL with `len` > 0, ...).
  *
  * Thread safety: as `picsou_node_submit`.
@@ -648,8 +649,8 @@ picsou_result picsou_node_set_delivery_callback(const struct picsou_node *node, 
  * exactly once (under library-managed dissemination, the default).
  *
  * Returns `PICSOU_EMPTY` if none arrived in time, `PICSOU_ERR_STOPPED` once the node has
- * stopped and every delivery was taken, `PICSOU_ERR_INVALID_STATE` if the node has a delivery
- * callback.
+ * stopped and every delivery was taken (`PICSOU_ERR_NODE_FAILED` if its thread failed),
+ * `PICSOU_ERR_INVALID_STATE` if the node has a delivery callback.
  *
  * Thread safety: any thread, concurrently with other calls on the node (except
  * `picsou_node_free`); with several pollers each message still goes to exactly one.
@@ -723,7 +724,7 @@ picsou_result picsou_node_received(const struct picsou_node *node, uint64_t *out
  * so this replica acknowledges it. Asynchronous: a refusal by the engine is only logged. Never
  * waits behind submissions or for the send window (acks travel in a queue of their own).
  *
- * Errors: `PICSOU_ERR_STOPPED`.
+ * Errors: `PICSOU_ERR_STOPPED`, `PICSOU_ERR_NODE_FAILED`.
  *
  * Thread safety: any thread, concurrently with other calls on the node (except
  * `picsou_node_free`).

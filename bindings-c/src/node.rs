@@ -320,7 +320,8 @@ unsafe fn submit(
 /// node is backlogged (its submit queue is full and the protocol's window is closed).
 ///
 /// Errors: `PICSOU_ERR_OUT_OF_ORDER` (not the next seq), `PICSOU_ERR_PAYLOAD_TOO_LARGE`,
-/// `PICSOU_ERR_STOPPED`, `PICSOU_ERR_NULL_ARGUMENT` (`data` NULL with `len` > 0, ...).
+/// `PICSOU_ERR_STOPPED` (shut down), `PICSOU_ERR_NODE_FAILED` (its thread failed; the message
+/// says why), `PICSOU_ERR_NULL_ARGUMENT` (`data` NULL with `len` > 0, ...).
 ///
 /// Thread safety: any thread, concurrently with other calls on the node (except
 /// `picsou_node_free`); concurrent submitters are serialized, so each must still submit the
@@ -450,7 +451,7 @@ unsafe fn submit_batch(
 ///
 /// Errors: `PICSOU_ERR_OUT_OF_ORDER` (`first` is not the next seq),
 /// `PICSOU_ERR_PAYLOAD_TOO_LARGE` (the message is named in `picsou_last_error_message`),
-/// `PICSOU_ERR_STOPPED`, `PICSOU_ERR_NULL_ARGUMENT` (`messages` NULL with `count` > 0, or a
+/// `PICSOU_ERR_STOPPED`, `PICSOU_ERR_NODE_FAILED`, `PICSOU_ERR_NULL_ARGUMENT` (`messages` NULL with `count` > 0, or a
 /// message's `data` NULL with `len` > 0, ...).
 ///
 /// Thread safety: as `picsou_node_submit`.
@@ -558,8 +559,8 @@ fn dispatch(node: &Node, stop: &AtomicBool, cb: &Callback) {
 /// exactly once (under library-managed dissemination, the default).
 ///
 /// Returns `PICSOU_EMPTY` if none arrived in time, `PICSOU_ERR_STOPPED` once the node has
-/// stopped and every delivery was taken, `PICSOU_ERR_INVALID_STATE` if the node has a delivery
-/// callback.
+/// stopped and every delivery was taken (`PICSOU_ERR_NODE_FAILED` if its thread failed),
+/// `PICSOU_ERR_INVALID_STATE` if the node has a delivery callback.
 ///
 /// Thread safety: any thread, concurrently with other calls on the node (except
 /// `picsou_node_free`); with several pollers each message still goes to exactly one.
@@ -589,12 +590,9 @@ pub unsafe extern "C" fn picsou_node_next_delivery(
                 None if n.node.state_transfer_needed().is_some() => {
                     return Err(submit_error(n.node.state_transfer_needed().unwrap_or(SubmitError::Stopped)));
                 }
-                None if n.node.is_stopped() => {
-                    // The node may have published deliveries just before stopping.
-                    n.node
-                        .try_next_delivery()
-                        .map_or_else(|| Err(submit_error(SubmitError::Stopped)), |d| Ok(Some(d)))?
-                }
+                // The node may have published deliveries just before stopping; after them,
+                // STOPPED, or NODE_FAILED if its thread failed.
+                None if n.node.is_stopped() => n.node.next_delivery(Some(Duration::ZERO)).map_err(submit_error)?,
                 None => None,
             }
         } else {
@@ -719,7 +717,7 @@ pub unsafe extern "C" fn picsou_node_received(node: *const picsou_node, out: *mu
 /// so this replica acknowledges it. Asynchronous: a refusal by the engine is only logged. Never
 /// waits behind submissions or for the send window (acks travel in a queue of their own).
 ///
-/// Errors: `PICSOU_ERR_STOPPED`.
+/// Errors: `PICSOU_ERR_STOPPED`, `PICSOU_ERR_NODE_FAILED`.
 ///
 /// Thread safety: any thread, concurrently with other calls on the node (except
 /// `picsou_node_free`).

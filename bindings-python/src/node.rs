@@ -262,7 +262,7 @@ impl PyNode {
 
     fn submit_error(&self, py: Python<'_>, e: SubmitError) -> PyErr {
         match e {
-            SubmitError::Stopped => {
+            SubmitError::Stopped | SubmitError::NodeFailed { .. } => {
                 if self.live().is_some() {
                     self.stopped_error(py)
                 } else {

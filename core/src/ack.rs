@@ -215,15 +215,17 @@ impl AckReport {
     }
 
     /// One past the last seq the φ-list can speak about.
+    /// Saturates at `u64::MAX`: `next` is peer-chosen.
     pub fn phi_end(&self) -> u64 {
-        self.next + 1 + 64 * self.phi.len() as u64
+        self.next.saturating_add(1).saturating_add(64u64.saturating_mul(self.phi.len() as u64))
     }
 
     /// Highest seq the report says is held.
     pub fn highest_covered(&self) -> Option<u64> {
         for (k, &word) in self.phi.iter().enumerate().rev() {
             if word != 0 {
-                return Some(self.next + 1 + 64 * k as u64 + u64::from(63 - word.leading_zeros()));
+                let bit = 64 * k as u64 + u64::from(63 - word.leading_zeros());
+                return Some(self.next.saturating_add(1).saturating_add(bit));
             }
         }
         self.next.checked_sub(1)
@@ -263,10 +265,10 @@ impl Iterator for Missing<'_> {
             // Missing bits of this word at or above bit b.
             let missing = !r.phi[w] >> b;
             if missing == 0 {
-                self.cur += u64::from(64 - b);
+                self.cur = self.cur.saturating_add(u64::from(64 - b));
                 continue;
             }
-            let seq = self.cur + u64::from(missing.trailing_zeros());
+            let seq = self.cur.saturating_add(u64::from(missing.trailing_zeros()));
             if seq >= self.end {
                 self.cur = self.end;
                 return None;

@@ -383,3 +383,94 @@ fn application_dissemination_both_ways(messages: u64) {
         }
     });
 }
+
+/// A transport that works until `panic_now` is set, then panics in `poll` (as a bug in the
+/// node thread would).
+struct PanickingTransport {
+    inner: Box<dyn picsou_runtime::transport::Transport>,
+    panic_now: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl picsou_runtime::transport::Transport for PanickingTransport {
+    fn kind(&self) -> &'static str {
+        "panicking"
+    }
+    fn send(
+        &mut self,
+        peer: ReplicaId,
+        frame: picsou_runtime::transport::EncodedFrame,
+    ) -> picsou_runtime::transport::SendStatus {
+        self.inner.send(peer, frame)
+    }
+    fn flush(&mut self) {
+        self.inner.flush();
+    }
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        events: &mut Vec<picsou_runtime::transport::TransportEvent>,
+    ) -> Result<(), picsou_runtime::transport::TransportError> {
+        assert!(!self.panic_now.load(std::sync::atomic::Ordering::SeqCst), "injected panic in the node thread");
+        self.inner.poll(Some(timeout.map_or(Duration::from_millis(10), |t| t.min(Duration::from_millis(10)))), events)
+    }
+    fn waker(&self) -> Arc<dyn picsou_runtime::transport::Wake> {
+        self.inner.waker()
+    }
+    fn set_receiving(&mut self, receiving: bool) {
+        self.inner.set_receiving(receiving);
+    }
+    fn stats(&self) -> picsou_runtime::transport::TransportStats {
+        self.inner.stats()
+    }
+}
+
+/// A panic on a node's thread marks the node failed: every call that would wait for it
+/// (`submit` on a full queue, `next_delivery(None)`, `local_has`) returns `NodeFailed` instead
+/// of waiting forever, and `shutdown` reports the panic.
+#[test]
+fn a_panic_on_the_node_thread_fails_every_blocking_call() {
+    let mut c = config(1_000, 100);
+    lone_sender_window(&mut c, 16);
+    let net = MemNetwork::new();
+    let r = ReplicaId::new(0, 0);
+    let peers: Vec<_> = c.replicas().into_iter().filter(|&p| p != r).collect();
+    let panic_now = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let t = PanickingTransport {
+        inner: Box::new(net.transport(r, &peers).expect("register")),
+        panic_now: panic_now.clone(),
+    };
+    let node = Node::start(c.endpoint_config(r), options(&c), Box::new(t)).expect("start node");
+    node.submit(0, Bytes::from_static(b"before"), Bytes::new()).expect("a live node takes a submission");
+    panic_now.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Nobody acks (a lone sender): the window and then the queue fill, so these submissions
+    // would wait; the panic ends the wait.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut seq = 1;
+            let err = loop {
+                match node.submit(seq, Bytes::from(vec![0; 100]), Bytes::new()) {
+                    Ok(()) => seq += 1,
+                    Err(e) => break e,
+                }
+            };
+            tx.send(("submit", err)).unwrap();
+        });
+        s.spawn(|| tx.send(("next_delivery", node.next_delivery(None).unwrap_err())).unwrap());
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let (call, err) = rx.recv_timeout(Duration::from_secs(30)).expect("a blocking call returned");
+            assert!(
+                matches!(&err, SubmitError::NodeFailed { reason } if reason.contains("injected panic")),
+                "{call}: {err:?}"
+            );
+            seen.push(call);
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, ["next_delivery", "submit"]);
+    });
+    assert!(node.is_stopped());
+    assert!(matches!(node.local_has(0), Err(SubmitError::NodeFailed { .. })));
+    let err = node.shutdown().unwrap_err();
+    assert!(err.to_string().contains("injected panic"), "{err}");
+}

@@ -114,6 +114,15 @@ impl InStream {
         let _ = self.held.insert(seq, Held::new(payload, proof, now));
     }
 
+    /// Replaces held message `seq`'s payload and proof by copies of their own (see
+    /// `on_records`: they were slices of a mostly discarded frame).
+    pub(super) fn compact(&mut self, seq: u64) {
+        if let Some(h) = self.held.get_mut(seq) {
+            h.payload = Bytes::copy_from_slice(&h.payload);
+            h.proof = StoredProof::new(Bytes::copy_from_slice(h.proof.get()));
+        }
+    }
+
     /// Delivers every held message from `deliver_next` on that is contiguous; returns how many.
     pub(super) fn deliver_in_order(&mut self, events: &mut VecDeque<Event>) -> u64 {
         let start = self.deliver_next;

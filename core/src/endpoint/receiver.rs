@@ -20,6 +20,8 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::incoming::Held;
 use super::index::{Dest, PeerIdx};
 use super::link::{Pending, QueuedSection};
@@ -28,7 +30,7 @@ use crate::ack::Insert;
 use crate::config::Dissemination;
 use crate::ids::ReplicaId;
 use crate::time::Time;
-use crate::wire::{Record, RecordKind, RecordSection};
+use crate::wire::{RECORD_HEADER_LEN, Record, RecordKind, RecordSection};
 
 /// Most messages one repair pass sends to one peer.
 const REPAIR_BATCH: u64 = 4096;
@@ -45,16 +47,29 @@ impl Endpoint {
         section: RecordSection,
     ) {
         let count = records.len();
+        let section_len = section.bytes.len();
+        let events_before = self.events.len();
         let mut fresh = std::mem::take(&mut self.scratch.fresh);
+        let mut kept = 0usize;
         for rec in records {
             let (seq, kind) = (rec.seq, rec.kind);
+            let size = RECORD_HEADER_LEN + rec.payload.len() + rec.proof.len();
             if self.on_record(now, from, cross, rec) {
                 fresh.push((seq, kind));
+                kept += size;
             }
+        }
+        // Records are slices of their frame. When what is kept is less than half of the frame
+        // (duplicates, records refused, records beyond the window), it is copied out, so a peer
+        // cannot pin a large frame in memory with a small message: retained messages hold at
+        // most twice their own bytes.
+        let compact = !fresh.is_empty() && kept.saturating_mul(2) < section_len;
+        if compact {
+            self.compact_fresh(&fresh, events_before);
         }
         if self.params.dissemination == Dissemination::Library {
             if cross && self.plan.forwards() && !fresh.is_empty() && !self.hooks.skips_rebroadcast(now) {
-                if fresh.len() == count && fresh.iter().all(|&(_, kind)| kind == RecordKind::First) {
+                if !compact && fresh.len() == count && fresh.iter().all(|&(_, kind)| kind == RecordKind::First) {
                     self.forward_section(now, section, &fresh);
                 } else {
                     for &(seq, kind) in &fresh {
@@ -70,6 +85,26 @@ impl Endpoint {
         }
         fresh.clear();
         self.scratch.fresh = fresh;
+    }
+
+    /// Replaces the kept messages of a frame (held, or handed over in the events from
+    /// `events_from` on) by copies, releasing the frame.
+    fn compact_fresh(&mut self, fresh: &[(u64, RecordKind)], events_from: usize) {
+        match self.params.dissemination {
+            Dissemination::Library => {
+                for &(seq, _) in fresh {
+                    self.inc.compact(seq);
+                }
+            }
+            Dissemination::Application => {
+                for e in self.events.range_mut(events_from..) {
+                    if let Event::Received { payload, proof, .. } = e {
+                        *payload = Bytes::copy_from_slice(payload);
+                        *proof = Bytes::copy_from_slice(proof);
+                    }
+                }
+            }
+        }
     }
 
     /// The peers that forwards and repairs go to: every other replica of this RSM.

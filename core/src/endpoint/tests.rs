@@ -561,6 +561,16 @@ mod fuzz {
         b.finish(&key)
     }
 
+    /// Any u64, with values near 0 and near `u64::MAX` drawn often.
+    fn edge_u64() -> impl proptest::strategy::Strategy<Value = u64> {
+        proptest::prop_oneof![any::<u64>(), 0u64..256, (u64::MAX - 4096)..=u64::MAX]
+    }
+
+    /// Seqs the engine can deliver (near 0) and seqs near `u64::MAX`.
+    fn edge_seq() -> impl proptest::strategy::Strategy<Value = u64> {
+        proptest::prop_oneof![3 => 0u64..64, 1 => (u64::MAX - 4096)..=u64::MAX]
+    }
+
     proptest! {
         /// Arbitrary bytes from a peer never panic the engine and are reported.
         #[test]
@@ -576,12 +586,14 @@ mod fuzz {
         }
 
         /// Authentic frames with arbitrary acks and records (a Byzantine peer's power) never
-        /// panic the engine, and whatever it delivers is in order and exactly once.
+        /// panic the engine, and whatever it delivers is in order and exactly once. Acks and
+        /// seqs are drawn near 0 and near `u64::MAX` too, where peer-chosen arithmetic overflows
+        /// (test builds check overflow).
         #[test]
         fn authentic_garbage_keeps_delivery_ordered(
             frames in proptest::collection::vec(
-                (any::<u64>(), proptest::collection::vec(any::<u64>(), 0..4),
-                 proptest::collection::vec((any::<u8>(), any::<u16>(), 0u64..64, proptest::collection::vec(any::<u8>(), 0..8)), 0..8)),
+                (edge_u64(), proptest::collection::vec(any::<u64>(), 0..4),
+                 proptest::collection::vec((any::<u8>(), any::<u16>(), edge_seq(), proptest::collection::vec(any::<u8>(), 0..8)), 0..8)),
                 1..8),
         ) {
             let mut ep = target();
@@ -601,6 +613,69 @@ mod fuzz {
             let want: Vec<u64> = (0..delivered.len() as u64).collect();
             prop_assert_eq!(delivered, want);
         }
+    }
+}
+
+/// Acks near `u64::MAX` from every kind of peer (a remote receiver, a peer of the same RSM),
+/// reaching a replica that is sending and receiving, never overflow (test builds check), and
+/// the streams still complete.
+#[test]
+fn acks_near_u64_max_do_not_overflow() {
+    let m = uniform(4, 1);
+    let mut net = Net::new(Strategy::Picsou, m.clone(), ProtocolParams::default());
+    net.run(200, Duration::from_secs(5));
+    for (from, to) in [(ReplicaId::new(1, 2), 0usize), (ReplicaId::new(0, 1), 0), (ReplicaId::new(0, 3), 4)] {
+        let local = net.eps[to].local();
+        let key = crate::keys::derive_link_key(&[9; 32], from, local);
+        let kind = crate::wire::FrameKind::between(from, local);
+        for next in [u64::MAX, u64::MAX - 1, u64::MAX - 64, u64::MAX - 65] {
+            let ack = AckReport { next, phi: vec![u64::MAX; 4] };
+            let mut b = crate::wire::FrameBuilder::new(kind, from, local, &ack);
+            b.push(
+                if kind == crate::wire::FrameKind::Cross { RecordKind::First } else { RecordKind::Forward },
+                u64::MAX,
+                b"x",
+                b"",
+            );
+            let frame = b.finish(&key);
+            let now = net.now;
+            net.eps[to].handle_frame(now, from, frame);
+            net.eps[to].handle_timeout(now);
+            while net.eps[to].poll_transmit(now).is_some() {}
+        }
+    }
+    net.run(400, Duration::from_secs(20));
+    net.assert_all_delivered(400);
+}
+
+/// A small new message in a large frame of records this replica does not keep is copied out
+/// of the frame, so a peer cannot pin the frame's memory with it; a frame of new messages is
+/// kept as is (no copy).
+#[test]
+fn a_small_message_does_not_pin_a_large_frame() {
+    let within = |frame: &Bytes, p: &Bytes| {
+        let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
+        range.contains(&(p.as_ptr() as usize))
+    };
+    for pad in [false, true] {
+        let mut net = Net::new(Strategy::Picsou, uniform(4, 1), ProtocolParams::default());
+        let from = ReplicaId::new(0, 1);
+        let to = ReplicaId::new(1, 0);
+        let key = crate::keys::derive_link_key(&[9; 32], from, to);
+        let first = (0..64).find(|&s| net.eps[4].plan.allows_incoming(s, RecordKind::First, 1)).unwrap();
+        let mut b = crate::wire::FrameBuilder::new(crate::wire::FrameKind::Cross, from, to, &AckReport::default());
+        b.push(RecordKind::First, first, &[7; 100], b"");
+        if pad {
+            // Records far beyond the receive window: authentic, but not kept.
+            for k in 0..64 {
+                b.push(RecordKind::First, u64::MAX / 2 + k, &[0; 16 * 1024], b"");
+            }
+        }
+        let frame = b.finish(&key);
+        net.eps[4].handle_frame(Time::ZERO, from, frame.clone());
+        let held = net.eps[4].inc.held.get(first).expect("the new message is held");
+        assert_eq!(held.payload.as_ref(), &[7; 100][..]);
+        assert_eq!(within(&frame, &held.payload), !pad, "pad={pad}: copied iff the frame is mostly not kept");
     }
 }
 

@@ -3,6 +3,7 @@
 //! documentation of [`crate::node`]).
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
@@ -40,21 +41,43 @@ pub(super) fn spawn(
         events: Vec::new(),
         stats: NodeStats { replica: local.to_string(), ..NodeStats::default() },
         last_stats: start,
-        next_timeout_check: start,
     };
     std::thread::Builder::new().name(format!("picsou-{local}")).spawn(move || {
-        let result = driver.run();
-        driver.publish_stats();
-        driver.shared.stopped.store(true, Ordering::SeqCst);
-        driver.shared.app.notify();
+        let shared = driver.shared.clone();
+        // A panic must not leave the node looking alive: callers waiting on it would wait
+        // forever. It is caught here, recorded as the node's failure, and returned as
+        // `NodeError::Panicked` by `Node::shutdown`.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let result = driver.run();
+            driver.publish_stats();
+            result
+        }))
+        .unwrap_or_else(|panic| Err(NodeError::Panicked(panic_message(panic.as_ref()))));
+        let cancelled = matches!(result, Err(NodeError::Transport(TransportError::Cancelled)));
+        if let Err(e) = &result
+            && !cancelled
+        {
+            *shared.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+        }
+        shared.stopped.store(true, Ordering::SeqCst);
+        shared.app.notify();
         match &result {
             Ok(()) => {}
             // The owner cancelled the transport on purpose (Ctrl-C in Python): not a failure.
-            Err(NodeError::Transport(TransportError::Cancelled)) => tracing::debug!(replica = %local, "node cancelled"),
+            Err(_) if cancelled => tracing::debug!(replica = %local, "node cancelled"),
             Err(e) => tracing::error!(replica = %local, "node stopped: {e}"),
         }
         result
     })
+}
+
+/// The text of a panic's payload (`&str` or `String`; empty otherwise).
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
 }
 
 /// The node thread's state.
@@ -85,12 +108,7 @@ struct Driver {
     events: Vec<TransportEvent>,
     stats: NodeStats,
     last_stats: Instant,
-    /// When a busy loop next asks the engine for its deadline.
-    next_timeout_check: Instant,
 }
-
-/// How often a busy node loop checks the engine's deadline.
-const TIMEOUT_CHECK_INTERVAL: Duration = Duration::from_micros(50);
 
 impl Driver {
     fn now(&self) -> Time {
@@ -111,17 +129,10 @@ impl Driver {
                 return Ok(());
             }
             self.stats.loops += 1;
-            // Sleep only when the previous iteration found nothing to do.
-            // The engine's deadline is a scan over its peers, so it is computed once per sleep
-            // (and reused when the sleep ends) and at most every TIMEOUT_CHECK_INTERVAL while
-            // busy (its timers are milliseconds).
-            let mut deadline = None;
-            let timeout = if idle {
-                deadline = self.endpoint.poll_timeout();
-                self.sleep_timeout(instant, deadline)
-            } else {
-                Some(Duration::ZERO)
-            };
+            // Sleep only when the previous iteration found nothing to do. The engine's deadline
+            // is O(1) to ask for (a timer table), so it is asked every iteration.
+            let timeout =
+                if idle { self.sleep_timeout(instant, self.endpoint.poll_timeout()) } else { Some(Duration::ZERO) };
             if timeout != Some(Duration::ZERO) {
                 self.shared.sleeping.store(true, Ordering::SeqCst);
                 // Re-check after announcing sleep: a submission that raced with the flag has
@@ -155,12 +166,9 @@ impl Driver {
             self.events = events;
             work |= self.take_local_acks(now);
             work |= self.take_commands(now);
-            if !idle && instant >= self.next_timeout_check {
-                self.next_timeout_check = instant + TIMEOUT_CHECK_INTERVAL;
-                deadline = self.endpoint.poll_timeout();
-            }
-            if deadline.is_some_and(|t| t <= now) {
+            if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                 self.endpoint.handle_timeout(now);
+
                 work = true;
             }
             work |= self.drain_transmits(now);

@@ -111,9 +111,17 @@ pub enum SubmitError {
     /// The queue is full (only from [`Node::try_submit`]); retry later.
     #[error("submit queue full")]
     Full,
-    /// The node has stopped.
+    /// The node has stopped (it was shut down).
     #[error("node stopped")]
     Stopped,
+    /// The node's thread failed: its transport failed, or it panicked (a bug). Every call
+    /// that would wait for the node returns this instead of waiting forever;
+    /// [`Node::shutdown`] returns the full error.
+    #[error("node failed: {reason}")]
+    NodeFailed {
+        /// What stopped it.
+        reason: String,
+    },
     /// This replica fell further behind than its peers retain: repairs can no longer bring it
     /// back, and no message from `next` on will be delivered. Every delivery before `next` was
     /// handed out first. Install a snapshot of the RSM's state taken at some seq `s >= next`
@@ -308,7 +316,7 @@ impl Node {
         let shared = &self.shared;
         loop {
             if shared.stopped.load(Ordering::SeqCst) {
-                return Err(SubmitError::Stopped);
+                return Err(shared.stopped_error());
             }
             if shared.local_acks.push(seq).is_ok() {
                 self.wake_node();
@@ -328,7 +336,7 @@ impl Node {
         let shared = &self.shared;
         loop {
             if shared.stopped.load(Ordering::SeqCst) {
-                return Err((SubmitError::Stopped, cmd));
+                return Err((shared.stopped_error(), cmd));
             }
             if shared.command_bytes.admits(len, shared.queue_bytes) {
                 // Counted before the push so that the node, which subtracts after popping,
@@ -373,7 +381,7 @@ impl Node {
             Some(d) => Ok(Some(d)),
             None => match self.state_transfer_needed() {
                 Some(e) => Err(e),
-                None if shared.stopped.load(Ordering::SeqCst) => Err(SubmitError::Stopped),
+                None if shared.stopped.load(Ordering::SeqCst) => Err(shared.stopped_error()),
                 None => Ok(None),
             },
         }
@@ -477,14 +485,7 @@ impl Node {
         match self.thread.take() {
             Some(t) => match t.join() {
                 Ok(r) => r,
-                Err(p) => {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    Err(NodeError::Panicked(msg))
-                }
+                Err(p) => Err(NodeError::Panicked(driver::panic_message(p.as_ref()))),
             },
             None => Ok(()),
         }

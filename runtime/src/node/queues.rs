@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use picsou_core::{ReplicaId, StreamStart};
 
-use super::{Delivery, NodeStats};
+use super::{Delivery, NodeStats, SubmitError};
 
 /// One application command.
 pub(super) enum Command {
@@ -173,9 +173,21 @@ pub(super) struct Shared {
     pub(super) state_transfer: Mutex<Option<(u64, u64)>>,
     /// `state_transfer` is set (read without the lock on the delivery path).
     pub(super) state_transfer_set: AtomicBool,
+    /// Why the node thread stopped, if it stopped with an error or panicked (set before
+    /// `stopped`): blocking calls then return [`SubmitError::NodeFailed`].
+    pub(super) failure: Mutex<Option<String>>,
 }
 
 impl Shared {
+    /// The error for a call that found the node stopped: [`SubmitError::NodeFailed`] if its
+    /// thread failed, [`SubmitError::Stopped`] if it was shut down.
+    pub(super) fn stopped_error(&self) -> SubmitError {
+        match self.failure.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            Some(reason) => SubmitError::NodeFailed { reason: reason.clone() },
+            None => SubmitError::Stopped,
+        }
+    }
+
     /// Empty queues of `capacity` messages and `bytes` bytes each, for `local` resuming at
     /// `resume`.
     pub(super) fn new(local: ReplicaId, capacity: usize, bytes: usize, resume: StreamStart) -> Self {
@@ -190,6 +202,7 @@ impl Shared {
             queue_bytes: bytes,
             stop: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            failure: Mutex::new(None),
             sleeping: AtomicBool::new(false),
             quack: AtomicU64::new(resume.transmit),
             received: AtomicU64::new(resume.receive),
