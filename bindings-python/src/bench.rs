@@ -78,21 +78,21 @@ fn run_bench(
         timeout: Duration::from_secs_f64(timeout_s),
         base_port,
     };
-    spec.validate().map_err(|e| invalid("bench", e))?;
+    spec.validate().map_err(|e| invalid("bench", e.to_string()))?;
     // A point's run releases the GIL while it waits; an interrupt (or another Python error)
     // stops the grid: the remaining points are skipped and the error is raised.
     let stopped: RefCell<Option<PyErr>> = RefCell::new(None);
     let mut runner = |c: &DeploymentConfig| {
         if stopped.borrow().is_some() {
-            return Err("skipped: the benchmark was interrupted".to_string());
+            return Err("skipped: the benchmark was interrupted".into());
         }
         match crate::local::run(py, c.clone()) {
             Ok(report) => Ok(report),
             Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => {
                 *stopped.borrow_mut() = Some(e);
-                Err("interrupted".to_string())
+                Err("interrupted".into())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.to_string().into()),
         }
     };
     let report = run(&spec, &base, "in-process", &mut runner, &mut |_, _, _| {});
@@ -100,7 +100,7 @@ fn run_bench(
     if let Some(e) = stopped.into_inner() {
         return Err(e);
     }
-    let report = report.map_err(|e| invalid("bench", e))?;
+    let report = report.map_err(|e| invalid("bench", e.to_string()))?;
     to_py(py, &report)
 }
 

@@ -296,7 +296,7 @@ impl PyNode {
             let local = replica_arg(&c, rsm, replica)?;
             let behavior = match byzantine {
                 None => None,
-                Some(b) => Some(b.parse::<Byzantine>().map_err(|e| invalid("byzantine", e))?),
+                Some(b) => Some(b.parse::<Byzantine>().map_err(|e| invalid("byzantine", e.to_string()))?),
             };
             let explicit = match network.filter(|n| !n.is_none()) {
                 None => None,

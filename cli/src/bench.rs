@@ -134,7 +134,7 @@ pub(crate) fn main(args: &BenchArgs) -> ExitCode {
     let mut runner = |c: &DeploymentConfig| {
         if let Some(shaping) = shaping {
             if c.transport.kind == TransportKind::Mem {
-                return Err("--netns runs real transports only (not mem)".to_string());
+                return Err("--netns runs real transports only (not mem)".into());
             }
             let (report, counters) = netns::with_testbed(c, shaping, |c, tb| {
                 let opts = crate::local::ProcOptions { byzantine: &[], checkpoint_fsync: false, netns: Some(tb) };
@@ -144,9 +144,10 @@ pub(crate) fn main(args: &BenchArgs) -> ExitCode {
             Ok(report)
         } else if processes && c.transport.kind != TransportKind::Mem {
             run_processes(c, &[], &crate::local::ProcOptions { byzantine: &[], checkpoint_fsync: false, netns: None })
+                .map_err(Into::into)
         } else {
             let net = MemNetwork::new();
-            run_in_process(c, &|c, r| picsou_transports::open(c, r, Some(&net))).map_err(|e| e.to_string())
+            run_in_process(c, &|c, r| picsou_transports::open(c, r, Some(&net))).map_err(Into::into)
         }
     };
     let runner_name = if shaping.is_some() {

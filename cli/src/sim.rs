@@ -37,7 +37,10 @@ impl From<FaultArg> for FaultModel {
 fn parse_byzantine(s: &str) -> Result<(String, Byzantine), String> {
     let (name, behavior) =
         s.split_once('=').ok_or_else(|| format!("{s:?} should be REPLICA=BEHAVIOUR, e.g. r1=inflate-ack"))?;
-    Ok((name.trim().to_string(), behavior.trim().parse()?))
+    Ok((
+        name.trim().to_string(),
+        behavior.trim().parse().map_err(|e: picsou_core::adversary::ParseBehaviorError| e.to_string())?,
+    ))
 }
 
 /// Arguments of `picsou sim`.

@@ -103,8 +103,38 @@ impl fmt::Display for Behavior {
     }
 }
 
+/// Why a behaviour (`name[:parameter][@onset]`) does not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseBehaviorError {
+    /// No behaviour has this name.
+    #[error("unknown Byzantine behaviour {name:?}; expected one of {expected}")]
+    Unknown {
+        /// The name given.
+        name: String,
+        /// The names there are, comma-separated.
+        expected: String,
+    },
+    /// The behaviour's parameter is not what it takes.
+    #[error("{text}: {expected}")]
+    BadParameter {
+        /// `name:parameter` as given.
+        text: String,
+        /// What the parameter should be.
+        expected: &'static str,
+    },
+    /// The onset after `@` is not a number of the expected unit.
+    #[error("{text:?}: the onset after '@' is in {unit}")]
+    BadOnset {
+        /// The whole text given.
+        text: String,
+        /// The unit, with an example.
+        unit: &'static str,
+    },
+}
+
 impl FromStr for Behavior {
-    type Err = String;
+    type Err = ParseBehaviorError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (name, param) = match s.split_once(':') {
             Some((n, p)) => (n.trim(), Some(p.trim())),
@@ -112,14 +142,15 @@ impl FromStr for Behavior {
         };
         let unknown = || {
             let names: Vec<&str> = Self::ALL.iter().map(|b| b.name()).collect();
-            format!("unknown Byzantine behaviour {name:?}; expected one of {}", names.join(", "))
+            ParseBehaviorError::Unknown { name: name.to_string(), expected: names.join(", ") }
         };
+        let bad = |expected| ParseBehaviorError::BadParameter { text: s.trim().to_string(), expected };
         let b = Self::ALL.into_iter().find(|b| b.name() == name).ok_or_else(unknown)?;
         match (b, param) {
             (b, None) => Ok(b),
             (Self::SlowAck { .. }, Some(p)) => match p.parse::<u32>() {
                 Ok(per_s) if per_s > 0 => Ok(Self::SlowAck { per_s }),
-                _ => Err(format!("slow-ack:{p}: the parameter is messages per second, a whole number ≥ 1")),
+                _ => Err(bad("the parameter is messages per second, a whole number ≥ 1")),
             },
             (Self::DropSome { .. }, Some(p)) => {
                 let percent = match p.strip_suffix('%') {
@@ -128,10 +159,10 @@ impl FromStr for Behavior {
                 };
                 match percent {
                     Some(x) if (0.0..=100.0).contains(&x) => Ok(Self::DropSome { percent: x.round() as u8 }),
-                    _ => Err(format!("drop-some:{p}: the parameter is a share of first sends: 30, 30% or 0.3")),
+                    _ => Err(bad("the parameter is a share of first sends: 30, 30% or 0.3")),
                 }
             }
-            (b, Some(p)) => Err(format!("{} takes no parameter (got {p:?})", b.name())),
+            (_, Some(_)) => Err(bad("this behaviour takes no parameter")),
         }
     }
 }
@@ -171,14 +202,14 @@ impl fmt::Display for Byzantine {
 }
 
 impl FromStr for Byzantine {
-    type Err = String;
+    type Err = ParseBehaviorError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (b, onset) = match s.split_once('@') {
             Some((b, at)) => {
-                let ms: u64 = at
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("{s:?}: the onset after '@' is in whole milliseconds (e.g. zero-ack@500)"))?;
+                let ms: u64 = at.trim().parse().map_err(|_| ParseBehaviorError::BadOnset {
+                    text: s.to_string(),
+                    unit: "whole milliseconds (e.g. zero-ack@500)",
+                })?;
                 (b, Duration::from_millis(ms))
             }
             None => (s, Duration::ZERO),
@@ -191,11 +222,16 @@ impl Byzantine {
     /// Parses `name[:parameter][@SECONDS]`, the form real deployments take (`picsou node
     /// --byzantine`, `picsou local --byzantine`): the onset in seconds (fractions allowed) after
     /// the node starts.
-    pub fn parse_with_seconds(s: &str) -> Result<Self, String> {
+    pub fn parse_with_seconds(s: &str) -> Result<Self, ParseBehaviorError> {
         let (b, onset) = match s.split_once('@') {
             Some((b, at)) => match at.trim().parse::<f64>() {
                 Ok(secs) if secs.is_finite() && secs >= 0.0 => (b, Duration::from_secs_f64(secs)),
-                _ => return Err(format!("{s:?}: the onset after '@' is in seconds (e.g. zero-ack@1.5)")),
+                _ => {
+                    return Err(ParseBehaviorError::BadOnset {
+                        text: s.to_string(),
+                        unit: "seconds (e.g. zero-ack@1.5)",
+                    });
+                }
             },
             None => (s, Duration::ZERO),
         };

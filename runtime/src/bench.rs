@@ -146,51 +146,44 @@ impl BenchSpec {
     }
 
     /// Checks the grid before anything runs.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BenchError> {
         let empty = [
             ("strategies", self.strategies.is_empty()),
             ("sizes", self.sizes.is_empty()),
             ("ns", self.ns.is_empty()),
             ("transports", self.transports.is_empty()),
         ];
-        if let Some((name, _)) = empty.iter().find(|(_, e)| *e) {
-            return Err(format!("bench grid: {name} is empty"));
+        if let Some(&(axis, _)) = empty.iter().find(|(_, e)| *e) {
+            return Err(BenchError::EmptyAxis { axis });
         }
         let min_n = match self.fault {
             FaultModel::Cft => 1,
             FaultModel::Bft => 4,
         };
-        if let Some(n) = self.ns.iter().find(|&&n| n < min_n || n > 64) {
-            return Err(format!(
-                "bench grid: n = {n} is out of range ({min_n}..=64 replicas per RSM for {:?})",
-                self.fault
-            ));
+        if let Some(&n) = self.ns.iter().find(|&&n| n < min_n || n > 64) {
+            return Err(BenchError::ReplicasOutOfRange { n, min: min_n, fault: self.fault });
         }
         if self.sizes.contains(&0) {
-            return Err("bench grid: message size 0".into());
+            return Err(BenchError::ZeroSize);
         }
         if self.min_messages == 0 {
-            return Err("bench grid: min_messages must be at least 1".into());
+            return Err(BenchError::ZeroMinMessages);
         }
         let stride = self.port_stride();
         let last = u64::from(self.base_port) + stride * self.points().len() as u64;
         if self.base_port < 1024 || last > 65_535 {
-            return Err(format!(
-                "bench grid: ports {}..{last} do not fit in 1024..=65535 (fewer points or a lower base_port)",
-                self.base_port
-            ));
+            return Err(BenchError::PortsOutOfRange { first: self.base_port, last });
         }
         if let Some((lo, hi)) = ephemeral_ports()
             && u64::from(self.base_port) <= hi
             && last > lo
         {
-            return Err(format!(
-                "bench grid: ports {}..{last} overlap this system's ephemeral ports {lo}..={hi} \
-                 (net.ipv4.ip_local_port_range), where outgoing connections take their local ports: \
-                 choose a base_port below {}",
-                self.base_port,
-                lo.saturating_sub(last - u64::from(self.base_port))
-            ));
+            return Err(BenchError::EphemeralPorts {
+                first: self.base_port,
+                last,
+                ephemeral: (lo, hi),
+                below: lo.saturating_sub(last - u64::from(self.base_port)),
+            });
         }
         Ok(())
     }
@@ -259,8 +252,64 @@ pub fn point_config(
     DeploymentConfig::from_toml_str(&c.to_toml_string(), &format!("<bench point {}>", point.label()))
 }
 
+/// Why a grid cannot run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// One of the grid's axes lists nothing.
+    #[error("bench grid: {axis} is empty")]
+    EmptyAxis {
+        /// `strategies`, `sizes`, `ns` or `transports`.
+        axis: &'static str,
+    },
+    /// An RSM size the fault model cannot run (BFT needs 4) or above 64.
+    #[error("bench grid: n = {n} is out of range ({min}..=64 replicas per RSM for {fault:?})")]
+    ReplicasOutOfRange {
+        /// The size given.
+        n: usize,
+        /// The smallest the fault model allows.
+        min: usize,
+        /// The fault model.
+        fault: FaultModel,
+    },
+    /// A message size of 0.
+    #[error("bench grid: message size 0")]
+    ZeroSize,
+    /// `min_messages` of 0.
+    #[error("bench grid: min_messages must be at least 1")]
+    ZeroMinMessages,
+    /// The grid's ports leave 1024..=65535.
+    #[error("bench grid: ports {first}..{last} do not fit in 1024..=65535 (fewer points or a lower base_port)")]
+    PortsOutOfRange {
+        /// The first port.
+        first: u16,
+        /// One past the last port.
+        last: u64,
+    },
+    /// The grid's ports overlap the system's ephemeral port range.
+    #[error(
+        "bench grid: ports {first}..{last} overlap this system's ephemeral ports {}..={} \
+         (net.ipv4.ip_local_port_range), where outgoing connections take their local ports: \
+         choose a base_port below {below}", ephemeral.0, ephemeral.1
+    )]
+    EphemeralPorts {
+        /// The first port.
+        first: u16,
+        /// One past the last port.
+        last: u64,
+        /// The system's ephemeral range.
+        ephemeral: (u64, u64),
+        /// A base port that would fit below it.
+        below: u64,
+    },
+}
+
+/// Why a runner could not run a point: recorded as text in that point's result, and the
+/// grid goes on.
+pub type RunnerError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Runs one deployment and returns its report, or why it could not run.
-pub type Runner<'a> = dyn FnMut(&DeploymentConfig) -> Result<DeploymentReport, String> + 'a;
+pub type Runner<'a> = dyn FnMut(&DeploymentConfig) -> Result<DeploymentReport, RunnerError> + 'a;
 
 /// Runs every point of `spec` over deployments derived from `base`, one after the other,
 /// calling `progress(done, total, result)` after each.
@@ -270,7 +319,7 @@ pub fn run(
     runner_name: &str,
     runner: &mut Runner<'_>,
     progress: &mut dyn FnMut(usize, usize, &BenchResult),
-) -> Result<BenchReport, String> {
+) -> Result<BenchReport, BenchError> {
     spec.validate()?;
     let points = spec.points();
     let total = points.len();
@@ -280,7 +329,7 @@ pub fn run(
         let result = match point_config(base, spec, point, i) {
             Err(e) => failed(*point, started, e.to_string()),
             Ok(config) => match runner(&config) {
-                Err(e) => failed(*point, started, e),
+                Err(e) => failed(*point, started, e.to_string()),
                 Ok(report) => measured(*point, started, report),
             },
         };
