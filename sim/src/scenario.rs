@@ -199,7 +199,7 @@ impl Resolved {
 }
 
 /// Parses a replica name: `s3` is replica 3 of the sending RSM, `r0` replica 0 of the receiver.
-pub fn parse_replica(name: &str, sender_n: usize, receiver_n: usize) -> Result<ReplicaId, String> {
+pub(crate) fn parse_replica(name: &str, sender_n: usize, receiver_n: usize) -> Result<ReplicaId, String> {
     let bad = || {
         format!(
             "unknown replica {name:?}: expected s0..s{} or r0..r{}",
@@ -224,7 +224,7 @@ pub fn parse_replica(name: &str, sender_n: usize, receiver_n: usize) -> Result<R
 
 /// Parses a crash entry: `s0` (at time 0) or `s0@50` (at 50 ms). Returns the replica and the
 /// crash time in ns.
-pub fn parse_crash(entry: &str, sender_n: usize, receiver_n: usize) -> Result<(ReplicaId, u64), String> {
+pub(crate) fn parse_crash(entry: &str, sender_n: usize, receiver_n: usize) -> Result<(ReplicaId, u64), String> {
     let (name, at) = match entry.split_once('@') {
         Some((name, ms)) => {
             let ms: f64 = ms
