@@ -212,10 +212,30 @@ impl Membership {
         Ok(m)
     }
 
-    /// Checks both RSMs.
+    /// Checks both RSMs, and that their fault models can talk safely.
+    ///
+    /// A crash-tolerant RSM's messages carry no proof of commitment, so inside a
+    /// Byzantine-tolerant receiving RSM a faulty replica could forward a message the sender
+    /// never committed, and its correct peers could not tell: a crash-tolerant RSM paired with
+    /// a Byzantine-tolerant one is refused (both directions are streams).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.rsms[0].validate("rsm[0]")?;
-        self.rsms[1].validate("rsm[1]")
+        self.rsms[1].validate("rsm[1]")?;
+        if let Some(cft) = self.rsms.iter().position(|r| r.fault == FaultModel::Cft)
+            && self.rsms[1 - cft].fault == FaultModel::Bft
+        {
+            let bft = 1 - cft;
+            return Err(ConfigError::Invalid {
+                field: format!("rsm[{cft}].fault"),
+                reason: format!(
+                    "rsm[{cft}] ({}) is \"cft\" and rsm[{bft}] ({}) is \"bft\": messages of a crash-tolerant RSM \
+                     carry no proof, so a Byzantine replica of {} could make its peers deliver messages {} never \
+                     sent; declare both RSMs \"bft\" (with commit proofs), or both \"cft\"",
+                    self.rsms[cft].name, self.rsms[bft].name, self.rsms[bft].name, self.rsms[cft].name
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The spec of one RSM.
@@ -512,7 +532,7 @@ mod tests {
     #[test]
     fn valid_memberships_pass() {
         let m = Membership::new(
-            RsmSpec::uniform("a", 4, FaultModel::Bft, 1),
+            RsmSpec::uniform("a", 3, FaultModel::Cft, 1),
             RsmSpec::with_stakes("b", &[4, 1, 1, 1], FaultModel::Cft, 3),
         )
         .unwrap();
@@ -520,6 +540,17 @@ mod tests {
         assert!(m.contains(ReplicaId::new(1, 3)));
         assert!(!m.contains(ReplicaId::new(1, 4)));
         assert!(!m.contains(ReplicaId::new(2, 0)));
+    }
+
+    #[test]
+    fn a_crash_tolerant_rsm_paired_with_a_byzantine_tolerant_one_is_refused() {
+        let cft = RsmSpec::uniform("raft", 3, FaultModel::Cft, 1);
+        let bft = RsmSpec::uniform("chain", 4, FaultModel::Bft, 1);
+        for (a, b, field) in [(cft.clone(), bft.clone(), "rsm[0].fault"), (bft, cft, "rsm[1].fault")] {
+            let e = Membership::new(a, b).unwrap_err();
+            assert!(matches!(&e, ConfigError::Invalid { field: f, .. } if f == field), "{e}");
+            assert!(e.to_string().contains("a Byzantine replica of chain could make its peers deliver"), "{e}");
+        }
     }
 
     #[test]

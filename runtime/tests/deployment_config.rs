@@ -195,7 +195,7 @@ fn bft_verifier_accepts_f_plus_one_signatures_and_nothing_less() {
 
 #[test]
 fn stake_weighted_verifier_counts_stake() {
-    // alpha (cft) receives from beta (bft, stakes 3,2,1,1,1,1,1, f = 3: needs stake 4).
+    // alpha receives from beta (stakes 3,2,1,1,1,1,1, f = 3: needs stake 4).
     let cfg = example("stake-weighted.toml");
     let stream = StreamId { from: RsmId(1), to: RsmId(0) };
     let s = cfg.commit_signers(RsmId(1));
@@ -204,9 +204,26 @@ fn stake_weighted_verifier_counts_stake() {
         |who: &[usize]| QuorumCertificate::assemble(who.iter().map(|&i| s[i].sign_share(stream, 3, b"p"))).encode();
     assert_eq!(v.verify(stream, 3, b"p", &cert(&[0, 2])), Ok(()));
     assert!(v.verify(stream, 3, b"p", &cert(&[2, 3, 4])).is_err());
-    // beta receives from alpha (cft): no proofs.
+    // beta receives from alpha (stakes 3,2,1,1, f = 2: needs stake 3): replica 0 alone will do,
+    // replicas 1 and 2 will, an unproven message will not.
     let from_alpha = StreamId { from: RsmId(0), to: RsmId(1) };
-    assert_eq!(cfg.endpoint_config(ReplicaId::new(1, 6)).verifier.verify(from_alpha, 0, b"p", b""), Ok(()));
+    let a = cfg.commit_signers(RsmId(0));
+    let v = cfg.endpoint_config(ReplicaId::new(1, 6)).verifier;
+    let cert =
+        |who: &[usize]| QuorumCertificate::assemble(who.iter().map(|&i| a[i].sign_share(from_alpha, 0, b"p"))).encode();
+    assert_eq!(v.verify(from_alpha, 0, b"p", &cert(&[0])), Ok(()));
+    assert_eq!(v.verify(from_alpha, 0, b"p", &cert(&[1, 2])), Ok(()));
+    assert!(v.verify(from_alpha, 0, b"p", &cert(&[2, 3])).is_err());
+    assert!(v.verify(from_alpha, 0, b"p", b"").is_err());
+}
+
+#[test]
+fn a_crash_tolerant_rsm_paired_with_a_byzantine_tolerant_one_is_refused() {
+    let text = std::fs::read_to_string(examples_dir().join("stake-weighted.toml")).unwrap();
+    let mixed = text.replacen("fault = \"bft\"", "fault = \"cft\"", 1);
+    let e = DeploymentConfig::from_toml_str(&mixed, "mixed.toml").unwrap_err();
+    assert!(e.to_string().contains("rsm[0].fault"), "{e}");
+    assert!(e.to_string().contains("could make its peers deliver messages alpha never sent"), "{e}");
 }
 
 #[test]
@@ -470,7 +487,8 @@ fn type_errors() {
 fn impossible_fault_thresholds() {
     let text = with("name = \"beta\"\nfault = \"cft\"\nf = 1", "name = \"beta\"\nfault = \"cft\"\nf = 2");
     expect_error(&text, 17, "rsm[1].f", &["f = 2 is too large", "2f+1", "\"beta\"", "largest valid f: 1"]);
-    let text = with("name = \"alpha\"\nfault = \"cft\"", "name = \"alpha\"\nfault = \"bft\"").replace(
+    // Both bft: a cft RSM cannot be paired with a bft one.
+    let text = BASE.replace("fault = \"cft\"", "fault = \"bft\"").replace(
         "[keys]",
         "[keys]\nsigning_seed = \"0f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0\"",
     );
@@ -585,8 +603,8 @@ fn bad_keys() {
     let e = expect_error(&text, 39, "keys.secret_file", &["either secret or secret_file, not both"]);
     assert_eq!(e.column, Some(1));
     // bft needs a signing seed.
-    let text = with("name = \"beta\"\nfault = \"cft\"", "name = \"beta\"\nfault = \"bft\"");
-    expect_error(&text, 37, "keys.signing_seed", &["rsm[1] (\"beta\") is bft", "signing_seed = "]);
+    let text = BASE.replace("fault = \"cft\"", "fault = \"bft\"");
+    expect_error(&text, 37, "keys.signing_seed", &["rsm[0] (\"alpha\") is bft", "signing_seed = "]);
 }
 
 #[test]

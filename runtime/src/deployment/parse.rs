@@ -81,6 +81,9 @@ impl Checker<'_, '_> {
     fn check(&self, raw: RawFile, base_dir: &Path) -> Result<DeploymentConfig, DeploymentError> {
         let kind = raw.transport.kind;
         let rsms = self.rsms(raw.rsm, kind)?;
+        // Whether the two fault models can talk safely.
+        let membership = picsou_core::Membership { rsms: [rsms[0].spec(), rsms[1].spec()] };
+        membership.validate().map_err(|e| self.config_error(e, str::to_owned))?;
         self.transport(&raw.transport)?;
         raw.tuning.validate().map_err(|e| self.config_error(e, |f| f.replace("params.", "tuning.")))?;
         let node = self.node(&raw.node)?;
