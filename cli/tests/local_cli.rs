@@ -284,3 +284,70 @@ fn a_byzantine_replica_in_each_rsm_does_not_break_the_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tolerates crashes only"));
 }
+
+/// A flood of connections that never say anything, aimed at two replicas for the whole run
+/// (each flooder keeps its 300 newest connections open, more than the 256 that may wait for a
+/// hello), while both replicas are killed and restarted: the restarted replicas and their peers
+/// still reconnect and the stream completes.
+#[test]
+fn a_flood_of_silent_connections_does_not_keep_restarted_replicas_out() {
+    use std::collections::VecDeque;
+    use std::net::TcpStream;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    let base: u16 = 30900;
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicU64::new(0));
+    // alpha/2 listens on base + 2, beta/1 on base + 4 + 1.
+    let flooders: Vec<_> = [base + 2, base + 5]
+        .into_iter()
+        .map(|port| {
+            let (stop, opened) = (stop.clone(), opened.clone());
+            std::thread::spawn(move || {
+                let mut held = VecDeque::new();
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(50))
+                    {
+                        opened.fetch_add(1, Ordering::Relaxed);
+                        held.push_back(s);
+                        if held.len() > 300 {
+                            held.pop_front();
+                        }
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            })
+        })
+        .collect();
+    let config = deployment("picsou-flood-", "tcp", None);
+    let out = picsou(&[
+        "local",
+        "--config",
+        config.to_str().unwrap(),
+        "--messages",
+        "60000",
+        "--rate",
+        "40000",
+        "--base-port",
+        &base.to_string(),
+        "--kill",
+        "beta/1@0.3",
+        "--restart",
+        "beta/1@0.9",
+        "--kill",
+        "alpha/2@0.4",
+        "--restart",
+        "alpha/2@1.0",
+        "--json",
+    ]);
+    stop.store(true, Ordering::SeqCst);
+    for f in flooders {
+        f.join().unwrap();
+    }
+    let v = assert_ok(&out, 8);
+    let opened = opened.load(Ordering::Relaxed);
+    assert!(opened > 600, "the flood opened only {opened} connections");
+    eprintln!("{opened} silent connections during the run; report: {}", v["directions"]);
+}

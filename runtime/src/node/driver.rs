@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use picsou_core::{Endpoint, Event, ReplicaId, Time};
 
+use super::log_limit::LogLimit;
 use super::queues::{Command, DeliveryBatch, MAX_DELIVERY_BATCH, Shared};
 use super::{Delivery, NodeError, NodeOptions, NodeStats};
 use crate::transport::{SendStatus, Transport, TransportError, TransportEvent};
@@ -41,6 +42,8 @@ pub(super) fn spawn(
         events: Vec::new(),
         stats: NodeStats { replica: local.to_string(), ..NodeStats::default() },
         last_stats: start,
+        misbehavior_log: LogLimit::default(),
+        rejection_log: LogLimit::default(),
     };
     std::thread::Builder::new().name(format!("picsou-{local}")).spawn(move || {
         let shared = driver.shared.clone();
@@ -108,6 +111,9 @@ struct Driver {
     events: Vec<TransportEvent>,
     stats: NodeStats,
     last_stats: Instant,
+    /// Rate limits of the warnings about misbehaving peers and rejected connections.
+    misbehavior_log: LogLimit,
+    rejection_log: LogLimit,
 }
 
 impl Driver {
@@ -223,8 +229,13 @@ impl Driver {
             }
             TransportEvent::Rejected { source, claimed, reason } => {
                 self.stats.misbehaviors += 1;
-                let claimed = claimed.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
-                tracing::warn!(replica = %self.endpoint.local(), %source, %claimed, "connection rejected: {reason}");
+                if let Some(left_out) = self.rejection_log.allow(Instant::now()) {
+                    let claimed = claimed.map(|c| c.to_string()).unwrap_or_else(|| "-".into());
+                    tracing::warn!(
+                        replica = %self.endpoint.local(), %source, %claimed, left_out,
+                        "connection rejected: {reason} (at most one such warning per second; left out since the last: {left_out})"
+                    );
+                }
             }
         }
     }
@@ -340,7 +351,12 @@ impl Driver {
                 }
                 Event::PeerMisbehaved { peer, reason } => {
                     self.stats.misbehaviors += 1;
-                    tracing::warn!(replica = %self.endpoint.local(), %peer, "peer misbehaved: {reason}");
+                    if let Some(left_out) = self.misbehavior_log.allow(Instant::now()) {
+                        tracing::warn!(
+                            replica = %self.endpoint.local(), %peer, left_out,
+                            "peer misbehaved: {reason} (at most one such warning per second; left out since the last: {left_out})"
+                        );
+                    }
                 }
             }
         }

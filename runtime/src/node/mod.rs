@@ -17,6 +17,7 @@
 //! handle and the node thread share) and [`driver`] (the node thread's loop).
 
 mod driver;
+mod log_limit;
 mod queues;
 
 use std::sync::atomic::Ordering;

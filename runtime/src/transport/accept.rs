@@ -6,6 +6,12 @@
 //! - a connection that says nothing holds a slot (a small denial of service): it must complete
 //!   its first message within [`HELLO_TIMEOUT`], and at most [`MAX_WAITING`] may wait at once,
 //!   so that clients which connect and stay silent cannot exhaust file descriptors;
+//! - when that many wait, a new connection is still taken: the oldest waiting connection of
+//!   the source address that holds the most slots is refused instead. Refusing newcomers would
+//!   let anyone who opens connections faster than they time out lock configured peers out
+//!   (their reconnections after a restart included). Evicting the biggest holder means a flood
+//!   displaces its own connections; a peer, which sends its hello as soon as it connects, is
+//!   displaced only by hundreds of connections from its own address within one round trip;
 //! - bytes that cannot begin a hello are refused as soon as they arrive (garbage on the port is
 //!   not kept waiting for a whole hello);
 //! - a hello is acceptable only from a configured peer that holds the link key, with a nonce
@@ -22,6 +28,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
@@ -45,6 +52,8 @@ pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 struct Waiting<C> {
     conn: C,
     source: String,
+    /// The source address without its port (`None` if `source` is not `ip:port`).
+    ip: Option<IpAddr>,
     buf: Box<[u8]>,
     got: usize,
     deadline: Instant,
@@ -131,22 +140,31 @@ impl<K: Copy + Eq + Hash, C> Acceptor<K, C> {
         self.waiting.contains_key(&key)
     }
 
-    /// Whether another connection may wait; if not, refuses (and reports) the one from
-    /// `source`, which the caller closes.
-    pub fn has_room(&self, source: &str, report: &mut Report<'_>) -> bool {
+    /// Makes room for a connection just accepted (call before [`Acceptor::admit`]): when
+    /// [`MAX_WAITING`] connections wait, the oldest one of the source address holding the most
+    /// of them is refused (and reported) and returned, for the caller to close.
+    pub fn make_room(&mut self, report: &mut Report<'_>) -> Option<(K, C)> {
         if self.waiting.len() < MAX_WAITING {
-            return true;
+            return None;
         }
-        reject(report, source.to_owned(), None, Rejection::TooManyWaiting(MAX_WAITING));
-        false
+        let mut held: HashMap<Option<IpAddr>, usize> = HashMap::new();
+        for w in self.waiting.values() {
+            *held.entry(w.ip).or_default() += 1;
+        }
+        let most = held.values().copied().max()?;
+        let (&key, _) = self.waiting.iter().filter(|(_, w)| held[&w.ip] == most).min_by_key(|(_, w)| w.deadline)?;
+        let w = self.waiting.remove(&key)?;
+        reject(report, w.source, None, Rejection::TooManyWaiting(MAX_WAITING));
+        Some((key, w.conn))
     }
 
-    /// Starts waiting for the first message of a connection just accepted (check
-    /// [`Acceptor::has_room`] first).
+    /// Starts waiting for the first message of a connection just accepted (call
+    /// [`Acceptor::make_room`] first).
     pub fn admit(&mut self, key: K, conn: C, source: String, now: Instant) {
         tracing::trace!(%source, "accepted");
         let buf = vec![0; self.first_len].into_boxed_slice();
-        self.waiting.insert(key, Waiting { conn, source, buf, got: 0, deadline: now + HELLO_TIMEOUT, peer: None });
+        let ip = source.parse::<SocketAddr>().ok().map(|a| a.ip());
+        self.waiting.insert(key, Waiting { conn, source, ip, buf, got: 0, deadline: now + HELLO_TIMEOUT, peer: None });
     }
 
     /// Stops waiting for `key` (the transport closes it for its own reasons).
@@ -325,8 +343,8 @@ impl MioAcceptor {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, source)) => {
-                    if !self.waiting.has_room(&source.to_string(), report) {
-                        continue;
+                    if let Some((_, mut evicted)) = self.waiting.make_room(report) {
+                        let _ = registry.deregister(&mut evicted);
                     }
                     let token = Token(self.next_token);
                     self.next_token += 1;
@@ -477,18 +495,37 @@ mod tests {
     }
 
     #[test]
-    fn the_cap_refuses_the_next_connection() {
+    fn at_the_cap_the_biggest_holders_oldest_connection_makes_room() {
+        let (mut events, mut stats) = (Vec::new(), TransportStats::default());
+        let mut report = Report { events: &mut events, stats: &mut stats };
+        let mut acc = acceptor(HELLO_LEN);
+        let t0 = Instant::now();
+        let at = |k: u32| t0 + Duration::from_micros(u64::from(k));
+        // A peer connects from 10.0.0.2 among a flood from 10.0.0.9 that fills every slot.
+        acc.admit(0, (), "10.0.0.2:40000".into(), at(0));
+        for k in 1..MAX_WAITING as u32 {
+            assert!(acc.make_room(&mut report).is_none());
+            acc.admit(k, (), format!("10.0.0.9:{}", 1000 + k), at(k));
+        }
+        // The flood goes on: each new connection displaces the flood's oldest, never the peer's.
+        for k in MAX_WAITING as u32..4 * MAX_WAITING as u32 {
+            let (evicted, ()) = acc.make_room(&mut report).expect("full: one is evicted");
+            assert_eq!(evicted, k - MAX_WAITING as u32 + 1, "the flood's oldest");
+            acc.admit(k, (), format!("10.0.0.9:{}", 1000 + k), at(k));
+        }
+        assert_eq!(acc.len(), MAX_WAITING);
+        assert!(matches!(acc.feed(0, &hello_from(A, 1), &mut report).0, Step::Arrived(a) if a.peer == A));
+        assert_eq!(stats.rejected, 3 * MAX_WAITING as u64);
+        assert!(matches!(events[0], TransportEvent::Rejected { reason: Rejection::TooManyWaiting(MAX_WAITING), .. }));
+
+        // From one address (loopback), the oldest goes first: a peer that sends its hello at
+        // once is not displaced by a flood slower than MAX_WAITING connections per hello.
         let (mut events, mut stats) = (Vec::new(), TransportStats::default());
         let mut report = Report { events: &mut events, stats: &mut stats };
         let mut acc = acceptor(HELLO_LEN);
         for k in 0..MAX_WAITING as u32 {
-            assert!(acc.has_room("x", &mut report));
-            acc.admit(k, (), "x".into(), Instant::now());
+            acc.admit(k, (), format!("127.0.0.1:{}", 1000 + k), at(k));
         }
-        assert!(!acc.has_room("one too many", &mut report));
-        assert!(matches!(
-            events[..],
-            [TransportEvent::Rejected { reason: Rejection::TooManyWaiting(MAX_WAITING), .. }]
-        ));
+        assert_eq!(acc.make_room(&mut report).map(|(k, ())| k), Some(0));
     }
 }

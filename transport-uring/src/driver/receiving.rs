@@ -64,8 +64,9 @@ impl Driver {
         let source =
             sock.peer_addr().ok().and_then(|a| a.as_socket()).map_or_else(|| "unknown".into(), |a| a.to_string());
         let mut report = Report { events: &mut self.events, stats: &mut self.stats };
-        if !self.acceptor.has_room(&source, &mut report) {
-            return;
+        if let Some((evicted, ())) = self.acceptor.make_room(&mut report) {
+            // Refused and reported by the acceptor already.
+            self.close_conn(evicted, None);
         }
         self.conn_epoch = self.conn_epoch.wrapping_add(1);
         let c = Incoming::new(sock, self.conn_epoch, source.clone(), self.max_frame, self.frame_pool.clone());
