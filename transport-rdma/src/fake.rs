@@ -456,7 +456,7 @@ mod tests {
         };
         qa.post_writes(&[wr(1, reg.rkey, reg.addr + 8, b"12345678")]).unwrap();
         let mut got = [0u8; 8];
-        dst.read_bytes(8, &mut got);
+        dst.read_bytes_atomic(8, &mut got);
         assert_eq!(&got, b"12345678");
         // Out of bounds: remote access error, then everything is flushed.
         qa.post_writes(&[wr(2, reg.rkey, reg.addr + 60, b"12345678"), wr(3, reg.rkey, reg.addr, b"x")]).unwrap();

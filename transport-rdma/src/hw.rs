@@ -381,8 +381,9 @@ impl Device for HwDevice {
         #[allow(unsafe_code)]
         // SAFETY: `mem` is a boxed slice of `mem.len()` bytes at `mem.addr()` that never moves or
         // shrinks; the returned region holds an `Arc` to it and drops the registration first,
-        // so the adapter never accesses freed memory. Concurrent adapter writes are sound
-        // because every access from Rust to this memory is atomic.
+        // so the adapter never accesses freed memory. Rust reads polled words with atomic loads
+        // and copies bulk bytes only where the adapter does not access them meanwhile (the
+        // `unsafe` contracts of `Memory::write_bytes`, `read_bytes` and `append_to`).
         let mr = unsafe { self.pd.reg_mr(mem.addr() as usize, mem.len(), access) }
             .map_err(|e| verbs("register memory (ibv_reg_mr)", e))?;
         let reg = Registered { addr: mem.addr(), len: mem.len(), lkey: mr.lkey(), rkey: mr.rkey() };

@@ -266,7 +266,7 @@ impl<Q: QueuePair> Incoming<Q> {
         }
         store_credit(&self.source, 0, head);
         let mut bytes = [0u8; CREDIT_BYTES];
-        self.source.read_bytes(0, &mut bytes);
+        self.source.read_bytes_atomic(0, &mut bytes);
         let signaled = c.since_signal + 1 >= CREDIT_SIGNAL_EVERY || c.posted - c.retired + 1 >= u64::from(SQ_DEPTH / 2);
         let payload = if self.qp.max_inline() as usize >= CREDIT_BYTES {
             Payload::Inline(&bytes)

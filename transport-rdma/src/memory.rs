@@ -81,13 +81,24 @@ impl Memory {
 
     /// Copies `src` to byte offset `at` (any alignment).
     ///
-    /// A bulk copy, not word-by-word atomics: callers only write bytes no other thread of this
-    /// process reads or writes meanwhile (staging ahead of its post; see the module
-    /// documentation), and the adapter is not part of the Rust memory model.
+    /// A bulk copy, not word-by-word atomics.
+    ///
+    /// # Safety
+    /// No other thread may read or write bytes `at..at + src.len()` of this region during the
+    /// call, and the adapter must not be reading or writing them either (e.g. staging bytes
+    /// not yet posted, or posted with a completion already reaped): a concurrent access would
+    /// be a data race.
     ///
     /// # Panics
     /// If the range is outside the region.
-    pub fn write_bytes(&self, at: usize, src: &[u8]) {
+    ///
+    /// Safe code cannot call it:
+    /// ```compile_fail,E0133
+    /// let m = picsou_transport_rdma::memory::Memory::new(8);
+    /// m.write_bytes(0, b"racy");
+    /// ```
+    #[allow(unsafe_code)]
+    pub unsafe fn write_bytes(&self, at: usize, src: &[u8]) {
         assert!(
             at.checked_add(src.len()).is_some_and(|end| end <= self.len()),
             "write of {} bytes at {at} outside {} bytes",
@@ -97,7 +108,8 @@ impl Memory {
         #[allow(unsafe_code)]
         // SAFETY: the destination range is inside this live allocation (checked above) and
         // cannot overlap `src`, a shared borrow of other memory; the pointer comes from the whole
-        // slice of `UnsafeCell`-based atomics, so writing through a shared borrow is permitted.
+        // slice of `UnsafeCell`-based atomics, so writing through a shared borrow is permitted;
+        // nobody else accesses the range meanwhile (the caller's contract).
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.bytes_ptr().add(at), src.len());
         }
@@ -105,12 +117,17 @@ impl Memory {
 
     /// Copies bytes from offset `at` into `dst` (any alignment).
     ///
-    /// A bulk copy: callers only read bytes nobody writes meanwhile (a ring record after its
-    /// trailer was seen and before credit is given back for it; staging already built).
+    /// A bulk copy, not word-by-word atomics.
+    ///
+    /// # Safety
+    /// Nobody — no other thread, not the adapter — may write bytes `at..at + dst.len()` of this
+    /// region during the call (e.g. a ring record after its trailer was seen and before credit
+    /// is given back for it; staging already built).
     ///
     /// # Panics
     /// If the range is outside the region.
-    pub fn read_bytes(&self, at: usize, dst: &mut [u8]) {
+    #[allow(unsafe_code)]
+    pub unsafe fn read_bytes(&self, at: usize, dst: &mut [u8]) {
         assert!(
             at.checked_add(dst.len()).is_some_and(|end| end <= self.len()),
             "read of {} bytes at {at} outside {} bytes",
@@ -119,7 +136,8 @@ impl Memory {
         );
         #[allow(unsafe_code)]
         // SAFETY: the source range is inside this live allocation (checked above); `dst` is an
-        // exclusive borrow of other memory, so the ranges do not overlap.
+        // exclusive borrow of other memory, so the ranges do not overlap; nobody writes the
+        // range meanwhile (the caller's contract).
         unsafe {
             std::ptr::copy_nonoverlapping(self.bytes_ptr().add(at), dst.as_mut_ptr(), dst.len());
         }
@@ -127,9 +145,13 @@ impl Memory {
 
     /// Appends `n` bytes from offset `at` to `out`, without zeroing `out`'s new bytes first.
     ///
+    /// # Safety
+    /// As [`Memory::read_bytes`]: nobody may write bytes `at..at + n` during the call.
+    ///
     /// # Panics
     /// If the range is outside the region.
-    pub fn append_to(&self, at: usize, n: usize, out: &mut Vec<u8>) {
+    #[allow(unsafe_code)]
+    pub unsafe fn append_to(&self, at: usize, n: usize, out: &mut Vec<u8>) {
         assert!(
             at.checked_add(n).is_some_and(|end| end <= self.len()),
             "read of {n} bytes at {at} outside {} bytes",
@@ -183,6 +205,24 @@ impl Memory {
         }
     }
 
+    /// Copies bytes from offset `at` into `dst` word by word with atomic loads: safe whoever
+    /// writes the region meanwhile (a concurrent write may be seen in part).
+    ///
+    /// # Panics
+    /// If the range is outside the region.
+    pub fn read_bytes_atomic(&self, at: usize, dst: &mut [u8]) {
+        assert!(
+            at.checked_add(dst.len()).is_some_and(|end| end <= self.len()),
+            "read of {} bytes at {at} outside {} bytes",
+            dst.len(),
+            self.len()
+        );
+        for (k, b) in dst.iter_mut().enumerate() {
+            let i = at + k;
+            *b = self.load(i / 8).to_ne_bytes()[i % 8];
+        }
+    }
+
     /// Copies `len` bytes at `from` of `self` to `to` of `dst` with atomic loads and stores
     /// (the fake device's "DMA" from staging to a ring).
     pub fn copy_to(&self, from: usize, dst: &Self, to: usize, len: usize) {
@@ -194,12 +234,12 @@ impl Memory {
             let done = words * 8;
             if done < len {
                 let mut tail = vec![0u8; len - done];
-                self.read_bytes(from + done, &mut tail);
+                self.read_bytes_atomic(from + done, &mut tail);
                 dst.write_bytes_atomic(to + done, &tail);
             }
         } else {
             let mut buf = vec![0u8; len];
-            self.read_bytes(from, &mut buf);
+            self.read_bytes_atomic(from, &mut buf);
             dst.write_bytes_atomic(to, &buf);
         }
     }
@@ -210,27 +250,48 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// `write_bytes` in a single-threaded test with no device.
+    fn write(m: &Memory, at: usize, src: &[u8]) {
+        #[allow(unsafe_code)]
+        // SAFETY: nothing else accesses `m` (one thread, no adapter).
+        unsafe {
+            m.write_bytes(at, src);
+        }
+    }
+
+    /// `read_bytes` in a single-threaded test with no device.
+    fn read(m: &Memory, at: usize, dst: &mut [u8]) {
+        #[allow(unsafe_code)]
+        // SAFETY: nothing else accesses `m` (one thread, no adapter).
+        unsafe {
+            m.read_bytes(at, dst);
+        }
+    }
+
     proptest! {
         #[test]
         fn bytes_round_trip_at_any_alignment(at in 0usize..64, data in proptest::collection::vec(any::<u8>(), 0..100)) {
             let m = Memory::new(200);
             // Surrounding bytes must survive partial-word writes.
             let fill: Vec<u8> = (0..200u32).map(|i| (i * 7 + 3) as u8).collect();
-            m.write_bytes(0, &fill);
-            m.write_bytes(at, &data);
+            write(&m, 0, &fill);
+            write(&m, at, &data);
             let a = Memory::new(200);
             a.write_bytes_atomic(0, &fill);
             a.write_bytes_atomic(at, &data);
             let mut viaatomic = vec![0u8; 200];
-            a.read_bytes(0, &mut viaatomic);
+            a.read_bytes_atomic(0, &mut viaatomic);
+            let mut bothatomic = vec![0u8; 200];
+            m.read_bytes_atomic(0, &mut bothatomic);
             let mut all = vec![0u8; 200];
-            m.read_bytes(0, &mut all);
+            read(&m, 0, &mut all);
             let mut want = fill.clone();
             want[at..at + data.len()].copy_from_slice(&data);
             prop_assert_eq!(&all, &want);
             prop_assert_eq!(&viaatomic, &want);
+            prop_assert_eq!(&bothatomic, &want);
             let mut back = vec![0u8; data.len()];
-            m.read_bytes(at, &mut back);
+            read(&m, at, &mut back);
             prop_assert_eq!(back, data);
         }
 
@@ -239,10 +300,10 @@ mod tests {
             let a = Memory::new(128);
             let b = Memory::new(128);
             let src: Vec<u8> = (0..128u32).map(|i| i as u8 ^ 0x5a).collect();
-            a.write_bytes(0, &src);
+            write(&a, 0, &src);
             a.copy_to(from, &b, to, len);
             let mut got = vec![0u8; len];
-            b.read_bytes(to, &mut got);
+            read(&b, to, &mut got);
             prop_assert_eq!(&got[..], &src[from..from + len]);
         }
     }
@@ -253,7 +314,7 @@ mod tests {
         assert_eq!(m.len(), 16);
         m.store_le(1, 0x0102_0304_0506_0708);
         let mut b = [0u8; 8];
-        m.read_bytes(8, &mut b);
+        read(&m, 8, &mut b);
         assert_eq!(b, [8, 7, 6, 5, 4, 3, 2, 1]);
         assert_eq!(m.load_le(1), 0x0102_0304_0506_0708);
         m.zero();

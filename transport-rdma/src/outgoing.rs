@@ -411,7 +411,12 @@ impl<Q: QueuePair> Outgoing<Q> {
             if s.len <= max_inline {
                 let buf = &mut self.inline_bufs[k];
                 buf.resize(s.len as usize, 0);
-                self.staging.read_bytes((s.pos % size) as usize, buf);
+                #[allow(unsafe_code)]
+                // SAFETY: the span was built in staging by this thread and is not posted yet;
+                // nobody writes it until its write completes.
+                unsafe {
+                    self.staging.read_bytes((s.pos % size) as usize, buf);
+                }
             }
         }
         let none = WriteRequest {

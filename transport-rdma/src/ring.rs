@@ -319,7 +319,13 @@ impl RingWriter {
                 let end = piece_done && *ends_frame;
                 let at = off + HEADER + used;
                 staging.store_le(at / 8, n as u64 | (u64::from(if end { SEG_END } else { 0 }) << 32));
-                staging.write_bytes(at + SEGMENT_HEADER, &rest[..n]);
+                #[allow(unsafe_code)]
+                // SAFETY: this span of staging is being built and is posted only after this
+                // call; the adapter finished with its previous contents (its space came back
+                // from reaped completions), and only this thread touches staging.
+                unsafe {
+                    staging.write_bytes(at + SEGMENT_HEADER, &rest[..n]);
+                }
                 used += SEGMENT_HEADER + pad8(n);
                 q.bytes -= n;
                 filled.bytes += n as u64;
@@ -457,7 +463,12 @@ impl RingReader {
                 if self.partial.len() + n > self.max_frame {
                     return Err(RingError::TooLarge { max: self.max_frame });
                 }
-                ring.append_to(at + SEGMENT_HEADER, n, &mut self.partial);
+                #[allow(unsafe_code)]
+                // SAFETY: the record's trailer was seen (the writer finished it) and its space
+                // is handed back as credit only after this read, so nobody writes it meanwhile.
+                unsafe {
+                    ring.append_to(at + SEGMENT_HEADER, n, &mut self.partial);
+                }
                 if seg_flags & SEG_END != 0 {
                     let frame = std::mem::take(&mut self.partial);
                     out.frame_bytes += frame.len() as u64;
