@@ -64,6 +64,9 @@ test -s target/bench-smoke/bench.json && test -s target/bench-smoke/tcp-n4-by-si
 section "shaped-link testbed: picsou local/bench --netns (replicas in network namespaces, cross-RSM egress capped by htb)"
 bash ci/netns.sh
 
+section "fuzzing: every parser of peer bytes, coverage-guided (libFuzzer), about 30 s per target"
+FUZZ_SECONDS="${FUZZ_SECONDS:-30}" bash ci/fuzz.sh
+
 section "Python package (build, pytest, stubtest, examples)"
 bash ci/python.sh
 

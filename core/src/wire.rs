@@ -602,6 +602,27 @@ fn significant_phi(phi: &[u64]) -> &[u64] {
     &phi[..len]
 }
 
+/// Fuzzing support: rewrites the length field and the MAC of `frame` under `key`, so that
+/// arbitrary bytes reach the checks made after authentication (a Byzantine peer's power).
+/// Leaves a frame shorter than its own head unchanged.
+#[doc(hidden)]
+pub fn reseal(frame: &mut [u8], key: &MacKey) {
+    if frame.len() < MIN_FRAME_LEN {
+        return;
+    }
+    let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    let phi_words = usize::from(u16::from_le_bytes([frame[14], frame[15]]));
+    let section_at = head_len(phi_words);
+    if frame.len() < section_at {
+        return;
+    }
+    let tag_at = section_at - TAG_LEN;
+    let digest = section_digest(&frame[section_at..]);
+    let tag = mac(key, &frame[..tag_at], &digest);
+    frame[tag_at..section_at].copy_from_slice(&tag);
+}
+
 /// The digest of a record section (count and records) that a frame's tag covers.
 fn section_digest(section: &[u8]) -> [u8; DIGEST_LEN] {
     *blake3::hash(section).as_bytes()

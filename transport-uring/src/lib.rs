@@ -49,6 +49,24 @@
 
 mod assembler;
 mod bufring;
+
+/// Fuzzing support: feeds `chunks` (bytes as received, in any split) to the frame assembler of
+/// an incoming connection accepting frames up to `max_frame` bytes; returns the frames it
+/// completed, or its error (after which the stream is dead).
+#[doc(hidden)]
+pub fn assemble_for_fuzzing(
+    chunks: &[&[u8]],
+    max_frame: usize,
+) -> (Vec<bytes::Bytes>, Result<(), picsou_runtime::transport::framer::FramingError>) {
+    let mut a = assembler::Assembler::new(max_frame, None);
+    let mut frames = Vec::new();
+    for chunk in chunks {
+        if let Err(e) = a.feed(chunk, &mut |f| frames.push(f)) {
+            return (frames, Err(e));
+        }
+    }
+    (frames, Ok(()))
+}
 mod driver;
 mod errno;
 mod probe;
