@@ -20,8 +20,9 @@ Usage: python3 scripts/fault_experiments.py [--quick] [--n 4,7,13,19] [--bin PAT
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from simrun import run_sim
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = sys.argv[1:]
@@ -47,14 +48,7 @@ MODELS = {
 
 
 def sim(*args):
-    t = time.time()
-    out = subprocess.run([str(BIN), "sim", "--json", *args], capture_output=True, text=True)
-    if out.returncode not in (0, 1):
-        raise SystemExit(f"picsou sim {' '.join(args)} failed: {out.stderr}")
-    r = json.loads(out.stdout)
-    r["args"] = list(args)
-    r["real_seconds"] = round(time.time() - t, 2)
-    return r
+    return run_sim(BIN, *args)
 
 
 def placement(prefix, n, f):

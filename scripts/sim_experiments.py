@@ -12,8 +12,9 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from simrun import run_sim
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILT = ROOT / "target" / "release" / "picsou"
@@ -30,14 +31,7 @@ def crash_list(n, f):
 
 
 def sim(*args):
-    t = time.time()
-    out = subprocess.run([str(BIN), "sim", "--json", *args], capture_output=True, text=True)
-    if out.returncode not in (0, 1):
-        raise SystemExit(f"picsou sim {' '.join(args)} failed: {out.stderr}")
-    report = json.loads(out.stdout)
-    report["args"] = list(args)
-    report["real_seconds"] = round(time.time() - t, 3)
-    return report
+    return run_sim(BIN, *args)
 
 
 def main():
