@@ -297,7 +297,7 @@ fn a_flood_of_silent_connections_does_not_keep_restarted_replicas_out() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::Duration;
 
-    let base: u16 = 30900;
+    let base: u16 = 31000;
     let stop = Arc::new(AtomicBool::new(false));
     let opened = Arc::new(AtomicU64::new(0));
     // alpha/2 listens on base + 2, beta/1 on base + 4 + 1.
