@@ -291,10 +291,13 @@ fn a_byzantine_replica_in_each_rsm_does_not_break_the_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("tolerates crashes only"));
 }
 
-/// A flood of connections that never say anything, aimed at two replicas for the whole run
-/// (each flooder keeps its 300 newest connections open, more than the 256 that may wait for a
-/// hello), while both replicas are killed and restarted: the restarted replicas and their peers
-/// still reconnect and the stream completes.
+/// A flood of connections that never say anything, aimed at one replica for the whole run (the
+/// flooder keeps its 300 newest connections open, more than the 256 that may wait for a hello),
+/// while that replica is killed and restarted 1.7 s later: by then its peers' redial backoff
+/// has grown to most of a second, so the flood fills the restarted replica's slots before they
+/// redial. The peers still get in, and the stream completes (in about 3-5 s here; with newcomers
+/// refused at the cap, as before, it took 3 or 33 s depending on whether a peer's redial found
+/// a slot: the deterministic test of the eviction rule is in `runtime`'s accept loop).
 #[test]
 fn a_flood_of_silent_connections_does_not_keep_restarted_replicas_out() {
     use std::collections::VecDeque;
@@ -306,8 +309,8 @@ fn a_flood_of_silent_connections_does_not_keep_restarted_replicas_out() {
     let base: u16 = 31000;
     let stop = Arc::new(AtomicBool::new(false));
     let opened = Arc::new(AtomicU64::new(0));
-    // alpha/2 listens on base + 2, beta/1 on base + 4 + 1.
-    let flooders: Vec<_> = [base + 2, base + 5]
+    // beta/1 listens on base + 4 + 1.
+    let flooders: Vec<_> = [base + 5]
         .into_iter()
         .map(|port| {
             let (stop, opened) = (stop.clone(), opened.clone());
@@ -322,18 +325,34 @@ fn a_flood_of_silent_connections_does_not_keep_restarted_replicas_out() {
                             held.pop_front();
                         }
                     }
-                    std::thread::sleep(Duration::from_micros(500));
+                    std::thread::sleep(Duration::from_micros(50));
                 }
             })
         })
         .collect();
-    let out = run_kill_and_restart("picsou-flood-", "tcp", None, &base.to_string());
+    let config = deployment("picsou-flood-", "tcp", None);
+    let out = picsou(&[
+        "local",
+        "--config",
+        config.to_str().unwrap(),
+        "--messages",
+        "60000",
+        "--rate",
+        "40000",
+        "--base-port",
+        &base.to_string(),
+        "--kill",
+        "beta/1@0.3",
+        "--restart",
+        "beta/1@2.0",
+        "--json",
+    ]);
     stop.store(true, Ordering::SeqCst);
     for f in flooders {
         f.join().unwrap();
     }
     let v = assert_ok(&out, 8);
     let opened = opened.load(Ordering::Relaxed);
-    assert!(opened > 600, "the flood opened only {opened} connections");
+    assert!(opened > 1000, "the flood opened only {opened} connections");
     eprintln!("{opened} silent connections during the run; report: {}", v["directions"]);
 }
