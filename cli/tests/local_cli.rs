@@ -177,37 +177,25 @@ fn deployment(name: &str, kind: &str, retention: Option<u64>) -> tempfile::TempP
     file.into_temp_path()
 }
 
-/// Runs `picsou local` with one replica of each RSM killed mid-run and restarted from its
-/// checkpoint (beta/1 and alpha/2), 60,000 messages at 40,000 a second.
-fn run_kill_and_restart(name: &str, kind: &str, retention: Option<u64>, base_port: &str) -> Output {
+/// Runs `picsou local` (60,000 messages at 40,000 a second) with `faults`: `--kill` and
+/// `--restart` options.
+fn run_with_faults(name: &str, kind: &str, retention: Option<u64>, base_port: &str, faults: &[&str]) -> Output {
     let config = deployment(name, kind, retention);
-    picsou(&[
-        "local",
-        "--config",
-        config.to_str().unwrap(),
-        "--messages",
-        "60000",
-        "--rate",
-        "40000",
-        "--base-port",
-        base_port,
-        "--kill",
-        "beta/1@0.3",
-        "--restart",
-        "beta/1@0.9",
-        "--kill",
-        "alpha/2@0.4",
-        "--restart",
-        "alpha/2@1.0",
-        "--json",
-    ])
+    let mut args =
+        vec!["local", "--config", config.to_str().unwrap(), "--messages", "60000", "--rate", "40000", "--base-port"];
+    args.push(base_port);
+    args.extend_from_slice(faults);
+    args.push("--json");
+    picsou(&args)
 }
 
 /// Kills one replica of each RSM mid-run and restarts it from its checkpoint: the run must
 /// succeed with every replica (the restarted ones included) delivering the whole stream
 /// exactly once, in order. Returns the report.
 fn kill_and_restart(kind: &str, retention: Option<u64>, base_port: &str) -> serde_json::Value {
-    let out = run_kill_and_restart(&format!("picsou-restart-{kind}-"), kind, retention, base_port);
+    let faults =
+        ["--kill", "beta/1@0.3", "--restart", "beta/1@0.9", "--kill", "alpha/2@0.4", "--restart", "alpha/2@1.0"];
+    let out = run_with_faults(&format!("picsou-restart-{kind}-"), kind, retention, base_port, &faults);
     let v = assert_ok(&out, 8);
     assert_eq!(v["killed"], serde_json::json!([]), "restarted replicas count again: {v:#}");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -330,23 +318,8 @@ fn a_flood_of_silent_connections_does_not_keep_restarted_replicas_out() {
             })
         })
         .collect();
-    let config = deployment("picsou-flood-", "tcp", None);
-    let out = picsou(&[
-        "local",
-        "--config",
-        config.to_str().unwrap(),
-        "--messages",
-        "60000",
-        "--rate",
-        "40000",
-        "--base-port",
-        &base.to_string(),
-        "--kill",
-        "beta/1@0.3",
-        "--restart",
-        "beta/1@2.0",
-        "--json",
-    ]);
+    let faults = ["--kill", "beta/1@0.3", "--restart", "beta/1@2.0"];
+    let out = run_with_faults("picsou-flood-", "tcp", None, &base.to_string(), &faults);
     stop.store(true, Ordering::SeqCst);
     for f in flooders {
         f.join().unwrap();
