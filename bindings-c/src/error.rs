@@ -188,11 +188,7 @@ pub(crate) fn guard(function: &str, body: impl FnOnce() -> Result<(), Error>) ->
             e.code
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic payload".to_owned());
+            let what = picsou_runtime::node::panic_message(panic.as_ref());
             set_last_error(function, &format!("internal error (libpicsou panicked; please report it): {what}"));
             PICSOU_ERR_PANIC
         }

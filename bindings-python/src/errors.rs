@@ -14,7 +14,6 @@
 //! the built-in `TimeoutError`; Ctrl-C raises `KeyboardInterrupt`. A Rust panic is caught
 //! and raised as a plain `PicsouError` ("internal error"), never as pyo3's `PanicException`.
 
-use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use picsou_core::ConfigError as CoreConfigError;
@@ -167,13 +166,7 @@ pub fn internal(msg: &str) -> PyErr {
     PicsouError::new_err(format!("internal error in picsou (please report it): {msg}"))
 }
 
-/// The message of a caught panic.
-pub fn panic_message(p: &(dyn Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".to_string())
-}
+pub use picsou_runtime::node::panic_message;
 
 /// Runs `f`, turning a panic into a `PicsouError` instead of pyo3's `PanicException` (a
 /// `BaseException` that `except Exception` would not catch).

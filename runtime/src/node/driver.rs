@@ -74,13 +74,14 @@ pub(super) fn spawn(
     })
 }
 
-/// The text of a panic's payload (`&str` or `String`; empty otherwise).
-pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// The text of a caught panic's payload (`&str` or `String`), for the node thread and the
+/// bindings' API boundaries.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default()
+        .unwrap_or_else(|| "unknown panic payload".to_string())
 }
 
 /// The node thread's state.

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use picsou_core::{ConfigError, Endpoint, EndpointConfig, EndpointStats, ReplicaId, StreamStart, Time};
 
+pub use self::driver::panic_message;
 pub use self::queues::QUEUED_MESSAGE_BYTES;
 use self::queues::{Command, Shared, queued_bytes};
 use crate::transport::{Transport, TransportError, TransportStats, Wake};
@@ -486,7 +487,7 @@ impl Node {
         match self.thread.take() {
             Some(t) => match t.join() {
                 Ok(r) => r,
-                Err(p) => Err(NodeError::Panicked(driver::panic_message(p.as_ref()))),
+                Err(p) => Err(NodeError::Panicked(panic_message(p.as_ref()))),
             },
             None => Ok(()),
         }
