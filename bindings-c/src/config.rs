@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 
 use picsou_core::ReplicaId;
-use picsou_runtime::deployment::DeploymentConfig;
+use picsou_runtime::deployment::{DeploymentConfig, read_identity_file};
 
 use crate::error::{Error, picsou_result};
 use crate::ptr::str_in;
@@ -55,4 +55,24 @@ pub(crate) unsafe fn load(
         .replica(&rsm_id.0.to_string(), replica)
         .map_err(|e| Error::new(picsou_result::PICSOU_ERR_UNKNOWN_REPLICA, e.to_string()))?;
     Ok((config, local))
+}
+
+/// Gives `local` the identity in the file at `identity_file` (NULL: the deployment's own
+/// `keys.identity_file`, if any).
+///
+/// # Safety
+/// `identity_file` must be NULL or a NUL-terminated string.
+pub(crate) unsafe fn with_identity_file(
+    config: DeploymentConfig,
+    local: ReplicaId,
+    identity_file: *const c_char,
+) -> Result<DeploymentConfig, Error> {
+    if identity_file.is_null() {
+        return Ok(config);
+    }
+    // SAFETY: forwarded contract.
+    let path = unsafe { str_in(identity_file, "identity_file") }?;
+    let identity = read_identity_file(std::path::Path::new(path))
+        .map_err(|reason| Error::new(picsou_result::PICSOU_ERR_CONFIG, reason))?;
+    config.with_identity(local, identity).map_err(|e| Error::new(picsou_result::PICSOU_ERR_CONFIG, e.to_string()))
 }

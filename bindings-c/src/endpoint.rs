@@ -109,7 +109,8 @@ unsafe fn new_endpoint(
     let out = unsafe { Out::checked(out_endpoint, "out_endpoint") }?;
     // SAFETY: the caller guarantees the strings are NULL or NUL-terminated.
     let (config, local) = unsafe { load(config_toml, rsm, replica) }?;
-    let ep = Endpoint::resuming(config.endpoint_config(local), Time::from_nanos(now_ns), start)
+    let endpoint = config.endpoint_config(local).map_err(|e| Error::new(PICSOU_ERR_CONFIG, e.to_string()))?;
+    let ep = Endpoint::resuming(endpoint, Time::from_nanos(now_ns), start)
         .map_err(|e| Error::new(PICSOU_ERR_CONFIG, e.to_string()))?;
     let state = State { ep, config, pending_transmit: None, pending_event: None };
     out.set(into_handle(picsou_endpoint { state: Mutex::new(state) }));

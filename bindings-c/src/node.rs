@@ -12,7 +12,7 @@ use bytes::Bytes;
 use picsou_core::StreamStart;
 use picsou_runtime::node::{Node, NodeError, NodeOptions, SubmitError};
 
-use crate::config::{load, picsou_replica};
+use crate::config::{load, picsou_replica, with_identity_file};
 use crate::error::{Error, guard, picsou_result};
 use crate::ptr::{Handle, Kind, Out, bytes_in, handle_ref, handle_take, into_handle};
 use crate::stats::picsou_node_stats;
@@ -101,7 +101,7 @@ fn submit_error(e: SubmitError) -> Error {
 
 fn node_error(e: NodeError) -> Error {
     let code = match e {
-        NodeError::Config(_) => PICSOU_ERR_CONFIG,
+        NodeError::Config(_) | NodeError::Keys(_) => PICSOU_ERR_CONFIG,
         NodeError::Transport(_) => PICSOU_ERR_TRANSPORT,
         _ => PICSOU_ERR_NODE_FAILED,
     };
@@ -114,6 +114,7 @@ unsafe fn new_node(
     config_toml: *const c_char,
     rsm: *const c_char,
     replica: u16,
+    identity_file: *const c_char,
     resume: StreamStart,
     out_node: *mut *mut picsou_node,
 ) -> Result<(), Error> {
@@ -121,11 +122,14 @@ unsafe fn new_node(
     let out = unsafe { Out::checked(out_node, "out_node") }?;
     // SAFETY: the caller guarantees the strings are NULL or NUL-terminated.
     let (config, local) = unsafe { load(config_toml, rsm, replica) }?;
-    let transport =
-        picsou_transports::open(&config, local, None).map_err(|e| Error::new(PICSOU_ERR_TRANSPORT, e.to_string()))?;
+    // SAFETY: as above.
+    let config = unsafe { with_identity_file(config, local, identity_file) }?;
+    let keys = config.replica_keys(local).map_err(|e| Error::new(PICSOU_ERR_CONFIG, e.to_string()))?;
+    let transport = picsou_transports::open(&config, local, keys.links.clone(), None)
+        .map_err(|e| Error::new(PICSOU_ERR_TRANSPORT, e.to_string()))?;
     let mut options = NodeOptions::from_tuning(&config.node);
     options.resume = resume;
-    let node = Node::start(config.endpoint_config(local), options, transport).map_err(node_error)?;
+    let node = Node::start(config.endpoint_config_with(local, keys), options, transport).map_err(node_error)?;
     let handle = picsou_node {
         node: Arc::new(node),
         max_payload: config.tuning.max_payload_bytes,
@@ -147,7 +151,9 @@ unsafe fn new_node(
 /// message names the line, column and field), `PICSOU_ERR_UNKNOWN_RSM`,
 /// `PICSOU_ERR_UNKNOWN_REPLICA`, `PICSOU_ERR_TRANSPORT` (e.g. the address is in use, or
 /// `kind = "mem"`, which only works inside one Rust process), `PICSOU_ERR_NODE_FAILED`.
-/// A relative `keys.secret_file` is read relative to the current directory.
+/// A relative `keys.secret_file` or `keys.identity_file` is read relative to the current
+/// directory. With per-replica keys, the replica's identity comes from `keys.identity_file`
+/// (see `picsou_node_new_with_identity` to give another file).
 ///
 /// Thread safety: any thread.
 ///
@@ -162,7 +168,9 @@ pub unsafe extern "C" fn picsou_node_new(
     out_node: *mut *mut picsou_node,
 ) -> picsou_result {
     // SAFETY: forwarded contract.
-    guard("picsou_node_new", || unsafe { new_node(config_toml, rsm, replica, StreamStart::default(), out_node) })
+    guard("picsou_node_new", || unsafe {
+        new_node(config_toml, rsm, replica, std::ptr::null(), StreamStart::default(), out_node)
+    })
 }
 
 /// Like `picsou_node_new`, for a replica restarting from a checkpoint: its outgoing stream
@@ -186,7 +194,39 @@ pub unsafe extern "C" fn picsou_node_new_resuming(
 ) -> picsou_result {
     let start = StreamStart { transmit: transmit_from, receive: receive_from };
     // SAFETY: forwarded contract.
-    guard("picsou_node_new_resuming", || unsafe { new_node(config_toml, rsm, replica, start, out_node) })
+    guard("picsou_node_new_resuming", || unsafe {
+        new_node(config_toml, rsm, replica, std::ptr::null(), start, out_node)
+    })
+}
+
+/// Like `picsou_node_new_resuming` (pass 0 and 0 for a fresh start), for a deployment with
+/// per-replica keys: the replica's secret identity is read from `identity_file` (a file of 64
+/// hexadecimal digits written by `picsou keygen`, readable by its owner only) instead of the
+/// deployment's `keys.identity_file`. NULL `identity_file` means the deployment's own.
+///
+/// Errors: as `picsou_node_new`; `PICSOU_ERR_CONFIG` also when the file cannot be read, is
+/// readable by other users, or holds an identity whose public key is not the one the
+/// deployment lists for this replica.
+///
+/// Thread safety: any thread.
+///
+/// # Safety
+/// As for `picsou_node_new`; `identity_file` must be NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn picsou_node_new_with_identity(
+    config_toml: *const c_char,
+    rsm: *const c_char,
+    replica: u16,
+    identity_file: *const c_char,
+    transmit_from: u64,
+    receive_from: u64,
+    out_node: *mut *mut picsou_node,
+) -> picsou_result {
+    let start = StreamStart { transmit: transmit_from, receive: receive_from };
+    // SAFETY: forwarded contract.
+    guard("picsou_node_new_with_identity", || unsafe {
+        new_node(config_toml, rsm, replica, identity_file, start, out_node)
+    })
 }
 
 /// Stops the node: stops and joins the delivery-callback thread (if any) and the node's thread,

@@ -6,9 +6,9 @@
 //! error also has the line and column; for dicts and generated configurations it has none
 //! (they would point into text the user never wrote).
 
-use picsou_core::proof::{CommitSigner, Ed25519QuorumVerifier, QuorumCertificate, StreamId};
+use picsou_core::proof::{Ed25519QuorumVerifier, QuorumCertificate, StreamId};
 use picsou_core::{FaultModel, ReplicaId, RsmId, Strategy};
-use picsou_runtime::deployment::{DeploymentConfig, Senders};
+use picsou_runtime::deployment::{DeploymentConfig, KeyMaterial, Senders};
 use picsou_runtime::transport::TransportKind;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyString};
@@ -166,46 +166,21 @@ fn kind(t: &str) -> PyResult<TransportKind> {
     })
 }
 
-/// The signers whose shares make a certificate for `rsm`'s messages: its replicas in index
-/// order until they hold f + 1 stake (what `picsou local`'s load signs with). Empty for CFT.
-pub fn certificate_signers(c: &DeploymentConfig, rsm: RsmId) -> Vec<CommitSigner> {
-    let spec = c.rsm(rsm);
-    if spec.fault != FaultModel::Bft {
-        return Vec::new();
-    }
-    let mut stake = 0;
-    let mut out = Vec::new();
-    for (signer, replica) in c.commit_signers(rsm).into_iter().zip(&spec.replicas) {
-        if stake > spec.f {
-            break;
-        }
-        stake += replica.stake;
-        out.push(signer);
-    }
-    out
-}
-
 /// The verifier of `rsm`'s commit certificates (`None` for CFT, whose messages carry none).
 pub fn certificate_verifier(c: &DeploymentConfig, rsm: RsmId) -> Option<Ed25519QuorumVerifier> {
-    let spec = c.rsm(rsm);
-    if spec.fault != FaultModel::Bft {
-        return None;
-    }
-    let keys = c.commit_signers(rsm).iter().map(CommitSigner::verifying_key).collect::<Vec<_>>();
-    if keys.len() != spec.n() {
-        return None;
-    }
-    Some(Ed25519QuorumVerifier::new(keys, spec.spec().stakes(), spec.f))
+    c.certificate_verifier(rsm)
 }
 
-/// The certificate for message `seq` of `rsm`'s stream (empty for CFT).
-pub fn certify(c: &DeploymentConfig, rsm: RsmId, seq: u64, payload: &[u8]) -> Vec<u8> {
+/// The certificate for message `seq` of `rsm`'s stream (empty for CFT), signed by
+/// [`DeploymentConfig::certificate_signers`]: an error when this process does not hold the
+/// identities of replicas with f + 1 stake.
+pub fn certify(c: &DeploymentConfig, rsm: RsmId, seq: u64, payload: &[u8]) -> PyResult<Vec<u8>> {
     let stream = StreamId { from: rsm, to: rsm.other() };
-    let signers = certificate_signers(c, rsm);
+    let signers = c.certificate_signers(rsm).map_err(|e| deployment_error(&e, false))?;
     if signers.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    QuorumCertificate::assemble(signers.iter().map(|s| s.sign_share(stream, seq, payload))).encode()
+    Ok(QuorumCertificate::assemble(signers.iter().map(|s| s.sign_share(stream, seq, payload))).encode())
 }
 
 #[pymethods]
@@ -445,14 +420,21 @@ impl PyConfig {
         self.inner.replicas().into_iter().map(|r| (self.inner.rsm(r.rsm).name.clone(), r.index)).collect()
     }
 
-    /// The ed25519 signing keys of `rsm`'s replicas, derived from `keys.signing_seed` (empty
-    /// when the deployment has none).
+    /// The ed25519 signing keys of `rsm`'s replicas that this process holds: with a shared
+    /// secret, every one, derived from `keys.signing_seed` (none without a seed); with
+    /// per-replica keys, those whose identity was given or whose identity file is readable.
     fn signing_keys(&self, rsm: &Bound<'_, PyAny>) -> PyResult<Vec<PySigningKey>> {
         let id = rsm_arg(&self.inner, rsm)?;
-        let Some(seed) = self.inner.keys.signing_seed else { return Ok(Vec::new()) };
-        Ok((0..self.inner.rsm(id).n())
-            .map(|i| PySigningKey::from_key(picsou_core::proof::derive_signing_key(&seed, id, i as u16)))
-            .collect())
+        Ok(match &self.inner.keys {
+            KeyMaterial::Shared { signing_seed: None, .. } => Vec::new(),
+            KeyMaterial::Shared { signing_seed: Some(seed), .. } => (0..self.inner.rsm(id).n())
+                .map(|i| PySigningKey::from_key(picsou_core::proof::derive_signing_key(seed, id, i as u16)))
+                .collect(),
+            KeyMaterial::PerReplica { .. } => (0..self.inner.rsm(id).n())
+                .filter_map(|i| self.inner.identity(ReplicaId::new(id.0, i as u16)).ok())
+                .map(|identity| PySigningKey::from_key(identity.signing_key().clone()))
+                .collect(),
+        })
     }
 
     /// The commit certificate of message `seq` of `rsm`'s stream, signed with the deployment's
@@ -468,7 +450,7 @@ impl PyConfig {
         let id = rsm_arg(&self.inner, rsm)?;
         let seq = crate::convert::seq_arg(seq, "seq")?;
         let payload = crate::convert::bytes_arg(payload, "payload")?;
-        let cert = py.detach(|| certify(&self.inner, id, seq, &payload));
+        let cert = py.detach(|| certify(&self.inner, id, seq, &payload))?;
         Ok(PyBytes::new(py, &cert))
     }
 

@@ -86,8 +86,11 @@ pub(crate) fn run(py: Python<'_>, config: DeploymentConfig) -> PyResult<Deployme
             .name("picsou-local".into())
             .spawn(move || {
                 let net = MemNetwork::new();
-                let open = |c: &DeploymentConfig, r: ReplicaId| -> Result<Box<dyn Transport>, TransportError> {
-                    let inner = picsou_transports::open(c, r, Some(&net))?;
+                let open = |c: &DeploymentConfig,
+                            r: ReplicaId,
+                            k: picsou_core::keys::LinkKeys|
+                 -> Result<Box<dyn Transport>, TransportError> {
+                    let inner = picsou_transports::open(c, r, k, Some(&net))?;
                     wakers.lock().unwrap_or_else(PoisonError::into_inner).push(inner.waker());
                     Ok(Box::new(Interruptible { inner, cancel: cancel.clone() }))
                 };

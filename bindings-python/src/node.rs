@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use picsou_core::adversary::Byzantine;
+use picsou_core::identity::Identity;
 use picsou_core::proof::{Ed25519QuorumVerifier, ProofVerifier, StreamId};
 use picsou_core::{FaultModel, ReplicaId};
-use picsou_runtime::deployment::DeploymentConfig;
+use picsou_runtime::deployment::{DeploymentConfig, read_identity_file};
 use picsou_runtime::node::{Delivery, Node, NodeError, NodeOptions, NodeStats, SubmitError};
 use picsou_runtime::transport::TransportKind;
 use picsou_runtime::transport::mem::MemNetwork;
@@ -28,7 +29,7 @@ use pyo3::types::PyBytes;
 
 use crate::config::{certificate_verifier, certify, config_arg, replica_arg};
 use crate::convert::{bytes_arg, seq_arg, sequence_arg, to_py};
-use crate::errors::{guard, invalid, misuse, node_error, proof_error, state_transfer_error};
+use crate::errors::{deployment_error, guard, invalid, misuse, node_error, proof_error, state_transfer_error};
 use crate::logs;
 use crate::wait::{Step, seconds, wait_for};
 
@@ -256,7 +257,7 @@ impl PyNode {
                 py.detach(|| v.verify(stream, seq, payload, &p)).map_err(|e| proof_error(&e))?;
                 Ok(Bytes::from(p))
             }
-            (Some(_), None) => Ok(Bytes::from(py.detach(|| certify(&self.config, rsm, seq, payload)))),
+            (Some(_), None) => Ok(Bytes::from(py.detach(|| certify(&self.config, rsm, seq, payload))?)),
         }
     }
 
@@ -278,7 +279,7 @@ impl PyNode {
 #[pymethods]
 impl PyNode {
     #[new]
-    #[pyo3(signature = (config, rsm, replica, *, network=None, byzantine=None, resume_transmit=0, resume_receive=0))]
+    #[pyo3(signature = (config, rsm, replica, *, network=None, byzantine=None, resume_transmit=0, resume_receive=0, key_file=None, identity=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -289,11 +290,15 @@ impl PyNode {
         byzantine: Option<&str>,
         resume_transmit: u64,
         resume_receive: u64,
+        key_file: Option<&Bound<'_, PyAny>>,
+        identity: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         logs::refresh_level(py);
         let r = guard(|| {
             let c = config_arg(Some(config))?;
             let local = replica_arg(&c, rsm, replica)?;
+            let c = with_identity(c, local, key_file, identity)?;
+            let keys = c.replica_keys(local).map_err(|e| deployment_error(&e, false))?;
             let behavior = match byzantine {
                 None => None,
                 Some(b) => Some(b.parse::<Byzantine>().map_err(|e| invalid("byzantine", e.to_string()))?),
@@ -322,12 +327,13 @@ impl PyNode {
                 }
                 (_, None) => (None, None),
             };
-            let mut ec = c.endpoint_config(local);
+            let links = keys.links.clone();
+            let mut ec = c.endpoint_config_with(local, keys);
             ec.behavior = behavior;
             let mut options = NodeOptions::from_tuning(&c.node);
             options.resume = picsou_core::StreamStart { transmit: resume_transmit, receive: resume_receive };
             let node = py
-                .detach(|| match picsou_transports::open(&c, local, net.as_ref()) {
+                .detach(|| match picsou_transports::open(&c, local, links, net.as_ref()) {
                     Ok(transport) => Node::start(ec, options, transport),
                     Err(e) => Err(NodeError::Transport(e)),
                 })
@@ -556,7 +562,7 @@ impl PyNode {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let seq = seq_arg(seq, "seq")?;
         let payload = bytes_arg(payload, "payload")?;
-        let c = py.detach(|| certify(&self.config, self.local.rsm, seq, &payload));
+        let c = py.detach(|| certify(&self.config, self.local.rsm, seq, &payload))?;
         Ok(PyBytes::new(py, &c))
     }
 
@@ -704,4 +710,34 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNode>()?;
     m.add_class::<DeliveryIterator>()?;
     Ok(())
+}
+
+/// `config` with replica `local`'s identity from `key_file` (a path) or `identity` (its 32-byte
+/// seed), if either is given.
+fn with_identity(
+    config: DeploymentConfig,
+    local: ReplicaId,
+    key_file: Option<&Bound<'_, PyAny>>,
+    identity: Option<&Bound<'_, PyAny>>,
+) -> PyResult<DeploymentConfig> {
+    let key_file = key_file.filter(|k| !k.is_none());
+    let identity = identity.filter(|k| !k.is_none());
+    let identity = match (key_file, identity) {
+        (None, None) => return Ok(config),
+        (Some(_), Some(_)) => return Err(misuse("give key_file or identity, not both")),
+        (Some(path), None) => {
+            let path: std::path::PathBuf =
+                path.extract().map_err(|_| crate::convert::wrong_type("key_file", "a path", path))?;
+            read_identity_file(&path).map_err(|reason| invalid("key_file", reason))?
+        }
+        (None, Some(seed)) => {
+            let bytes = bytes_arg(seed, "identity")?;
+            let seed: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| invalid("identity", format!("{} bytes; an identity is a 32-byte seed", bytes.len())))?;
+            Identity::from_seed(&seed)
+        }
+    };
+    config.with_identity(local, identity).map_err(|e| deployment_error(&e, false))
 }

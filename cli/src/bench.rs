@@ -147,7 +147,7 @@ pub(crate) fn main(args: &BenchArgs) -> ExitCode {
                 .map_err(Into::into)
         } else {
             let net = MemNetwork::new();
-            run_in_process(c, &|c, r| picsou_transports::open(c, r, Some(&net))).map_err(Into::into)
+            run_in_process(c, &|c, r, k| picsou_transports::open(c, r, k, Some(&net))).map_err(Into::into)
         }
     };
     let runner_name = if shaping.is_some() {

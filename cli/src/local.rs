@@ -157,7 +157,7 @@ pub(crate) fn main(args: &LocalArgs) -> ExitCode {
     }
     let report = if in_process {
         let net = MemNetwork::new();
-        match run_in_process(&config, &|c, r| picsou_transports::open(c, r, Some(&net))) {
+        match run_in_process(&config, &|c, r, k| picsou_transports::open(c, r, k, Some(&net))) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("picsou local: {e}");

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod deploy_args;
+mod keygen;
 mod local;
 mod netns;
 mod node;
@@ -38,6 +39,9 @@ enum Command {
     /// Benchmark strategies × message sizes × RSM sizes × transports over real deployments on
     /// loopback; writes JSON and PNG/SVG plots.
     Bench(Box<bench::BenchArgs>),
+    /// Generate per-replica keys for a deployment file: one secret key file per replica and
+    /// the deployment file with every public key.
+    Keygen(keygen::KeygenArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         Command::Node(args) => node::main(&args),
         Command::Local(args) => local::main(&args),
         Command::Bench(args) => bench::main(&args),
+        Command::Keygen(args) => keygen::main(&args),
     }
 }
 

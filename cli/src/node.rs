@@ -14,6 +14,7 @@ use std::time::Duration;
 use clap::Args;
 use picsou_core::StreamStart;
 use picsou_core::adversary::Byzantine;
+use picsou_runtime::deployment::read_identity_file;
 use picsou_runtime::load::{Checkpointer, ReplicaReport, RunOptions, read_checkpoint, run_replica};
 use picsou_runtime::node::{Node, NodeOptions};
 
@@ -30,6 +31,10 @@ pub(crate) struct NodeArgs {
     /// The replica's id in its RSM.
     #[arg(long)]
     replica: u16,
+    /// The replica's identity file (per-replica keys, from `picsou keygen`); default: the
+    /// deployment's `keys.identity_file`.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -79,6 +84,33 @@ pub(crate) fn main(args: &NodeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let config = match &args.key_file {
+        None => config,
+        Some(path) => match read_identity_file(path)
+            .map_err(|e| e.to_string())
+            .and_then(|identity| config.with_identity(local, identity).map_err(|e| e.to_string()))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("picsou node: --key-file: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let keys = match config.replica_keys(local) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("picsou node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // A BFT RSM's synthetic stream needs commit certificates: fail now, not after the start.
+    if config.load.senders.sends(local.rsm)
+        && let Err(e) = config.certificate_signers(local.rsm)
+    {
+        eprintln!("picsou node: {e}");
+        return ExitCode::from(2);
+    }
     let mut resume = match args.checkpoint.as_deref().map(read_checkpoint).transpose() {
         Ok(r) => r.unwrap_or_default(),
         Err(e) => {
@@ -95,7 +127,7 @@ pub(crate) fn main(args: &NodeArgs) -> ExitCode {
     };
     let mut earlier: Option<ReplicaReport> = None;
     let (report, node) = loop {
-        let transport = match picsou_transports::open(&config, local, None) {
+        let transport = match picsou_transports::open(&config, local, keys.links.clone(), None) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("picsou node: {e}");
@@ -104,7 +136,7 @@ pub(crate) fn main(args: &NodeArgs) -> ExitCode {
         };
         let mut options = NodeOptions::from_tuning(&config.node);
         options.resume = resume;
-        let mut endpoint = config.endpoint_config(local);
+        let mut endpoint = config.endpoint_config_with(local, keys.clone());
         endpoint.behavior = behavior;
         let node = match Node::start(endpoint, options, transport) {
             Ok(n) => n,

@@ -16,6 +16,7 @@
 //! - [`config`]: the two RSMs (replicas, stake, fault model, f), protocol tuning, validation.
 //! - [`wire`]: the versioned, length-prefixed, MAC-authenticated frame format (see `WIRE.md`).
 //! - [`keys`]: per-link MAC keys.
+//! - [`identity`]: per-replica secret identities, pairwise link-key agreement, deployment ids.
 //! - [`bufpool`]: recycled buffers for large frames (no page faults per megabyte moved).
 //! - [`proof`]: proofs that the sending RSM committed a message (ed25519 quorum certificates).
 //! - [`seqring`] and [`ack`]: receive windows, cumulative acks and φ-lists.
@@ -33,6 +34,7 @@ pub mod adversary;
 pub mod bufpool;
 pub mod config;
 pub mod endpoint;
+pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod payload;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use picsou_core::{FaultModel, Strategy};
 use serde::{Deserialize, Serialize};
 
-use crate::deployment::{DeploymentConfig, DeploymentError, ReplicaConfig};
+use crate::deployment::{DeploymentConfig, DeploymentError, KeyMaterial, ReplicaConfig};
 use crate::local::DeploymentReport;
 use crate::transport::TransportKind;
 
@@ -212,6 +212,8 @@ pub fn max_f(fault: FaultModel, n: usize) -> u64 {
 
 /// A fixed, public signing seed for benchmark deployments of BFT RSMs whose base has none.
 const BENCH_SIGNING_SEED: [u8; 32] = *b"picsou bench signing seed: publ.";
+/// MAC secret of bench points whose base deployment has per-replica keys.
+const BENCH_SECRET: [u8; 32] = *b"picsou bench link secret: publ.!";
 
 /// The deployment of `point` number `index`: `base` with the point's strategy, transport,
 /// RSM size (stake 1 each, largest f), load, and its own loopback ports. Checked like a
@@ -233,6 +235,7 @@ pub fn point_config(
                 id: id as u16,
                 address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
                 stake: 1,
+                public_key: None,
             })
             .collect();
     }
@@ -243,9 +246,14 @@ pub fn point_config(
     c.load.size = point.size;
     c.load.messages = point.messages;
     c.load.timeout = spec.timeout;
-    if spec.fault == FaultModel::Bft && c.keys.signing_seed.is_none() {
-        c.keys.signing_seed = Some(BENCH_SIGNING_SEED);
-    }
+    // Bench points are loopback deployments with one shared secret (the replicas' numbers
+    // change from point to point, so per-replica keys of the base file would not fit).
+    let (secret, signing_seed) = match &c.keys {
+        KeyMaterial::Shared { secret, signing_seed } => (*secret, *signing_seed),
+        KeyMaterial::PerReplica { .. } => (BENCH_SECRET, None),
+    };
+    let signing_seed = signing_seed.or((spec.fault == FaultModel::Bft).then_some(BENCH_SIGNING_SEED));
+    c.keys = KeyMaterial::Shared { secret, signing_seed };
     if c.tuning.max_payload_bytes < point.size {
         c.tuning.max_payload_bytes = point.size;
     }
@@ -414,7 +422,7 @@ mod tests {
         assert_eq!(a.rsms[0].f, 1);
         assert_eq!(b.rsms[1].n(), 7);
         assert_eq!(b.rsms[1].f, 2);
-        assert!(a.keys.signing_seed.is_some(), "BFT points get a signing seed");
+        assert!(matches!(a.keys, KeyMaterial::Shared { signing_seed: Some(_), .. }), "BFT points get a signing seed");
         let ports = |c: &DeploymentConfig| c.replicas().into_iter().map(|r| c.address(r).port()).collect::<Vec<_>>();
         let (pa, pb) = (ports(&a), ports(&b));
         assert!(pa.iter().all(|p| !pb.contains(p)), "points use disjoint ports: {pa:?} {pb:?}");

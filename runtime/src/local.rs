@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use picsou_core::ReplicaId;
+use picsou_core::keys::LinkKeys;
 use serde::Serialize;
 
 use crate::deployment::DeploymentConfig;
@@ -112,9 +113,9 @@ pub fn aggregate(config: &DeploymentConfig, reports: Vec<ReplicaReport>, killed:
     }
 }
 
-/// Opens the transport of one replica of a deployment.
+/// Opens the transport of one replica of a deployment, with its link keys.
 pub type OpenTransport<'a> =
-    dyn Fn(&DeploymentConfig, ReplicaId) -> Result<Box<dyn Transport>, TransportError> + Sync + 'a;
+    dyn Fn(&DeploymentConfig, ReplicaId, LinkKeys) -> Result<Box<dyn Transport>, TransportError> + Sync + 'a;
 
 /// Runs every replica of `config` as threads of this process, drives the load and returns the
 /// combined report. Nodes keep running until every replica finished, so late replicas still
@@ -123,12 +124,15 @@ pub fn run_in_process(config: &DeploymentConfig, open: &OpenTransport<'_>) -> Re
     let replicas = config.replicas();
     // Every transport first, so that no node sends to a replica not yet on the network.
     let mut transports = Vec::with_capacity(replicas.len());
+    let mut endpoints = Vec::with_capacity(replicas.len());
     for &r in &replicas {
-        transports.push(open(config, r)?);
+        let keys = config.replica_keys(r)?;
+        transports.push(open(config, r, keys.links.clone())?);
+        endpoints.push(config.endpoint_config_with(r, keys));
     }
     let mut nodes = Vec::with_capacity(replicas.len());
-    for (&r, transport) in replicas.iter().zip(transports) {
-        nodes.push(Node::start(config.endpoint_config(r), NodeOptions::from_tuning(&config.node), transport)?);
+    for (endpoint, transport) in endpoints.into_iter().zip(transports) {
+        nodes.push(Node::start(endpoint, NodeOptions::from_tuning(&config.node), transport)?);
     }
     let options = RunOptions {
         start_at_unix_ns: unix_nanos() + 50_000_000,

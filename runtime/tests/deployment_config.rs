@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use picsou_core::proof::{QuorumCertificate, StreamId};
 use picsou_core::{Endpoint, FaultModel, ReplicaId, RsmId, Strategy, Time};
-use picsou_runtime::deployment::{DeploymentConfig, DeploymentError, EMBEDDED_DEFAULT_TOML, EMBEDDED_SOURCE, Senders};
+use picsou_runtime::deployment::{
+    DeploymentConfig, DeploymentError, EMBEDDED_DEFAULT_TOML, EMBEDDED_SOURCE, KeyMaterial, Senders, keygen,
+};
 use picsou_runtime::transport::TransportKind;
 use picsou_runtime::transport::options::RdmaPolling;
 
@@ -25,8 +27,27 @@ fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
 }
 
+/// Examples off loopback: they have no keys, and are the input of `picsou keygen`.
+const KEYGEN_TEMPLATES: &[&str] = &["multihost.toml", "rdma-4x4.toml"];
+
+/// An example, parsed; a keygen template gets fresh per-replica keys (files under the target
+/// directory), after checking that it does not run without them.
 fn example(name: &str) -> DeploymentConfig {
-    DeploymentConfig::from_path(&examples_dir().join(name)).unwrap_or_else(|e| panic!("{e}"))
+    let path = examples_dir().join(name);
+    if !KEYGEN_TEMPLATES.contains(&name) {
+        return DeploymentConfig::from_path(&path).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let e = DeploymentConfig::from_path(&path).expect_err("a template without keys does not run");
+    assert!(e.reason.contains("picsou keygen"), "{e}");
+    let template = DeploymentConfig::template_from_path(&path).unwrap_or_else(|e| panic!("{e}"));
+    // Tests run in parallel: each call gets its own directory (under the target directory).
+    let dir = tempfile::Builder::new().prefix(name).tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap().keep();
+    let keyed = keygen::generate(&template, &dir, false).unwrap_or_else(|e| panic!("{e}"));
+    let out = dir.join("deployment.toml");
+    std::fs::write(&out, keyed.to_toml_string()).unwrap();
+    let mut cfg = DeploymentConfig::from_path(&out).unwrap_or_else(|e| panic!("{e}"));
+    cfg.source = path.display().to_string();
+    cfg
 }
 
 /// Parses `cfg.to_toml_string()` back and checks it is the same configuration.
@@ -45,7 +66,7 @@ fn every_example_parses_and_round_trips() {
     for entry in std::fs::read_dir(examples_dir()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let cfg = DeploymentConfig::from_path(&path).unwrap_or_else(|e| panic!("{e}"));
+            let cfg = example(path.file_name().unwrap().to_str().unwrap());
             assert!(cfg.source.ends_with(path.file_name().unwrap().to_str().unwrap()), "{}", cfg.source);
             assert_round_trips(&cfg);
             found.insert(path.file_name().unwrap().to_string_lossy().into_owned());
@@ -72,7 +93,7 @@ fn embedded_default_is_the_documented_deployment() {
         }
     }
     assert_eq!((cfg.load.messages, cfg.load.size, cfg.load.senders), (100_000, 100, Senders::Both));
-    assert_eq!(cfg.keys.signing_seed, None);
+    assert!(matches!(cfg.keys, KeyMaterial::Shared { signing_seed: None, .. }));
     assert_eq!(cfg.replicas().len(), 8);
     assert_round_trips(&cfg);
     // The commented example is the same deployment.
@@ -124,7 +145,7 @@ fn every_example_builds_an_endpoint_for_every_replica() {
     for name in EXAMPLES {
         let cfg = example(name);
         for r in cfg.replicas() {
-            let ec = cfg.endpoint_config(r);
+            let ec = cfg.endpoint_config(r).unwrap();
             assert_eq!(ec.local, r);
             assert_eq!(ec.keys.local(), r);
             if let Err(e) = Endpoint::new(ec, Time::ZERO) {
@@ -143,28 +164,28 @@ fn transport_setup_lists_every_other_replica_with_shared_link_keys() {
     assert_eq!(all[4], ReplicaId::new(1, 0));
     let a = ReplicaId::new(0, 1);
     let b = ReplicaId::new(1, 5);
-    let sa = cfg.transport_setup(a);
+    let sa = cfg.transport_setup(a).unwrap();
     assert_eq!(sa.local, a);
     assert_eq!(sa.listen, "127.0.0.1:27501".parse().unwrap());
     assert_eq!(sa.peers.len(), 10);
     assert!(sa.peers.iter().all(|&(r, addr)| r != a && addr == cfg.address(r)));
     assert_eq!(sa.max_frame_bytes, cfg.tuning.max_frame_bytes_accepted);
-    let sb = cfg.transport_setup(b);
+    let sb = cfg.transport_setup(b).unwrap();
     assert!(sa.keys.key_for(b).is_some());
     assert_eq!(sa.keys.key_for(b), sb.keys.key_for(a));
-    assert_eq!(sa.keys.key_for(b), cfg.endpoint_config(a).keys.key_for(b));
+    assert_eq!(sa.keys.key_for(b), cfg.endpoint_config(a).unwrap().keys.key_for(b));
 }
 
 #[test]
 fn bft_verifier_accepts_f_plus_one_signatures_and_nothing_less() {
     let cfg = example("bft-4x4-tcp.toml");
     let stream = StreamId { from: RsmId(0), to: RsmId(1) };
-    let signers = cfg.commit_signers(RsmId(0));
+    let signers = all_signers(&cfg, RsmId(0));
     assert_eq!(signers.len(), 4);
     assert!(signers.iter().enumerate().all(|(i, s)| usize::from(s.index()) == i));
     let f = cfg.rsms[0].f as usize;
     for r in (0..4).map(|i| ReplicaId::new(1, i)) {
-        let verifier = cfg.endpoint_config(r).verifier;
+        let verifier = cfg.endpoint_config(r).unwrap().verifier;
         let cert = |who: &[usize], seq: u64, payload: &[u8]| {
             QuorumCertificate::assemble(who.iter().map(|&i| signers[i].sign_share(stream, seq, payload))).encode()
         };
@@ -176,21 +197,21 @@ fn bft_verifier_accepts_f_plus_one_signatures_and_nothing_less() {
         assert!(verifier.verify(stream, 7, b"committed", &cert(&quorum[..f], 7, b"committed")).is_err());
         // Shares signed with the other RSM's keys under the same indices.
         let wrong = QuorumCertificate::assemble(
-            cfg.commit_signers(RsmId(1)).iter().take(f + 1).map(|s| s.sign_share(stream, 7, b"committed")),
+            all_signers(&cfg, RsmId(1)).iter().take(f + 1).map(|s| s.sign_share(stream, 7, b"committed")),
         )
         .encode();
         assert!(verifier.verify(stream, 7, b"committed", &wrong).is_err());
     }
     // RSM 0 receives from RSM 1, also bft: its verifier checks RSM 1's keys.
     let back = StreamId { from: RsmId(1), to: RsmId(0) };
-    let s1 = cfg.commit_signers(RsmId(1));
+    let s1 = all_signers(&cfg, RsmId(1));
     let cert = QuorumCertificate::assemble(s1[2..4].iter().map(|s| s.sign_share(back, 1, b"x"))).encode();
-    assert_eq!(cfg.endpoint_config(ReplicaId::new(0, 3)).verifier.verify(back, 1, b"x", &cert), Ok(()));
+    assert_eq!(cfg.endpoint_config(ReplicaId::new(0, 3)).unwrap().verifier.verify(back, 1, b"x", &cert), Ok(()));
 
     // A CFT deployment has no signers and accepts unproven messages.
     let cft = DeploymentConfig::embedded_default();
-    assert!(cft.commit_signers(RsmId(0)).is_empty());
-    assert_eq!(cft.endpoint_config(ReplicaId::new(1, 0)).verifier.verify(stream, 0, b"m", b""), Ok(()));
+    assert!(cft.certificate_signers(RsmId(0)).unwrap().is_empty());
+    assert_eq!(cft.endpoint_config(ReplicaId::new(1, 0)).unwrap().verifier.verify(stream, 0, b"m", b""), Ok(()));
 }
 
 #[test]
@@ -198,8 +219,8 @@ fn stake_weighted_verifier_counts_stake() {
     // alpha receives from beta (stakes 3,2,1,1,1,1,1, f = 3: needs stake 4).
     let cfg = example("stake-weighted.toml");
     let stream = StreamId { from: RsmId(1), to: RsmId(0) };
-    let s = cfg.commit_signers(RsmId(1));
-    let v = cfg.endpoint_config(ReplicaId::new(0, 0)).verifier;
+    let s = all_signers(&cfg, RsmId(1));
+    let v = cfg.endpoint_config(ReplicaId::new(0, 0)).unwrap().verifier;
     let cert =
         |who: &[usize]| QuorumCertificate::assemble(who.iter().map(|&i| s[i].sign_share(stream, 3, b"p"))).encode();
     assert_eq!(v.verify(stream, 3, b"p", &cert(&[0, 2])), Ok(()));
@@ -207,8 +228,8 @@ fn stake_weighted_verifier_counts_stake() {
     // beta receives from alpha (stakes 3,2,1,1, f = 2: needs stake 3): replica 0 alone will do,
     // replicas 1 and 2 will, an unproven message will not.
     let from_alpha = StreamId { from: RsmId(0), to: RsmId(1) };
-    let a = cfg.commit_signers(RsmId(0));
-    let v = cfg.endpoint_config(ReplicaId::new(1, 6)).verifier;
+    let a = all_signers(&cfg, RsmId(0));
+    let v = cfg.endpoint_config(ReplicaId::new(1, 6)).unwrap().verifier;
     let cert =
         |who: &[usize]| QuorumCertificate::assemble(who.iter().map(|&i| a[i].sign_share(from_alpha, 0, b"p"))).encode();
     assert_eq!(v.verify(from_alpha, 0, b"p", &cert(&[0])), Ok(()));
@@ -291,8 +312,9 @@ fn secret_file_is_relative_to_the_config_file() {
     let path = dir.path().join("deploy.toml");
     std::fs::write(&path, &text).unwrap();
     let cfg = DeploymentConfig::from_path(&path).unwrap();
-    assert_eq!(cfg.keys.secret[..4], [0x00, 0x11, 0x22, 0x33]);
-    assert_eq!(cfg.keys.secret[31], 0xff);
+    let KeyMaterial::Shared { secret, .. } = cfg.keys else { panic!("shared") };
+    assert_eq!(secret[..4], [0x00, 0x11, 0x22, 0x33]);
+    assert_eq!(secret[31], 0xff);
     // Written back inline.
     assert!(cfg.to_toml_string().contains(hex));
     assert_round_trips(&cfg);
@@ -451,9 +473,10 @@ fn missing_fields() {
     let text = BASE.replace(&format!("[keys]\nsecret = \"{SECRET}\"\n"), "");
     let e = DeploymentConfig::from_toml_str(&text, "deploy.toml").unwrap_err();
     assert_eq!((e.line, e.field.as_str()), (None, "keys"));
-    assert!(e.to_string().starts_with("deploy.toml: keys: missing required field `keys`: add a [keys] table"), "{e}");
+    assert!(e.to_string().starts_with("deploy.toml: keys: no keys: give every replica its public_key"), "{e}");
+    assert!(e.reason.contains("picsou keygen") && e.reason.contains("secret_file"), "{e}");
     let text = with(&format!("secret = \"{SECRET}\""), "");
-    expect_error(&text, 37, "keys.secret", &["missing required field `secret`", "secret_file"]);
+    expect_error(&text, 37, "keys", &["no keys", "picsou keygen"]);
 }
 
 #[test]
@@ -656,4 +679,12 @@ fn to_toml_string_keeps_every_setting() {
     let mut bft = example("bft-4x4-tcp.toml");
     bft.rsms[1].name = "name with \"quotes\" and \\".to_owned();
     assert_round_trips(&bft);
+}
+
+/// Every replica's signer of `rsm`, derived from the deployment's shared signing seed.
+fn all_signers(cfg: &DeploymentConfig, rsm: RsmId) -> Vec<picsou_core::proof::CommitSigner> {
+    let KeyMaterial::Shared { signing_seed: Some(seed), .. } = cfg.keys else { return Vec::new() };
+    (0..cfg.rsm(rsm).n() as u16)
+        .map(|i| picsou_core::proof::CommitSigner::new(i, picsou_core::proof::derive_signing_key(&seed, rsm, i)))
+        .collect()
 }

@@ -36,7 +36,7 @@ fn lone_sender_window(c: &mut DeploymentConfig, window: u64) {
 fn start(net: &MemNetwork, c: &DeploymentConfig, r: ReplicaId) -> Node {
     let peers: Vec<_> = c.replicas().into_iter().filter(|&p| p != r).collect();
     let t = net.transport(r, &peers).expect("register");
-    Node::start(c.endpoint_config(r), options(c), Box::new(t)).expect("start node")
+    Node::start(c.endpoint_config(r).expect("keys"), options(c), Box::new(t)).expect("start node")
 }
 
 /// Runs every replica except `skip` on its own thread and checks every report.
@@ -132,7 +132,7 @@ fn a_restarted_receiver_resumes_from_its_checkpoint_and_catches_up() {
     opts.resume = StreamStart { transmit: 0, receive: checkpoint };
     let peers: Vec<_> = c.replicas().into_iter().filter(|&p| p != victim).collect();
     let t = net.transport(victim, &peers).unwrap();
-    let restarted = Node::start(c.endpoint_config(victim), opts, Box::new(t)).unwrap();
+    let restarted = Node::start(c.endpoint_config(victim).expect("keys"), opts, Box::new(t)).unwrap();
     for seq in 1_000..4_000 {
         let (p, q) = source.message(seq);
         for (_, n) in &senders {
@@ -439,7 +439,7 @@ fn a_panic_on_the_node_thread_fails_every_blocking_call() {
         inner: Box::new(net.transport(r, &peers).expect("register")),
         panic_now: panic_now.clone(),
     };
-    let node = Node::start(c.endpoint_config(r), options(&c), Box::new(t)).expect("start node");
+    let node = Node::start(c.endpoint_config(r).expect("keys"), options(&c), Box::new(t)).expect("start node");
     node.submit(0, Bytes::from_static(b"before"), Bytes::new()).expect("a live node takes a submission");
     panic_now.store(true, std::sync::atomic::Ordering::SeqCst);
     // Nobody acks (a lone sender): the window and then the queue fill, so these submissions

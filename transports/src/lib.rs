@@ -6,19 +6,22 @@
 //! bindings open transports the same way.
 
 use picsou_core::ReplicaId;
+use picsou_core::keys::LinkKeys;
 use picsou_runtime::deployment::DeploymentConfig;
 use picsou_runtime::transport::mem::MemNetwork;
 use picsou_runtime::transport::tcp::TcpTransport;
 use picsou_runtime::transport::{ConfigError, Transport, TransportError, TransportKind};
 
-/// The transport of replica `local` of `config`. `mem` needs the process-wide network that
-/// every replica of an in-process deployment shares; the other kinds ignore `mem`.
+/// The transport of replica `local` of `config`, with `local`'s link keys (from
+/// [`DeploymentConfig::replica_keys`]). `mem` needs the process-wide network that every replica
+/// of an in-process deployment shares; the other kinds ignore `mem`.
 pub fn open(
     config: &DeploymentConfig,
     local: ReplicaId,
+    links: LinkKeys,
     mem: Option<&MemNetwork>,
 ) -> Result<Box<dyn Transport>, TransportError> {
-    let setup = config.transport_setup(local);
+    let setup = config.transport_setup_with(local, links);
     match config.transport.kind {
         TransportKind::Mem => {
             let net = mem.ok_or(ConfigError::MemNeedsOneProcess)?;

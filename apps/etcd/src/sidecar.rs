@@ -231,10 +231,12 @@ pub fn main(args: &SidecarArgs) -> Result<(), String> {
         applier = Some(a);
     }
 
-    let transport = picsou_transports::open(&config, local, None).map_err(|e| e.to_string())?;
+    let keys = config.replica_keys(local).map_err(|e| e.to_string())?;
+    let transport = picsou_transports::open(&config, local, keys.links.clone(), None).map_err(|e| e.to_string())?;
     let mut options = NodeOptions::from_tuning(&config.node);
     options.resume = StreamStart { transmit: anchor.next_seq, receive };
-    let node = Arc::new(Node::start(config.endpoint_config(local), options, transport).map_err(|e| e.to_string())?);
+    let endpoint = config.endpoint_config_with(local, keys);
+    let node = Arc::new(Node::start(endpoint, options, transport).map_err(|e| e.to_string())?);
     let stop = Arc::new(AtomicBool::new(false));
     // (seq, revision) of submitted messages not yet below the QUACK, for checkpoints.
     let inflight: Arc<Mutex<std::collections::VecDeque<(u64, u64)>>> = Arc::default();

@@ -163,7 +163,9 @@ impl LinkReport {
 
 /// Runs `f` on `config` moved into a fresh testbed (`f` gets the moved deployment and the
 /// testbed), measuring the cross-RSM counters around it; the testbed is removed afterwards,
-/// whatever happened.
+/// whatever happened. The namespaces' addresses are off loopback, where a shared secret is
+/// refused: a deployment with one gets fresh per-replica keys, in a private temporary
+/// directory removed afterwards.
 pub(crate) fn with_testbed<T>(
     config: &picsou_runtime::deployment::DeploymentConfig,
     shaping: Shaping,
@@ -171,6 +173,15 @@ pub(crate) fn with_testbed<T>(
 ) -> Result<(T, LinkCounters), String> {
     let tb = Testbed::create(config, shaping).map_err(|e| e.to_string())?;
     let moved = tb.deployment(config).map_err(|e| e.to_string())?;
+    let keys = tempfile::Builder::new()
+        .prefix("picsou-netns-keys-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary directory for keys: {e}"))?;
+    let moved = if moved.per_replica_keys() {
+        moved
+    } else {
+        picsou_runtime::deployment::keygen::generate(&moved, keys.path(), false).map_err(|e| e.to_string())?
+    };
     let before = tb.wan_counters().map_err(|e| e.to_string())?;
     let out = f(&moved, &tb)?;
     let after = tb.wan_counters().map_err(|e| e.to_string())?;
@@ -179,6 +190,7 @@ pub(crate) fn with_testbed<T>(
         packets: after.packets.saturating_sub(before.packets),
     };
     drop(tb);
+    drop(keys);
     Ok((out, grown))
 }
 

@@ -22,15 +22,34 @@ use crate::transport::{TransportKind, TransportOptions};
 /// Address given to replicas without one when the transport has no addresses (`mem`).
 const PLACEHOLDER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
+/// What [`parse`] makes of the `[keys]` table and the replicas' public keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Keys {
+    /// Checked: per-replica keys, or a shared secret on loopback.
+    Checked,
+    /// Ignored: the file is a template for `picsou keygen`, which makes the keys.
+    Template,
+}
+
 /// Parses and checks `text`, read from `source`; `secret_file` is relative to `base_dir`.
 pub(super) fn parse(text: &str, source: &str, base_dir: &Path) -> Result<DeploymentConfig, DeploymentError> {
+    parse_with(text, source, base_dir, Keys::Checked)
+}
+
+/// [`parse`], with the keys checked or ignored.
+pub(super) fn parse_with(
+    text: &str,
+    source: &str,
+    base_dir: &Path,
+    keys: Keys,
+) -> Result<DeploymentConfig, DeploymentError> {
     let (table, errors) = DeTable::parse_recoverable(text);
     let loc = Locator::new(source, text, table.get_ref());
     if let Some(e) = errors.first() {
         return Err(serde_error(&loc, e, true));
     }
     let raw: RawFile = toml::from_str(text).map_err(|e| serde_error(&loc, &e, false))?;
-    Checker { loc: &loc }.check(raw, base_dir)
+    Checker { loc: &loc, keys }.check(raw, base_dir)
 }
 
 /// A TOML syntax (`syntax`) or type error as a [`DeploymentError`]: the field is the innermost
@@ -64,7 +83,6 @@ fn serde_error(loc: &Locator<'_>, e: &toml::de::Error, syntax: bool) -> Deployme
 fn missing_hint(name: &str) -> &'static str {
     match name {
         "rsm" => ": a deployment has exactly two [[rsm]] tables",
-        "keys" => ": add a [keys] table with secret = \"<64 hexadecimal digits>\" or secret_file = \"path\"",
         "fault" => " (\"cft\" or \"bft\")",
         "f" => " (the faulty stake the RSM tolerates)",
         "id" => " (replica ids are 0, 1, ..., n-1)",
@@ -75,6 +93,7 @@ fn missing_hint(name: &str) -> &'static str {
 /// Semantic checks, in file order.
 struct Checker<'l, 'a> {
     loc: &'l Locator<'a>,
+    keys: Keys,
 }
 
 impl Checker<'_, '_> {
@@ -87,7 +106,7 @@ impl Checker<'_, '_> {
         self.transport(&raw.transport)?;
         raw.tuning.validate().map_err(|e| self.config_error(e, |f| f.replace("params.", "tuning.")))?;
         let node = self.node(&raw.node)?;
-        let keys = self.keys(&raw.keys, &rsms, base_dir)?;
+        let keys = self.keys(&raw.keys, &rsms, kind, base_dir)?;
         let load = self.load(&raw.load, raw.tuning.max_payload_bytes)?;
         Ok(DeploymentConfig {
             source: self.loc.source().to_owned(),
@@ -168,7 +187,11 @@ impl Checker<'_, '_> {
                 return Err(self.loc.at(&format!("{here}.stake"), "stake must be at least 1"));
             }
             let address = self.address(&here, r.address.as_deref(), kind)?;
-            replicas.push(ReplicaConfig { id: r.id, address, stake: r.stake });
+            let public_key = match &r.public_key {
+                Some(hex) => Some(self.public_key(&format!("{here}.public_key"), hex)?),
+                None => None,
+            };
+            replicas.push(ReplicaConfig { id: r.id, address, stake: r.stake, public_key });
         }
         // Unique ids that are not exactly 0..n: some id is n or more.
         if let Some((j, r)) = raw.replicas.iter().enumerate().find(|(_, r)| usize::from(r.id) >= n) {
@@ -324,15 +347,83 @@ impl Checker<'_, '_> {
         })
     }
 
-    fn keys(&self, k: &RawKeys, rsms: &[RsmConfig; 2], base_dir: &Path) -> Result<KeyMaterial, DeploymentError> {
+    /// A replica's `public_key`: 64 hexadecimal digits encoding a usable ed25519 point.
+    fn public_key(&self, field: &str, hex: &str) -> Result<[u8; 32], DeploymentError> {
+        let bytes = decode_hex(hex.trim()).map_err(|reason| self.loc.at(field, reason))?;
+        picsou_core::identity::check_public(&bytes).map_err(|e| self.loc.at(field, e.to_string()))?;
+        Ok(bytes)
+    }
+
+    /// `[keys]`: per-replica keys when the replicas list public keys, else a shared secret —
+    /// refused off loopback.
+    fn keys(
+        &self,
+        k: &RawKeys,
+        rsms: &[RsmConfig; 2],
+        kind: TransportKind,
+        base_dir: &Path,
+    ) -> Result<KeyMaterial, DeploymentError> {
+        if self.keys == Keys::Template {
+            return Ok(KeyMaterial::PerReplica { identity_file: None, identities: Default::default() });
+        }
+        let with_key = |has: bool| {
+            rsms.iter().enumerate().flat_map(move |(i, r)| {
+                r.replicas.iter().filter(move |x| x.public_key.is_some() == has).map(move |x| (i, x.id))
+            })
+        };
+        if let Some((i, id)) = with_key(true).next() {
+            if let Some((j, missing)) = with_key(false).next() {
+                return Err(self.loc.at(
+                    &format!("rsm[{j}].replicas"),
+                    format!(
+                        "replica {missing} of rsm[{j}] has no public_key, but rsm[{i}]'s replica {id} has one: with \
+                         per-replica keys every replica lists its public key (picsou keygen writes them all)"
+                    ),
+                ));
+            }
+            for field in [("keys.secret", k.secret.is_some()), ("keys.secret_file", k.secret_file.is_some())] {
+                if field.1 {
+                    return Err(self.loc.at_key(
+                        field.0,
+                        "the replicas list public keys (per-replica keys), so the deployment has no shared secret: \
+                         remove it",
+                    ));
+                }
+            }
+            if k.signing_seed.is_some() {
+                return Err(self.loc.at_key(
+                    "keys.signing_seed",
+                    "with per-replica keys each replica signs commit certificates with its own identity: remove \
+                     signing_seed",
+                ));
+            }
+            // Absolute, so that the path survives rendering the configuration for a child process.
+            let identity_file = match &k.identity_file {
+                Some(f) => Some(
+                    std::path::absolute(base_dir.join(f))
+                        .map_err(|e| self.loc.at("keys.identity_file", format!("cannot resolve {f:?}: {e}")))?,
+                ),
+                None => None,
+            };
+            return Ok(KeyMaterial::PerReplica { identity_file, identities: Default::default() });
+        }
+        if k.identity_file.is_some() {
+            return Err(self.loc.at_key(
+                "keys.identity_file",
+                "an identity file needs per-replica keys: give every replica its public_key (picsou keygen writes \
+                 them)",
+            ));
+        }
         let secret = match (&k.secret, &k.secret_file) {
             (Some(_), Some(_)) => {
                 return Err(self.loc.at_key("keys.secret_file", "give either secret or secret_file, not both"));
             }
             (None, None) => {
                 return Err(self.loc.at(
-                    "keys.secret",
-                    "missing required field `secret` (64 hexadecimal digits), or `secret_file` (a file holding them)",
+                    "keys",
+                    "no keys: give every replica its public_key and [keys] identity_file (picsou keygen --config \
+                     FILE --out DIR writes both), or, for a loopback demo, [keys] secret = \"<64 hexadecimal \
+                     digits>\" or secret_file",
                 ));
             }
             (Some(hex), None) => decode_hex(hex.trim()).map_err(|reason| self.loc.at("keys.secret", reason))?,
@@ -344,6 +435,25 @@ impl Checker<'_, '_> {
                     .map_err(|reason| self.loc.at("keys.secret_file", format!("{}: {reason}", path.display())))?
             }
         };
+        let field = if k.secret.is_some() { "keys.secret" } else { "keys.secret_file" };
+        if kind != TransportKind::Mem
+            && let Some((i, r)) = rsms
+                .iter()
+                .enumerate()
+                .flat_map(|(i, rsm)| rsm.replicas.iter().map(move |r| (i, r)))
+                .find(|(_, r)| !r.address.ip().is_loopback())
+        {
+            return Err(self.loc.at_key(
+                field,
+                format!(
+                    "a shared secret is for loopback demos and tests only: every holder can impersonate every \
+                     replica and forge commit certificates, and rsm[{i}]'s replica {} listens on {}, off \
+                     loopback. Generate per-replica keys: picsou keygen --config <this file> --out <dir>, then \
+                     use <dir>/deployment.toml and give each host only its own key file",
+                    r.id, r.address
+                ),
+            ));
+        }
         let signing_seed = match &k.signing_seed {
             Some(hex) => Some(decode_hex(hex.trim()).map_err(|reason| self.loc.at("keys.signing_seed", reason))?),
             None => None,
@@ -359,7 +469,7 @@ impl Checker<'_, '_> {
                 ),
             ));
         }
-        Ok(KeyMaterial { secret, signing_seed })
+        Ok(KeyMaterial::Shared { secret, signing_seed })
     }
 
     fn load(&self, l: &RawLoad, max_payload_bytes: usize) -> Result<LoadSpec, DeploymentError> {

@@ -24,6 +24,7 @@ pub(super) struct RawFile {
     pub(super) tuning: ProtocolParams,
     #[serde(default)]
     pub(super) node: RawNode,
+    #[serde(default)]
     pub(super) keys: RawKeys,
     #[serde(default)]
     pub(super) load: RawLoad,
@@ -52,6 +53,8 @@ pub(super) struct RawReplica {
     pub(super) address: Option<String>,
     #[serde(default = "one")]
     pub(super) stake: u64,
+    #[serde(default)]
+    pub(super) public_key: Option<String>,
 }
 
 fn one() -> u64 {
@@ -88,9 +91,11 @@ impl Default for RawNode {
 }
 
 /// `[keys]`.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, expecting = "a [keys] table with secret or secret_file")]
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, expecting = "a [keys] table with identity_file, or secret or secret_file")]
 pub(super) struct RawKeys {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) identity_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) secret: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use picsou_core::FaultModel;
 
 use super::DeploymentConfig;
-use super::keys::encode_hex;
+use super::keys::{KeyMaterial, encode_hex};
 use super::raw::{RawKeys, RawTail};
 
 /// The configuration as a deployment file (see
@@ -30,7 +30,11 @@ pub(super) fn render(cfg: &DeploymentConfig) -> String {
         );
         for r in &rsm.replicas {
             let address = quote(&r.address.to_string());
-            let _ = writeln!(out, "  {{ id = {}, address = {address}, stake = {} }},", r.id, r.stake);
+            let public_key = match &r.public_key {
+                Some(key) => format!(", public_key = {}", quote(&encode_hex(key))),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "  {{ id = {}, address = {address}, stake = {}{public_key} }},", r.id, r.stake);
         }
         out.push_str("]\n");
     }
@@ -38,10 +42,18 @@ pub(super) fn render(cfg: &DeploymentConfig) -> String {
         transport: &cfg.transport,
         tuning: &cfg.tuning,
         node: (&cfg.node).into(),
-        keys: RawKeys {
-            secret: Some(encode_hex(&cfg.keys.secret)),
-            secret_file: None,
-            signing_seed: cfg.keys.signing_seed.as_ref().map(encode_hex),
+        keys: match &cfg.keys {
+            KeyMaterial::Shared { secret, signing_seed } => RawKeys {
+                identity_file: None,
+                secret: Some(encode_hex(secret)),
+                secret_file: None,
+                signing_seed: signing_seed.as_ref().map(encode_hex),
+            },
+            // Identities given in memory stay there: a child process reads its identity file.
+            KeyMaterial::PerReplica { identity_file, .. } => RawKeys {
+                identity_file: identity_file.as_ref().map(|p| p.to_string_lossy().into_owned()),
+                ..RawKeys::default()
+            },
         },
         load: (&cfg.load).into(),
     };

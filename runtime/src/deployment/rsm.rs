@@ -46,4 +46,7 @@ pub struct ReplicaConfig {
     pub address: SocketAddr,
     /// Stake (voting weight), at least 1.
     pub stake: u64,
+    /// The replica's public key (ed25519, checked to be a usable point) when the deployment
+    /// uses per-replica keys; `None` with a shared secret.
+    pub public_key: Option<[u8; 32]>,
 }

@@ -23,10 +23,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use picsou_core::payload::PayloadSpec;
 use picsou_core::proof::{CommitSigner, QuorumCertificate, StreamId};
-use picsou_core::{FaultModel, ReplicaId, StreamStart};
+use picsou_core::{ReplicaId, StreamStart};
 use serde::Serialize;
 
-use crate::deployment::DeploymentConfig;
+use crate::deployment::{DeploymentConfig, DeploymentError};
 use crate::node::{Node, NodeStats, SubmitError};
 
 /// Deliveries taken from the node at a time (one lock for the lot).
@@ -49,22 +49,21 @@ pub struct StreamSource {
 }
 
 impl StreamSource {
-    /// The stream that `from`'s RSM sends under `config`. Under BFT the certificate is signed
-    /// by the RSM's replicas in index order until they hold f + 1 stake.
+    /// The stream that `from`'s RSM sends under `config`, to check deliveries against (no
+    /// certificates: see [`signed`](Self::signed)).
     pub fn new(config: &DeploymentConfig, from: picsou_core::RsmId) -> Self {
-        let rsm = &config.rsms[usize::from(from.0)];
-        let mut signers = Vec::new();
-        if rsm.fault == FaultModel::Bft {
-            let mut stake = 0;
-            for (signer, replica) in config.commit_signers(from).into_iter().zip(&rsm.replicas) {
-                if stake > rsm.f {
-                    break;
-                }
-                stake += replica.stake;
-                signers.push(signer);
-            }
+        Self {
+            spec: PayloadSpec::new(config.load.size),
+            stream: StreamId { from, to: from.other() },
+            signers: Vec::new(),
         }
-        Self { spec: PayloadSpec::new(config.load.size), stream: StreamId { from, to: from.other() }, signers }
+    }
+
+    /// The stream that `from`'s RSM sends, with commit certificates under BFT: signed by
+    /// [`DeploymentConfig::certificate_signers`] (replicas in index order until they hold
+    /// f + 1 stake). Fails when this process cannot hold enough identities for that.
+    pub fn signed(config: &DeploymentConfig, from: picsou_core::RsmId) -> Result<Self, DeploymentError> {
+        Ok(Self { signers: config.certificate_signers(from)?, ..Self::new(config, from) })
     }
 
     /// Message `seq` and its proof.
@@ -285,7 +284,14 @@ pub fn run_replica(config: &DeploymentConfig, local: ReplicaId, node: &Node, opt
     let checker = StreamSource::new(config, local.rsm.other());
     std::thread::scope(|scope| {
         if own {
-            let source = StreamSource::new(config, local.rsm);
+            let source = match StreamSource::signed(config, local.rsm) {
+                Ok(source) => source,
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    report.violation = Some(format!("cannot sign this RSM's stream: {e}"));
+                    return;
+                }
+            };
             let rate = config.load.rate;
             let (stop, submitted) = (stop.clone(), submitted.clone());
             let first = options.resume.transmit;

@@ -157,6 +157,10 @@ pub enum NodeError {
     /// The node thread panicked (a bug: please report it).
     #[error("node thread panicked: {0}")]
     Panicked(String),
+    /// The replica's keys cannot be loaded (identity file missing, unreadable, not private, or
+    /// not the identity the deployment lists).
+    #[error(transparent)]
+    Keys(#[from] crate::deployment::DeploymentError),
 }
 
 /// Counters of a running node: the engine's, the transport's, and the node's own.
