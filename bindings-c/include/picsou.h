@@ -479,7 +479,9 @@ const char *picsou_last_error_message(void);
  * message names the line, column and field), `PICSOU_ERR_UNKNOWN_RSM`,
  * `PICSOU_ERR_UNKNOWN_REPLICA`, `PICSOU_ERR_TRANSPORT` (e.g. the address is in use, or
  * `kind = "mem"`, which only works inside one Rust process), `PICSOU_ERR_NODE_FAILED`.
- * A relative `keys.secret_file` is read relative to the current directory.
+ * A relative `keys.secret_file` or `keys.identity_file` is read relative to the current
+ * directory. With per-replica keys, the replica's identity comes from `keys.identity_file`
+ * (see `picsou_node_new_with_identity` to give another file).
  *
  * Thread safety: any thread.
  *
@@ -502,6 +504,23 @@ picsou_result picsou_node_new(const char *config_toml, const char *rsm, uint16_t
  * As for `picsou_node_new`.
  */
 picsou_result picsou_node_new_resuming(const char *config_toml, const char *rsm, uint16_t replica, uint64_t transmit_from, uint64_t receive_from, struct picsou_node **out_node);
+
+/**
+ * Like `picsou_node_new_resuming` (pass 0 and 0 for a fresh start), for a deployment with
+ * per-replica keys: the replica's secret identity is read from `identity_file` (a file of 64
+ * hexadecimal digits written by `picsou keygen`, readable by its owner only) instead of the
+ * deployment's `keys.identity_file`. NULL `identity_file` means the deployment's own.
+ *
+ * Errors: as `picsou_node_new`; `PICSOU_ERR_CONFIG` also when the file cannot be read, is
+ * readable by other users, or holds an identity whose public key is not the one the
+ * deployment lists for this replica.
+ *
+ * Thread safety: any thread.
+ *
+ * # Safety
+ * As for `picsou_node_new`; `identity_file` must be NULL or a NUL-terminated string.
+ */
+picsou_result picsou_node_new_with_identity(const char *config_toml, const char *rsm, uint16_t replica, const char *identity_file, uint64_t transmit_from, uint64_t receive_from, struct picsou_node **out_node);
 
 /**
  * Stops the node: stops and joins the delivery-callback thread (if any) and the node's thread,

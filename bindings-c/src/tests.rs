@@ -362,3 +362,38 @@ fn nodes_over_tcp_deliver_by_polling_and_by_callback() {
         assert_eq!(picsou_node_free(b), PICSOU_ERR_INVALID_HANDLE);
     }
 }
+
+#[test]
+fn nodes_with_per_replica_keys_read_their_identity_files() {
+    use picsou_runtime::deployment::{DeploymentConfig, keygen};
+    let dir = tempfile::tempdir().unwrap();
+    let plain = deployment(3, 1, 21700, "tcp").into_string().unwrap();
+    // Per-replica keys in files (what `picsou keygen` writes); the text lists public keys.
+    let template = DeploymentConfig::from_toml_str(&plain, "t.toml").unwrap();
+    let keyed = keygen::generate(&template, dir.path(), false).unwrap();
+    let config = CString::new(keyed.to_toml_string()).unwrap();
+    let file = |name: &str| CString::new(dir.path().join(name).to_str().unwrap()).unwrap();
+    // SAFETY: valid strings and outputs; handles freed below.
+    unsafe {
+        // keys.identity_file in the text, or an explicit file.
+        let mut a = null_mut();
+        assert_eq!(picsou_node_new(config.as_ptr(), c"alpha".as_ptr(), 0, &mut a), PICSOU_OK, "{}", last_error());
+        let mut b = null_mut();
+        let own = file("beta-0.key");
+        let r = picsou_node_new_with_identity(config.as_ptr(), c"beta".as_ptr(), 0, own.as_ptr(), 0, 0, &mut b);
+        assert_eq!(r, PICSOU_OK, "{}", last_error());
+        // Another replica's identity is refused with a configuration error naming it.
+        let mut c = null_mut();
+        let other = file("beta-2.key");
+        let r = picsou_node_new_with_identity(config.as_ptr(), c"beta".as_ptr(), 1, other.as_ptr(), 0, 0, &mut c);
+        assert_eq!(r, PICSOU_ERR_CONFIG);
+        assert!(last_error().contains("beta/1") && last_error().contains("lists"), "{}", last_error());
+        let missing = file("nope.key");
+        let r = picsou_node_new_with_identity(config.as_ptr(), c"beta".as_ptr(), 1, missing.as_ptr(), 0, 0, &mut c);
+        assert_eq!(r, PICSOU_ERR_CONFIG);
+        assert!(last_error().contains("cannot read identity file"), "{}", last_error());
+        assert!(c.is_null());
+        assert_eq!(picsou_node_free(a), PICSOU_OK);
+        assert_eq!(picsou_node_free(b), PICSOU_OK);
+    }
+}

@@ -351,6 +351,36 @@ impl PyConfig {
         })
     }
 
+    /// A copy with per-replica keys (`picsou keygen`): a fresh random identity for every
+    /// replica, each written to `out_dir/<rsm>-<id>.key` (mode 0600), the public keys in the
+    /// deployment and `keys.identity_file` pointing at those files. Existing key files are an
+    /// error unless `overwrite`. Write `to_toml()` next to them to hand the deployment out.
+    #[pyo3(signature = (out_dir, *, overwrite=false))]
+    fn generate_keys(&self, py: Python<'_>, out_dir: std::path::PathBuf, overwrite: bool) -> PyResult<Self> {
+        let generated = py.detach(|| picsou_runtime::deployment::keygen::generate(&self.inner, &out_dir, overwrite));
+        let inner = generated.map_err(|e| invalid("out_dir", e.to_string()))?;
+        // Checked like a file: it must parse back, and every identity file must load.
+        let inner = DeploymentConfig::from_toml_str(&inner.to_toml_string(), &self.inner.source)
+            .map_err(|e| deployment_error(&e, false))?;
+        Ok(Self { inner })
+    }
+
+    /// A deployment file read as a template for `generate_keys`: everything checked but the
+    /// keys (a multi-host file without keys parses).
+    #[staticmethod]
+    fn template(path: std::path::PathBuf) -> PyResult<Self> {
+        guard(|| {
+            Ok(Self { inner: DeploymentConfig::template_from_path(&path).map_err(|e| deployment_error(&e, true))? })
+        })
+    }
+
+    /// Whether each replica has its own identity (public keys listed) rather than a shared
+    /// secret.
+    #[getter]
+    fn per_replica_keys(&self) -> bool {
+        self.inner.per_replica_keys()
+    }
+
     /// The deployment as a TOML file that parses back to an equal configuration (secrets
     /// inline, in hexadecimal).
     fn to_toml(&self) -> String {

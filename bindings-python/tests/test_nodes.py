@@ -87,6 +87,27 @@ def test_tcp_nodes_deliver_in_order_exactly_once() -> None:
     exchange(picsou.Config.loopback(4, transport="tcp", base_port=base), 3000)
 
 
+def test_per_replica_keys_from_key_files_and_from_bytes(tmp_path: Path) -> None:
+    base = free_port_base(8)
+    plain = picsou.Config.loopback(4, fault="bft", transport="tcp", base_port=base)
+    keyed = plain.generate_keys(tmp_path / "keys")
+    assert keyed.per_replica_keys and not plain.per_replica_keys
+    assert "public_key" in keyed.to_toml() and "secret" not in keyed.to_toml()
+    assert oct((tmp_path / "keys" / "alpha-0.key").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(picsou.ConfigError, match="out_dir"):
+        plain.generate_keys(tmp_path / "keys")  # no silent overwrite
+    # Every node reads its identity file (keys.identity_file); BFT certificates use them.
+    exchange(keyed, 300)
+    # The identity can also be handed over as a path or as bytes; another replica's is refused.
+    seed = bytes.fromhex((tmp_path / "keys" / "beta-1.key").read_text().strip())
+    with picsou.Node(keyed, "beta", 1, identity=seed) as node:
+        assert node.replica == "beta/1"
+    with pytest.raises(picsou.ConfigError, match="lists"):
+        picsou.Node(keyed, "beta", 2, key_file=tmp_path / "keys" / "beta-1.key")
+    with pytest.raises(picsou.ConfigError, match="32-byte"):
+        picsou.Node(keyed, "beta", 2, identity=b"short")
+
+
 def test_batched_submissions_deliver_in_order_exactly_once() -> None:
     base = free_port_base(8)
     exchange(picsou.Config.loopback(4, transport="tcp", base_port=base), 3000, batch=97)

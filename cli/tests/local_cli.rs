@@ -329,3 +329,44 @@ fn a_flood_of_silent_connections_does_not_keep_restarted_replicas_out() {
     assert!(opened > 1000, "the flood opened only {opened} connections");
     eprintln!("{opened} silent connections during the run; report: {}", v["directions"]);
 }
+
+#[test]
+fn keygen_then_a_bft_deployment_with_per_replica_keys_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/bft-4x4-tcp.toml");
+    let keys = dir.path().join("keys");
+    let keys_arg = keys.to_str().unwrap();
+    let out = picsou(&["keygen", "--config", example, "--out", keys_arg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("wrote 8 identity files") && stdout.contains("alpha/3"), "{stdout}");
+    let deployment = keys.join("deployment.toml");
+    let text = std::fs::read_to_string(&deployment).unwrap();
+    assert_eq!(text.matches("public_key = ").count(), 8, "{text}");
+    assert!(text.contains("identity_file") && !text.contains("secret") && !text.contains("signing_seed"), "{text}");
+    // Keys are not replaced by accident.
+    let again = picsou(&["keygen", "--config", example, "--out", keys_arg]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+
+    // Eight processes, each reading its own identity file; BFT certificates signed with them.
+    let d = deployment.to_str().unwrap();
+    let out = picsou(&["local", "--config", d, "--messages", "3000", "--base-port", "31100", "--json"]);
+    assert_ok(&out, 8);
+
+    // A node given another replica's key file refuses to start, naming the mismatch.
+    let out = picsou(&[
+        "node",
+        "--config",
+        d,
+        "--rsm",
+        "alpha",
+        "--replica",
+        "1",
+        "--key-file",
+        keys.join("alpha-2.key").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--key-file") && stderr.contains("alpha/1") && stderr.contains("lists"), "{stderr}");
+}

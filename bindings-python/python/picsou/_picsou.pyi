@@ -356,6 +356,13 @@ class Config:
         base_port: int | None = None,
     ) -> Config:
         """A copy with `picsou local`'s overrides applied, checked again."""
+    def generate_keys(self, out_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Config:
+        """A copy with per-replica keys: one identity file per replica in `out_dir` (mode 0600)."""
+    @staticmethod
+    def template(path: str | os.PathLike[str]) -> Config:
+        """A deployment file read for `generate_keys`: every check but the keys."""
+    @property
+    def per_replica_keys(self) -> bool: ...
     def to_toml(self) -> str: ...
     def to_dict(self) -> dict[str, Any]: ...
     @property
@@ -394,7 +401,11 @@ class Node:
         byzantine: _Behaviour | str | None = None,
         resume_transmit: int = 0,
         resume_receive: int = 0,
-    ) -> Self: ...
+        key_file: str | os.PathLike[str] | None = None,
+        identity: _Bytes | None = None,
+    ) -> Self:
+        """`key_file` (a `picsou keygen` identity file) or `identity` (its 32-byte seed) gives
+        the replica its secret key under per-replica keys; default: `keys.identity_file`."""
     def submit(self, seq: int, payload: _Bytes, proof: _Bytes | None = None, timeout: float | None = None) -> None:
         """Submits message `seq` of this RSM's stream; blocks while backlogged."""
     def try_submit(self, seq: int, payload: _Bytes, proof: _Bytes | None = None) -> bool: ...
