@@ -48,3 +48,17 @@ pub enum Misbehavior {
     #[error("unknown peer")]
     UnknownPeer,
 }
+
+impl Misbehavior {
+    /// Whether this proves the peer faulty: the frame passed authentication under the key of
+    /// the link with that peer, which (with per-replica keys) only the peer holds besides this
+    /// replica, and a correct replica never sends it (the simulator checks that correct
+    /// replicas are never accused). Bytes that fail authentication prove nothing about the
+    /// peer: anyone on the network path could have injected them.
+    pub fn proves_fault(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidProof { .. } | Self::Unscheduled { .. } | Self::WrongDestination { .. } | Self::WrongFrameKind
+        )
+    }
+}

@@ -155,6 +155,9 @@ pub struct Endpoint {
     convictions: Convictions,
     /// A conviction happened during the current input (applied once at its end).
     distrust_changed: bool,
+    /// Peers whose frames are ignored for a while, by destination slot: those that sent an
+    /// authenticated frame proving them faulty (see [`Misbehavior::proves_fault`]).
+    quarantine: Convictions,
     /// The senders (this RSM) and receivers (the other) not distrusted, in order: what a
     /// reassigned message is drawn from.
     trusted_senders: Vec<u16>,
@@ -229,6 +232,10 @@ impl Endpoint {
             now,
         );
         let convictions = Convictions::new(layout.n_dest(), p.suspect_after * 50);
+        // A proven-faulty peer is ignored for ten silence periods, doubling with each repeat: long
+        // enough that it costs nothing (it is treated as crashed: silent, then distrusted and its
+        // duties reassigned), short enough that a replica repaired by its operator rejoins.
+        let quarantine = Convictions::new(layout.n_dest(), p.suspect_after * 10);
         let peers = PeerTracker::new(layout.n_local(), now, &peer_contact);
         let timers = Self::timer_table(&layout, p, now);
         let mut this = Self {
@@ -254,6 +261,7 @@ impl Endpoint {
             failures,
             convictions,
             distrust_changed: false,
+            quarantine,
             trusted_senders: (0..layout.n_local() as u16).collect(),
             trusted_receivers: (0..layout.n_remote() as u16).collect(),
             frame_pool: BufPool::new(FRAME_POOL_BUFFERS, FRAME_POOL_BYTES),
@@ -348,6 +356,11 @@ impl Endpoint {
             self.misbehaved(from, Misbehavior::UnknownPeer);
             return;
         };
+        // A quarantined peer costs no authentication, decoding or proof checks.
+        if self.quarantine.is_convicted(now, self.layout.slot(d)) {
+            self.stats.misbehaviors += 1;
+            return;
+        }
         let key = self.links[d].key;
         let decoded = crate::wire::decode_with_section(frame, &self.limits, |src| (src == from).then_some(key));
         let (frame, section) = match decoded {
@@ -484,10 +497,25 @@ impl Endpoint {
         self.peers.any_awaiting_repair() && self.params.dissemination == Dissemination::Library
     }
 
-    /// Reports a misbehaving peer.
+    /// Reports a misbehaving peer, and quarantines it if what it did proves it faulty.
     fn misbehaved(&mut self, peer: ReplicaId, reason: Misbehavior) {
         self.stats.misbehaviors += 1;
+        if reason.proves_fault()
+            && let Some(d) = self.layout.dest_of(peer)
+            && d != Dest::Peer(self.layout.me())
+        {
+            let slot = self.layout.slot(d);
+            if !self.quarantine.is_convicted(self.latest, slot) {
+                self.quarantine.convict(self.latest, slot);
+            }
+        }
         self.events.push_back(Event::PeerMisbehaved { peer, reason });
+    }
+
+    /// Whether frames from `peer` are being ignored (it proved itself faulty; see
+    /// [`Misbehavior::proves_fault`]).
+    pub fn is_quarantined(&self, peer: ReplicaId) -> bool {
+        self.layout.dest_of(peer).is_some_and(|d| self.quarantine.is_convicted(self.latest, self.layout.slot(d)))
     }
 }
 

@@ -54,9 +54,14 @@ impl Endpoint {
         for rec in records {
             let (seq, kind) = (rec.seq, rec.kind);
             let size = RECORD_HEADER_LEN + rec.payload.len() + rec.proof.len();
+            let misbehaviors = self.stats.misbehaviors;
             if self.on_record(now, from, cross, rec) {
                 fresh.push((seq, kind));
                 kept += size;
+            }
+            // A record that proved the peer faulty ends the frame: the rest is not checked.
+            if self.stats.misbehaviors != misbehaviors && self.is_quarantined(from) {
+                break;
             }
         }
         // Records are slices of their frame. When what is kept is less than half of the frame
@@ -284,7 +289,7 @@ impl Endpoint {
             let delay = base_delay.max(peer.contact.rtt.rto());
             let held = &self.inc.held;
             let lo = report.next.max(held.base());
-            let hi = held.end().min(lo + REPAIR_BATCH);
+            let hi = held.end().min(lo.saturating_add(REPAIR_BATCH));
             // The seqs the report proves missing: below `next + 1 + phi_bits` and not covered.
             // A φ-list stops at the peer's highest held seq (trailing empty words are not
             // sent), so a peer that holds nothing past `next` — a replica restarted from a

@@ -628,15 +628,19 @@ fn acks_near_u64_max_do_not_overflow() {
         let local = net.eps[to].local();
         let key = crate::keys::derive_link_key(&[9; 32], from, local);
         let kind = crate::wire::FrameKind::between(from, local);
-        for next in [u64::MAX, u64::MAX - 1, u64::MAX - 64, u64::MAX - 65] {
+        for (i, next) in [u64::MAX, u64::MAX - 1, u64::MAX - 64, u64::MAX - 65].into_iter().enumerate() {
             let ack = AckReport { next, phi: vec![u64::MAX; 4] };
             let mut b = crate::wire::FrameBuilder::new(kind, from, local, &ack);
-            b.push(
-                if kind == crate::wire::FrameKind::Cross { RecordKind::First } else { RecordKind::Forward },
-                u64::MAX,
-                b"x",
-                b"",
-            );
+            // A record at u64::MAX too, in the last frame only: it is unscheduled, which proves
+            // the peer faulty and quarantines it (later frames from it would be ignored).
+            if i == 3 {
+                b.push(
+                    if kind == crate::wire::FrameKind::Cross { RecordKind::First } else { RecordKind::Forward },
+                    u64::MAX,
+                    b"x",
+                    b"",
+                );
+            }
             let frame = b.finish(&key);
             let now = net.now;
             net.eps[to].handle_frame(now, from, frame);
@@ -879,4 +883,70 @@ mod timer_table {
         assert_timer_table_exact(ep);
         assert!(ep.poll_timeout().is_none_or(|t| t >= late), "deadlines follow the latest time seen");
     }
+}
+
+/// A verifier that refuses everything and counts how often it was asked.
+struct CountingRefuser(std::sync::atomic::AtomicU64);
+
+impl crate::proof::ProofVerifier for CountingRefuser {
+    fn verify(&self, _: StreamId, _: u64, _: &[u8], _: &[u8]) -> Result<(), crate::proof::ProofError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(crate::proof::ProofError::Malformed("refused".into()))
+    }
+}
+
+/// A peer whose authenticated frame proves it faulty (here: an invalid proof) is quarantined:
+/// its other records and later frames cost no proof check, until the quarantine ends; an
+/// unauthentic frame (which anyone could inject) quarantines nobody.
+#[test]
+fn a_peer_proven_faulty_is_quarantined_and_its_proofs_checked_once() {
+    let m = Membership::new(RsmSpec::uniform("s", 4, FaultModel::Bft, 1), RsmSpec::uniform("r", 4, FaultModel::Bft, 1))
+        .unwrap();
+    let params = ProtocolParams::default();
+    let local = ReplicaId::new(1, 0);
+    let refuser = Arc::new(CountingRefuser(Default::default()));
+    let cfg = EndpointConfig::new(
+        Arc::new(m),
+        local,
+        Strategy::Picsou,
+        params.clone(),
+        LinkKeys::derived(local, [9; 32]),
+        refuser.clone(),
+    );
+    let mut ep = Endpoint::new(cfg, Time::ZERO).unwrap();
+    let from = ReplicaId::new(0, 1);
+    let key = crate::keys::derive_link_key(&[9; 32], from, local);
+    let mine: Vec<u64> = (0..64).filter(|&s| ep.plan.allows_incoming(s, RecordKind::First, 1)).take(3).collect();
+    let frame = |seqs: &[u64], key: &[u8; 32]| {
+        let mut b = crate::wire::FrameBuilder::new(crate::wire::FrameKind::Cross, from, local, &AckReport::default());
+        for &s in seqs {
+            b.push(RecordKind::First, s, b"m", b"not a certificate");
+        }
+        b.finish(key)
+    };
+    let calls = || refuser.0.load(std::sync::atomic::Ordering::Relaxed);
+    let misbehaviors = |ep: &mut Endpoint| {
+        std::iter::from_fn(|| ep.poll_event()).filter(|e| matches!(e, Event::PeerMisbehaved { .. })).count()
+    };
+    // Garbage under the wrong key: reported, not proof of anything.
+    ep.handle_frame(Time::ZERO, from, frame(&mine, &[1; 32]));
+    assert_eq!(misbehaviors(&mut ep), 1);
+    assert!(!ep.is_quarantined(from));
+    // Three records with invalid proofs: the first one is checked and quarantines the peer.
+    ep.handle_frame(Time::ZERO, from, frame(&mine, &key));
+    assert_eq!((calls(), misbehaviors(&mut ep)), (1, 1));
+    assert!(ep.is_quarantined(from));
+    // More of the same within the quarantine: dropped before authentication.
+    let t = Time::ZERO + params.suspect_after * 5;
+    ep.handle_frame(t, from, frame(&mine, &key));
+    assert_eq!((calls(), misbehaviors(&mut ep)), (1, 0));
+    // After it (ten silence periods), the peer is heard again — and quarantined again, for twice
+    // as long, at its next invalid proof.
+    let t = Time::ZERO + params.suspect_after * 11;
+    ep.handle_frame(t, from, frame(&mine, &key));
+    assert_eq!((calls(), misbehaviors(&mut ep)), (2, 1));
+    ep.handle_frame(t + params.suspect_after * 15, from, frame(&mine, &key));
+    assert_eq!(calls(), 2, "the second quarantine lasts twenty silence periods");
+    // Other peers are not affected.
+    assert!(!ep.is_quarantined(ReplicaId::new(0, 2)));
 }
