@@ -87,6 +87,17 @@ public:
         check(picsou_node_new_resuming(config_toml.c_str(), rsm.c_str(), replica, transmit_from, receive_from,
                                        &node_));
     }
+    /// A replica of a deployment with per-replica keys, reading its secret identity from
+    /// `identity_file` (written by `picsou keygen`) and resuming at `transmit_from` /
+    /// `receive_from` (0 and 0 for a fresh start).
+    static Node with_identity(const std::string &config_toml, const std::string &rsm, uint16_t replica,
+                              const std::string &identity_file, uint64_t transmit_from = 0,
+                              uint64_t receive_from = 0) {
+        Node n;
+        check(picsou_node_new_with_identity(config_toml.c_str(), rsm.c_str(), replica, identity_file.c_str(),
+                                            transmit_from, receive_from, &n.node_));
+        return n;
+    }
     Node(const Node &) = delete;
     Node &operator=(const Node &) = delete;
     Node(Node &&other) noexcept
@@ -174,6 +185,7 @@ public:
     picsou_node *get() const noexcept { return node_; }
 
 private:
+    Node() = default;
     static void trampoline(void *user_data, uint64_t seq, const uint8_t *data, size_t len) noexcept {
         (*static_cast<Callback *>(user_data))(seq, data, len);
     }

@@ -49,6 +49,14 @@ int main() {
     } catch (const picsou::Error &e) {
         CHECK(e.code() == PICSOU_ERR_UNKNOWN_RSM);
     }
+    // An identity file that does not exist is a configuration error naming it.
+    try {
+        picsou::Node node = picsou::Node::with_identity(kConfig, "alpha", 0, "/nonexistent/alpha-0.key");
+        CHECK(false);
+    } catch (const picsou::Error &e) {
+        CHECK(e.code() == PICSOU_ERR_CONFIG);
+        CHECK(std::strstr(e.what(), "/nonexistent/alpha-0.key") != nullptr);
+    }
 
     uint64_t now = 1000;
     picsou::Endpoint a(kConfig, "alpha", 0, now);
