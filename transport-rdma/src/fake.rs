@@ -2,7 +2,8 @@
 //! other's registered [`Memory`] by copying words, in order, when a write is posted.
 //!
 //! It checks what an adapter checks: queue pair states, that the peer queue pair is connected
-//! back to the writer, remote keys and bounds, inline limits, send queue depth, and that a
+//! back to the writer, remote keys and bounds, protection domains (a region is reached only
+//! through a queue pair of its own domain), inline limits, send queue depth, and that a
 //! write with immediate finds a posted receive (a missing one is held until a receive is
 //! posted, as an adapter's RNR retries would). A bad remote key or a peer that is not
 //! connected completes with an error and moves the queue pair to ERROR; later work is
@@ -48,6 +49,8 @@ enum QpState {
 #[derive(Debug)]
 struct QpInner {
     qpn: u32,
+    /// Its protection domain.
+    domain: u32,
     psn: u32,
     state: QpState,
     /// The connected peer (GID, QPN).
@@ -70,7 +73,8 @@ struct QpInner {
 #[derive(Debug)]
 struct DevInner {
     gid: Gid,
-    regions: Mutex<HashMap<u32, (Arc<Memory>, bool)>>,
+    /// Key → (memory, remote write allowed, protection domain).
+    regions: Mutex<HashMap<u32, (Arc<Memory>, bool, u32)>>,
     qps: Mutex<HashMap<u32, Arc<Mutex<QpInner>>>>,
     cq: Mutex<VecDeque<Completion>>,
     next_key: AtomicU32,
@@ -152,6 +156,10 @@ impl Drop for DevInner {
     }
 }
 
+/// A fake protection domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FakeDomain(u32);
+
 /// A fake registration (deregistered when dropped).
 #[derive(Debug)]
 pub struct FakeRegion {
@@ -182,6 +190,7 @@ impl Drop for FakeQp {
 }
 
 impl Device for FakeDevice {
+    type Domain = FakeDomain;
     type Region = FakeRegion;
     type Qp = FakeQp;
 
@@ -189,17 +198,27 @@ impl Device for FakeDevice {
         format!("fake device {:02x?}", &self.inner.gid[8..])
     }
 
-    fn register(&self, mem: &Arc<Memory>, remote_write: bool) -> Result<(FakeRegion, Registered), VerbsError> {
+    fn alloc_domain(&self) -> Result<FakeDomain, VerbsError> {
+        Ok(FakeDomain(self.inner.next_key.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    fn register(
+        &self,
+        domain: &FakeDomain,
+        mem: &Arc<Memory>,
+        remote_write: bool,
+    ) -> Result<(FakeRegion, Registered), VerbsError> {
         let key = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
-        lock(&self.inner.regions).insert(key, (mem.clone(), remote_write));
+        lock(&self.inner.regions).insert(key, (mem.clone(), remote_write, domain.0));
         let reg = Registered { addr: mem.addr(), len: mem.len(), lkey: key, rkey: key };
         Ok((FakeRegion { dev: Arc::downgrade(&self.inner), key }, reg))
     }
 
-    fn create_qp(&self, caps: QpCaps) -> Result<FakeQp, VerbsError> {
+    fn create_qp(&self, domain: &FakeDomain, caps: QpCaps) -> Result<FakeQp, VerbsError> {
         let qpn = self.inner.next_key.fetch_add(1, Ordering::Relaxed) & 0x00ff_ffff;
         let qp = Arc::new(Mutex::new(QpInner {
             qpn,
+            domain: domain.0,
             psn: random_psn(),
             state: QpState::Init,
             remote: None,
@@ -252,17 +271,19 @@ impl FakeQp {
     fn execute(&self, wr: &WriteRequest<'_>, remote: (Gid, u32), own: (Gid, u32)) -> Result<(), Fault> {
         let peer_dev = lock(&FABRIC).get(&remote.0).and_then(Weak::upgrade).ok_or(Fault(WC_RETRY_EXC_ERR))?;
         let peer_qp = lock(&peer_dev.qps).get(&remote.1).cloned().ok_or(Fault(WC_RETRY_EXC_ERR))?;
-        {
+        let peer_domain = {
             let p = lock(&peer_qp);
             // The peer must be connected back to us and able to receive.
             if p.state != QpState::Rts || p.remote != Some(own) {
                 return Err(Fault(WC_RETRY_EXC_ERR));
             }
-        }
+            p.domain
+        };
         let region = {
             let regions = lock(&peer_dev.regions);
-            let (mem, remote_write) = regions.get(&wr.rkey).ok_or(Fault(WC_REM_ACCESS_ERR))?;
-            if !remote_write {
+            let (mem, remote_write, domain) = regions.get(&wr.rkey).ok_or(Fault(WC_REM_ACCESS_ERR))?;
+            // Only memory of the receiving queue pair's protection domain is reachable.
+            if !remote_write || *domain != peer_domain {
                 return Err(Fault(WC_REM_ACCESS_ERR));
             }
             mem.clone()
@@ -275,7 +296,12 @@ impl FakeQp {
         match wr.payload {
             Payload::Inline(bytes) => region.write_bytes_atomic(start, bytes),
             Payload::Registered { lkey, addr, len } => {
-                let local = lock(&self.dev.regions).get(&lkey).map(|(m, _)| m.clone()).ok_or(Fault(WC_LOC_PROT_ERR))?;
+                let own_domain = lock(&self.inner).domain;
+                let local = lock(&self.dev.regions)
+                    .get(&lkey)
+                    .filter(|(_, _, d)| *d == own_domain)
+                    .map(|(m, _, _)| m.clone())
+                    .ok_or(Fault(WC_LOC_PROT_ERR))?;
                 let from = addr.checked_sub(local.addr()).ok_or(Fault(WC_LOC_PROT_ERR))? as usize;
                 if from + len as usize > local.len() {
                     return Err(Fault(WC_LOC_PROT_ERR));
@@ -429,23 +455,25 @@ impl QueuePair for FakeQp {
 mod tests {
     use super::*;
 
-    fn pair(event: bool) -> (FakeDevice, FakeQp, FakeDevice, FakeQp) {
+    /// Two devices with a connected queue pair each; also `b`'s queue pair's domain.
+    fn pair(event: bool) -> (FakeDevice, FakeQp, FakeDevice, FakeQp, FakeDomain) {
         let caps = QpCaps { send_depth: 8, recv_depth: 8, inline: 64 };
         let a = FakeDevice::new(event);
         let b = FakeDevice::new(event);
-        let mut qa = a.create_qp(caps).unwrap();
-        let mut qb = b.create_qp(caps).unwrap();
+        let db = b.alloc_domain().unwrap();
+        let mut qa = a.create_qp(&a.alloc_domain().unwrap(), caps).unwrap();
+        let mut qb = b.create_qp(&db, caps).unwrap();
         let (ea, eb) = (qa.local(), qb.local());
         qa.connect(&eb).unwrap();
         qb.connect(&ea).unwrap();
-        (a, qa, b, qb)
+        (a, qa, b, qb, db)
     }
 
     #[test]
     fn writes_land_and_bad_keys_break_the_queue_pair() {
-        let (a, mut qa, b, _qb) = pair(false);
+        let (a, mut qa, b, _qb, db) = pair(false);
         let dst = Arc::new(Memory::new(64));
-        let (_r, reg) = b.register(&dst, true).unwrap();
+        let (_r, reg) = b.register(&db, &dst, true).unwrap();
         let wr = |id, rkey, addr, data: &'static [u8]| WriteRequest {
             wr_id: id,
             signaled: true,
@@ -473,7 +501,7 @@ mod tests {
         // Reset and reconnect to a peer that is not connected back: the write fails.
         qa.reset().unwrap();
         assert!(qa.post_writes(&[wr(4, reg.rkey, reg.addr, b"x")]).is_err(), "INIT cannot send");
-        let other = b.create_qp(QpCaps { send_depth: 8, recv_depth: 0, inline: 0 }).unwrap();
+        let other = b.create_qp(&db, QpCaps { send_depth: 8, recv_depth: 0, inline: 0 }).unwrap();
         qa.connect(&other.local()).unwrap();
         qa.post_writes(&[wr(5, reg.rkey, reg.addr, b"x")]).unwrap();
         cs.clear();
@@ -484,9 +512,9 @@ mod tests {
 
     #[test]
     fn immediates_wait_for_receives_and_wake_the_channel() {
-        let (_a, mut qa, b, mut qb) = pair(true);
+        let (_a, mut qa, b, mut qb, db) = pair(true);
         let dst = Arc::new(Memory::new(64));
-        let (_r, reg) = b.register(&dst, true).unwrap();
+        let (_r, reg) = b.register(&db, &dst, true).unwrap();
         b.arm().unwrap();
         let w = WriteRequest {
             wr_id: 9,
@@ -513,9 +541,9 @@ mod tests {
 
     #[test]
     fn inline_limit_and_send_queue_depth_are_enforced() {
-        let (_a, mut qa, b, _qb) = pair(false);
+        let (_a, mut qa, b, _qb, db) = pair(false);
         let dst = Arc::new(Memory::new(256));
-        let (_r, reg) = b.register(&dst, true).unwrap();
+        let (_r, reg) = b.register(&db, &dst, true).unwrap();
         let big = [7u8; 100];
         let w = WriteRequest {
             wr_id: 1,
@@ -531,5 +559,34 @@ mod tests {
             qa.post_writes(&[small]).unwrap();
         }
         assert!(qa.post_writes(&[small]).is_err(), "9 unsignaled writes in a queue of 8");
+    }
+
+    /// Memory registered in another protection domain than the receiving queue pair's cannot
+    /// be written through it, even with the right rkey and address: what keeps one RDMA peer
+    /// out of another peer's ring.
+    #[test]
+    fn writes_reach_only_the_receiving_queue_pairs_domain() {
+        let (a, mut qa, b, _qb, db) = pair(false);
+        let other = b.alloc_domain().unwrap();
+        assert_ne!(other, db);
+        let (mine, theirs) = (Arc::new(Memory::new(64)), Arc::new(Memory::new(64)));
+        let (_r1, own) = b.register(&db, &mine, true).unwrap();
+        let (_r2, foreign) = b.register(&other, &theirs, true).unwrap();
+        let wr = |id, reg: Registered| WriteRequest {
+            wr_id: id,
+            signaled: true,
+            remote_addr: reg.addr,
+            rkey: reg.rkey,
+            payload: Payload::Inline(b"intruder"),
+            imm: None,
+        };
+        qa.post_writes(&[wr(1, own)]).unwrap();
+        qa.post_writes(&[wr(2, foreign)]).unwrap();
+        let mut cs = Vec::new();
+        a.poll_cq(&mut cs, 8).unwrap();
+        assert_eq!(cs, vec![Completion { wr_id: 1, status: 0 }, Completion { wr_id: 2, status: WC_REM_ACCESS_ERR }]);
+        let mut got = [0u8; 8];
+        theirs.read_bytes_atomic(0, &mut got);
+        assert_eq!(got, [0; 8], "the other domain's memory is untouched");
     }
 }

@@ -161,12 +161,11 @@ pub(crate) fn explain(what: &str, e: &VerbsError, ring: usize, peers: usize) -> 
 
 /// An opened RDMA device (see the module documentation).
 pub struct HwDevice {
-    // Field order is drop order: completion queue and channel before the protection domain
-    // and the context (queue pairs and registrations hold their own references).
+    // Field order is drop order: completion queue and channel before the context (protection
+    // domains are held by the queue pairs and registrations made in them).
     cq: GenericCompletionQueue,
     channel: Option<Arc<CompletionChannel>>,
-    pd: Arc<ProtectionDomain>,
-    _ctx: Arc<DeviceContext>,
+    ctx: Arc<DeviceContext>,
     gid: Gid,
     gid_index: u8,
     lid: u16,
@@ -276,7 +275,6 @@ impl HwDevice {
         if !cap && limit.is_some_and(|l| l < need) {
             return Err(unavailable(memlock_advice(need, limit)));
         }
-        let pd = ctx.alloc_pd().map_err(|e| unavailable(format!("allocate a protection domain on {name}: {e}")))?;
         let cqe = ((peers as u32) * 2 * (crate::link::SQ_DEPTH + crate::link::RECV_DEPTH + 32) + 64)
             .min(ctx.query_device().map(|a| a.max_cqe().max(64) as u32).unwrap_or(4096));
         let channel = if event {
@@ -304,7 +302,7 @@ impl HwDevice {
             crate::verbs::mtu_bytes(mtu),
             if ethernet { ", RoCE" } else { ", InfiniBand" }
         );
-        Ok(Self { cq, channel, pd, _ctx: ctx, gid, gid_index, lid: port.lid(), mtu, ethernet, describe })
+        Ok(Self { cq, channel, ctx, gid, gid_index, lid: port.lid(), mtu, ethernet, describe })
     }
 
     fn pick_gid(
@@ -347,8 +345,9 @@ impl HwDevice {
 
 /// A registration on a [`HwDevice`]; keeps its memory alive until deregistered.
 pub struct HwRegion {
-    // Deregister before the memory may be freed.
+    // Deregister before the memory may be freed and the domain released.
     _mr: Arc<MemoryRegion>,
+    _pd: Arc<ProtectionDomain>,
     _mem: Arc<Memory>,
 }
 
@@ -368,6 +367,7 @@ pub struct HwQp {
 }
 
 impl Device for HwDevice {
+    type Domain = Arc<ProtectionDomain>;
     type Region = HwRegion;
     type Qp = HwQp;
 
@@ -375,7 +375,16 @@ impl Device for HwDevice {
         self.describe.clone()
     }
 
-    fn register(&self, mem: &Arc<Memory>, remote_write: bool) -> Result<(HwRegion, Registered), VerbsError> {
+    fn alloc_domain(&self) -> Result<Arc<ProtectionDomain>, VerbsError> {
+        self.ctx.alloc_pd().map_err(|e| verbs("allocate a protection domain (ibv_alloc_pd)", e))
+    }
+
+    fn register(
+        &self,
+        pd: &Arc<ProtectionDomain>,
+        mem: &Arc<Memory>,
+        remote_write: bool,
+    ) -> Result<(HwRegion, Registered), VerbsError> {
         let access =
             if remote_write { AccessFlags::LocalWrite | AccessFlags::RemoteWrite } else { AccessFlags::LocalWrite };
         #[allow(unsafe_code)]
@@ -384,17 +393,17 @@ impl Device for HwDevice {
         // so the adapter never accesses freed memory. Rust reads polled words with atomic loads
         // and copies bulk bytes only where the adapter does not access them meanwhile (the
         // `unsafe` contracts of `Memory::write_bytes`, `read_bytes` and `append_to`).
-        let mr = unsafe { self.pd.reg_mr(mem.addr() as usize, mem.len(), access) }
+        let mr = unsafe { pd.reg_mr(mem.addr() as usize, mem.len(), access) }
             .map_err(|e| verbs("register memory (ibv_reg_mr)", e))?;
         let reg = Registered { addr: mem.addr(), len: mem.len(), lkey: mr.lkey(), rkey: mr.rkey() };
-        Ok((HwRegion { _mr: mr, _mem: mem.clone() }, reg))
+        Ok((HwRegion { _mr: mr, _pd: pd.clone(), _mem: mem.clone() }, reg))
     }
 
-    fn create_qp(&self, caps: QpCaps) -> Result<HwQp, VerbsError> {
-        let (qp, granted) = build_qp(&self.pd, &self.cq, caps)?;
+    fn create_qp(&self, pd: &Arc<ProtectionDomain>, caps: QpCaps) -> Result<HwQp, VerbsError> {
+        let (qp, granted) = build_qp(pd, &self.cq, caps)?;
         let mut q = HwQp {
             qp,
-            pd: self.pd.clone(),
+            pd: pd.clone(),
             cq: self.cq.clone(),
             // Later rebuilds ask for what was granted, without probing again.
             caps: QpCaps { inline: granted, ..caps },

@@ -197,9 +197,13 @@ impl<D: Device> RdmaTransport<D> {
         let mut peer_index = HashMap::new();
         for (i, &(peer, addr, key)) in peer_list.iter().enumerate() {
             peer_index.insert(peer, i);
+            // One protection domain per peer: its queue pairs reach only its own ring and
+            // credit word, whatever rkeys it learns (see `Device`).
+            let domain = dev.alloc_domain().map_err(|e| unavailable("allocate a protection domain", e))?;
             let mut register = |bytes: usize, remote: bool| {
                 let mem = Arc::new(Memory::new(bytes));
-                let (region, reg) = dev.register(&mem, remote).map_err(|e| unavailable("register memory", e))?;
+                let (region, reg) =
+                    dev.register(&domain, &mem, remote).map_err(|e| unavailable("register memory", e))?;
                 regions.push(region);
                 Ok::<_, TransportError>((mem, reg))
             };
@@ -207,8 +211,8 @@ impl<D: Device> RdmaTransport<D> {
             let (credit, credit_reg) = register(CREDIT_BYTES, true)?;
             let (ring, ring_reg) = register(geo.size as usize, true)?;
             let (source, source_reg) = register(CREDIT_BYTES, false)?;
-            let out_qp = dev.create_qp(caps).map_err(|e| unavailable("create a queue pair", e))?;
-            let in_qp = dev.create_qp(caps).map_err(|e| unavailable("create a queue pair", e))?;
+            let out_qp = dev.create_qp(&domain, caps).map_err(|e| unavailable("create a queue pair", e))?;
+            let in_qp = dev.create_qp(&domain, caps).map_err(|e| unavailable("create a queue pair", e))?;
             let out = Outgoing::new(
                 peer,
                 i,

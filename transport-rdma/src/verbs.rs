@@ -190,9 +190,17 @@ pub struct QpCaps {
     pub inline: u32,
 }
 
-/// An opened device: one protection domain, one completion queue shared by every queue pair
-/// (and, in event mode, a completion channel).
+/// An opened device: protection domains, one completion queue shared by every queue pair (and,
+/// in event mode, a completion channel).
+///
+/// A queue pair reaches — locally or, for its remote peer, by RDMA write — only memory
+/// registered in its own protection domain. The transport gives every peer a domain of its
+/// own (its two queue pairs and four regions), so a peer that learns the address and rkey of
+/// another peer's ring still cannot write into it: the adapter refuses the write with a remote
+/// access error.
 pub trait Device: Send + 'static {
+    /// A protection domain (kept alive by its registrations and queue pairs too).
+    type Domain: Send + Clone;
     /// Keeps a registration alive (deregisters when dropped).
     type Region: Send;
     /// A reliable-connected queue pair.
@@ -201,11 +209,19 @@ pub trait Device: Send + 'static {
     /// A line for logs: device, port, GID and MTU in use.
     fn describe(&self) -> String;
 
-    /// Registers `mem` (local write always; remote write if `remote_write`).
-    fn register(&self, mem: &Arc<Memory>, remote_write: bool) -> Result<(Self::Region, Registered), VerbsError>;
+    /// Allocates a protection domain.
+    fn alloc_domain(&self) -> Result<Self::Domain, VerbsError>;
 
-    /// Creates an RC queue pair in state INIT, on the shared completion queue.
-    fn create_qp(&self, caps: QpCaps) -> Result<Self::Qp, VerbsError>;
+    /// Registers `mem` in `domain` (local write always; remote write if `remote_write`).
+    fn register(
+        &self,
+        domain: &Self::Domain,
+        mem: &Arc<Memory>,
+        remote_write: bool,
+    ) -> Result<(Self::Region, Registered), VerbsError>;
+
+    /// Creates an RC queue pair in `domain`, in state INIT, on the shared completion queue.
+    fn create_qp(&self, domain: &Self::Domain, caps: QpCaps) -> Result<Self::Qp, VerbsError>;
 
     /// Appends up to `max` completions.
     fn poll_cq(&self, out: &mut Vec<Completion>, max: usize) -> Result<(), VerbsError>;
