@@ -40,6 +40,10 @@ pub struct SidecarArgs {
     /// This sidecar's replica id (and its rank among the appliers).
     #[arg(long)]
     pub replica: u16,
+    /// This replica's identity file (per-replica keys, from `picsou keygen`); default: the
+    /// deployment's `keys.identity_file`.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// The client endpoint of this sidecar's own member (`host:port`); the sidecar talks to
     /// no other member.
     #[arg(long, value_name = "HOST:PORT")]
@@ -175,6 +179,13 @@ impl CheckpointFile {
 pub fn main(args: &SidecarArgs) -> Result<(), String> {
     let config = DeploymentConfig::from_path(&args.deployment).map_err(|e| e.to_string())?;
     let local = config.replica(&args.rsm, args.replica).map_err(|e| e.to_string())?;
+    let config = match &args.key_file {
+        None => config,
+        Some(path) => {
+            let identity = picsou_runtime::deployment::read_identity_file(path)?;
+            config.with_identity(local, identity).map_err(|e| e.to_string())?
+        }
+    };
     let me = format!("{}/{}", config.rsm(local.rsm).name, local.index);
     let source_name = config.rsm(local.rsm.other()).name.clone();
     check_prefixes(args.send_prefix.as_deref(), args.receive_prefix.as_deref())?;
