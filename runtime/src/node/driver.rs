@@ -24,7 +24,7 @@ pub(super) fn spawn(
     transport: Box<dyn Transport>,
     shared: Arc<Shared>,
     options: NodeOptions,
-    start: Instant,
+    (start, epoch): (Instant, Time),
 ) -> std::io::Result<JoinHandle<Result<(), NodeError>>> {
     let mut driver = Driver {
         endpoint,
@@ -32,6 +32,7 @@ pub(super) fn spawn(
         shared,
         options,
         start,
+        epoch,
         pending: None,
         outbox: VecDeque::new(),
         outbox_len: 0,
@@ -90,7 +91,10 @@ struct Driver {
     transport: Box<dyn Transport>,
     shared: Arc<Shared>,
     options: NodeOptions,
+    /// When the node started, on the monotonic clock ...
     start: Instant,
+    /// ... and the engine time it was then (Unix nanoseconds; see `Node::start`).
+    epoch: Time,
     /// A submission the engine refused for backpressure, retried first.
     pending: Option<Command>,
     /// Deliveries not handed to the application yet, already in the batches they cross in
@@ -123,7 +127,8 @@ impl Driver {
     }
 
     fn time_at(&self, instant: Instant) -> Time {
-        Time::from_nanos(u64::try_from(instant.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX))
+        let since = u64::try_from(instant.saturating_duration_since(self.start).as_nanos()).unwrap_or(u64::MAX);
+        Time::from_nanos(self.epoch.as_nanos().saturating_add(since))
     }
 
     /// The node loop. The clock is read once per iteration, after polling the transport

@@ -215,13 +215,19 @@ impl Node {
         let local = config.local;
         let max_payload = config.params.max_payload_bytes;
         let start = Instant::now();
-        let endpoint = Endpoint::resuming(config, Time::ZERO, options.resume)?;
+        // The engine's clock counts from the Unix epoch, not from this start: the timestamps a
+        // replica puts in its frames must keep growing across a restart, or its peers (which
+        // echo only the newest timestamp they saw) would keep echoing the previous
+        // incarnation's, and the restarted replica would get no round-trip samples — and a
+        // resend timeout stuck at its initial guess — until its new clock overtook the old one.
+        let epoch = Time::from_nanos(crate::load::unix_nanos());
+        let endpoint = Endpoint::resuming(config, epoch, options.resume)?;
         let capacity = options.queue_capacity.max(1);
         let resume = options.resume;
         let shared = Arc::new(Shared::new(local, capacity, options.queue_bytes.max(1), resume));
         let waker = transport.waker();
-        let thread =
-            driver::spawn(local, endpoint, transport, shared.clone(), options, start).map_err(NodeError::Spawn)?;
+        let thread = driver::spawn(local, endpoint, transport, shared.clone(), options, (start, epoch))
+            .map_err(NodeError::Spawn)?;
         let next_seq = Mutex::new(resume.transmit);
         Ok(Self {
             local,
