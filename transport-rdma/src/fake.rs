@@ -70,11 +70,20 @@ struct QpInner {
     held: Option<Completion>,
 }
 
+/// One registered region.
+#[derive(Debug)]
+struct Registration {
+    mem: Arc<Memory>,
+    remote_write: bool,
+    /// Its protection domain.
+    domain: u32,
+}
+
 #[derive(Debug)]
 struct DevInner {
     gid: Gid,
-    /// Key → (memory, remote write allowed, protection domain).
-    regions: Mutex<HashMap<u32, (Arc<Memory>, bool, u32)>>,
+    /// Registrations by key.
+    regions: Mutex<HashMap<u32, Registration>>,
     qps: Mutex<HashMap<u32, Arc<Mutex<QpInner>>>>,
     cq: Mutex<VecDeque<Completion>>,
     next_key: AtomicU32,
@@ -209,7 +218,7 @@ impl Device for FakeDevice {
         remote_write: bool,
     ) -> Result<(FakeRegion, Registered), VerbsError> {
         let key = self.inner.next_key.fetch_add(1, Ordering::Relaxed);
-        lock(&self.inner.regions).insert(key, (mem.clone(), remote_write, domain.0));
+        lock(&self.inner.regions).insert(key, Registration { mem: mem.clone(), remote_write, domain: domain.0 });
         let reg = Registered { addr: mem.addr(), len: mem.len(), lkey: key, rkey: key };
         Ok((FakeRegion { dev: Arc::downgrade(&self.inner), key }, reg))
     }
@@ -281,12 +290,12 @@ impl FakeQp {
         };
         let region = {
             let regions = lock(&peer_dev.regions);
-            let (mem, remote_write, domain) = regions.get(&wr.rkey).ok_or(Fault(WC_REM_ACCESS_ERR))?;
+            let r = regions.get(&wr.rkey).ok_or(Fault(WC_REM_ACCESS_ERR))?;
             // Only memory of the receiving queue pair's protection domain is reachable.
-            if !remote_write || *domain != peer_domain {
+            if !r.remote_write || r.domain != peer_domain {
                 return Err(Fault(WC_REM_ACCESS_ERR));
             }
-            mem.clone()
+            r.mem.clone()
         };
         let len = wr.payload.len();
         let start = wr.remote_addr.checked_sub(region.addr()).ok_or(Fault(WC_REM_ACCESS_ERR))? as usize;
@@ -299,8 +308,8 @@ impl FakeQp {
                 let own_domain = lock(&self.inner).domain;
                 let local = lock(&self.dev.regions)
                     .get(&lkey)
-                    .filter(|(_, _, d)| *d == own_domain)
-                    .map(|(m, _, _)| m.clone())
+                    .filter(|r| r.domain == own_domain)
+                    .map(|r| r.mem.clone())
                     .ok_or(Fault(WC_LOC_PROT_ERR))?;
                 let from = addr.checked_sub(local.addr()).ok_or(Fault(WC_LOC_PROT_ERR))? as usize;
                 if from + len as usize > local.len() {
