@@ -6,7 +6,7 @@
 //! error also has the line and column; for dicts and generated configurations it has none
 //! (they would point into text the user never wrote).
 
-use picsou_core::proof::{Ed25519QuorumVerifier, QuorumCertificate, StreamId};
+use picsou_core::proof::{CommitSigner, QuorumCertificate, StreamId};
 use picsou_core::{FaultModel, ReplicaId, RsmId, Strategy};
 use picsou_runtime::deployment::{DeploymentConfig, KeyMaterial, Senders};
 use picsou_runtime::transport::TransportKind;
@@ -166,21 +166,21 @@ fn kind(t: &str) -> PyResult<TransportKind> {
     })
 }
 
-/// The verifier of `rsm`'s commit certificates (`None` for CFT, whose messages carry none).
-pub fn certificate_verifier(c: &DeploymentConfig, rsm: RsmId) -> Option<Ed25519QuorumVerifier> {
-    c.certificate_verifier(rsm)
-}
-
 /// The certificate for message `seq` of `rsm`'s stream (empty for CFT), signed by
 /// [`DeploymentConfig::certificate_signers`]: an error when this process does not hold the
 /// identities of replicas with f + 1 stake.
 pub fn certify(c: &DeploymentConfig, rsm: RsmId, seq: u64, payload: &[u8]) -> PyResult<Vec<u8>> {
-    let stream = StreamId { from: rsm, to: rsm.other() };
     let signers = c.certificate_signers(rsm).map_err(|e| deployment_error(&e, false))?;
+    Ok(certify_with(&signers, rsm, seq, payload))
+}
+
+/// The certificate for message `seq` of `rsm`'s stream signed by `signers` (empty if none).
+pub fn certify_with(signers: &[CommitSigner], rsm: RsmId, seq: u64, payload: &[u8]) -> Vec<u8> {
     if signers.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
-    Ok(QuorumCertificate::assemble(signers.iter().map(|s| s.sign_share(stream, seq, payload))).encode())
+    let stream = StreamId { from: rsm, to: rsm.other() };
+    QuorumCertificate::assemble(signers.iter().map(|s| s.sign_share(stream, seq, payload))).encode()
 }
 
 #[pymethods]
@@ -488,7 +488,7 @@ impl PyConfig {
     fn verifier(&self, rsm: &Bound<'_, PyAny>) -> PyResult<Option<PyQuorumVerifier>> {
         let id = rsm_arg(&self.inner, rsm)?;
         let stream = StreamId { from: id, to: id.other() };
-        Ok(certificate_verifier(&self.inner, id).map(|v| PyQuorumVerifier::from_verifier(v, Some(stream))))
+        Ok(self.inner.certificate_verifier(id).map(|v| PyQuorumVerifier::from_verifier(v, Some(stream))))
     }
 
     fn __repr__(&self) -> String {

@@ -17,9 +17,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use picsou_core::adversary::Byzantine;
 use picsou_core::identity::Identity;
-use picsou_core::proof::{Ed25519QuorumVerifier, ProofVerifier, StreamId};
+use picsou_core::proof::{CommitSigner, Ed25519QuorumVerifier, ProofVerifier, StreamId};
 use picsou_core::{FaultModel, ReplicaId};
-use picsou_runtime::deployment::{DeploymentConfig, read_identity_file};
+use picsou_runtime::deployment::{DeploymentConfig, DeploymentError, read_identity_file};
 use picsou_runtime::node::{Delivery, Node, NodeError, NodeOptions, NodeStats, SubmitError};
 use picsou_runtime::transport::TransportKind;
 use picsou_runtime::transport::mem::MemNetwork;
@@ -27,7 +27,7 @@ use pyo3::exceptions::PyTimeoutError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::config::{certificate_verifier, certify, config_arg, replica_arg};
+use crate::config::{certify_with, config_arg, replica_arg};
 use crate::convert::{bytes_arg, seq_arg, sequence_arg, to_py};
 use crate::errors::{deployment_error, guard, invalid, misuse, node_error, proof_error, state_transfer_error};
 use crate::logs;
@@ -130,8 +130,10 @@ pub struct PyNode {
     name: String,
     rsm_name: String,
     kind: &'static str,
-    config: DeploymentConfig,
     verifier: Option<Ed25519QuorumVerifier>,
+    /// The signers of this RSM's certificates, loaded once (identity files are read at start,
+    /// not per message); the error says which identities are missing.
+    signers: Result<Vec<CommitSigner>, DeploymentError>,
     // Dropped after `state` (declaration order): the node leaves the network first.
     _lease: Option<Lease>,
 }
@@ -238,6 +240,11 @@ impl PyNode {
         })
     }
 
+    /// This RSM's certificate signers, or why this process cannot sign.
+    fn signers(&self) -> PyResult<&[CommitSigner]> {
+        self.signers.as_deref().map_err(|e| deployment_error(e, false))
+    }
+
     fn delivery_tuple<'py>(py: Python<'py>, d: &Delivery) -> (u64, Bound<'py, PyBytes>) {
         (d.seq, PyBytes::new(py, &d.payload))
     }
@@ -257,7 +264,10 @@ impl PyNode {
                 py.detach(|| v.verify(stream, seq, payload, &p)).map_err(|e| proof_error(&e))?;
                 Ok(Bytes::from(p))
             }
-            (Some(_), None) => Ok(Bytes::from(py.detach(|| certify(&self.config, rsm, seq, payload))?)),
+            (Some(_), None) => {
+                let signers = self.signers()?;
+                Ok(Bytes::from(py.detach(|| certify_with(signers, rsm, seq, payload))))
+            }
         }
     }
 
@@ -338,7 +348,8 @@ impl PyNode {
                     Err(e) => Err(NodeError::Transport(e)),
                 })
                 .map_err(|e| node_error(&e))?;
-            let verifier = certificate_verifier(&c, local.rsm);
+            let verifier = c.certificate_verifier(local.rsm);
+            let signers = c.certificate_signers(local.rsm);
             let spec = c.rsm(local.rsm);
             Ok(Self {
                 state: Mutex::new(State::Running(Arc::new(node))),
@@ -348,7 +359,7 @@ impl PyNode {
                 rsm_name: spec.name.clone(),
                 kind: c.transport.kind.name(),
                 verifier: if spec.fault == FaultModel::Bft { verifier } else { None },
-                config: c,
+                signers,
                 _lease: lease,
             })
         });
@@ -562,7 +573,8 @@ impl PyNode {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let seq = seq_arg(seq, "seq")?;
         let payload = bytes_arg(payload, "payload")?;
-        let c = py.detach(|| certify(&self.config, self.local.rsm, seq, &payload))?;
+        let signers = self.signers()?;
+        let c = py.detach(|| certify_with(signers, self.local.rsm, seq, &payload));
         Ok(PyBytes::new(py, &c))
     }
 
