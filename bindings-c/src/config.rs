@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 
 use picsou_core::ReplicaId;
-use picsou_runtime::deployment::{DeploymentConfig, read_identity_file};
+use picsou_runtime::deployment::DeploymentConfig;
 
 use crate::error::{Error, picsou_result};
 use crate::ptr::str_in;
@@ -72,7 +72,7 @@ pub(crate) unsafe fn with_identity_file(
     }
     // SAFETY: forwarded contract.
     let path = unsafe { str_in(identity_file, "identity_file") }?;
-    let identity = read_identity_file(std::path::Path::new(path))
-        .map_err(|reason| Error::new(picsou_result::PICSOU_ERR_CONFIG, reason))?;
-    config.with_identity(local, identity).map_err(|e| Error::new(picsou_result::PICSOU_ERR_CONFIG, e.to_string()))
+    config
+        .with_identity_file(local, std::path::Path::new(path))
+        .map_err(|e| Error::new(picsou_result::PICSOU_ERR_CONFIG, e.to_string()))
 }

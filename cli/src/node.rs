@@ -14,7 +14,6 @@ use std::time::Duration;
 use clap::Args;
 use picsou_core::StreamStart;
 use picsou_core::adversary::Byzantine;
-use picsou_runtime::deployment::read_identity_file;
 use picsou_runtime::load::{Checkpointer, ReplicaReport, RunOptions, read_checkpoint, run_replica};
 use picsou_runtime::node::{Node, NodeOptions};
 
@@ -86,10 +85,7 @@ pub(crate) fn main(args: &NodeArgs) -> ExitCode {
     };
     let config = match &args.key_file {
         None => config,
-        Some(path) => match read_identity_file(path)
-            .map_err(|e| e.to_string())
-            .and_then(|identity| config.with_identity(local, identity).map_err(|e| e.to_string()))
-        {
+        Some(path) => match config.with_identity_file(local, path) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("picsou node: --key-file: {e}");

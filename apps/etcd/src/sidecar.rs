@@ -181,10 +181,7 @@ pub fn main(args: &SidecarArgs) -> Result<(), String> {
     let local = config.replica(&args.rsm, args.replica).map_err(|e| e.to_string())?;
     let config = match &args.key_file {
         None => config,
-        Some(path) => {
-            let identity = picsou_runtime::deployment::read_identity_file(path)?;
-            config.with_identity(local, identity).map_err(|e| e.to_string())?
-        }
+        Some(path) => config.with_identity_file(local, path).map_err(|e| e.to_string())?,
     };
     let me = format!("{}/{}", config.rsm(local.rsm).name, local.index);
     let source_name = config.rsm(local.rsm.other()).name.clone();

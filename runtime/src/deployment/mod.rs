@@ -266,6 +266,14 @@ impl DeploymentConfig {
         Ok(self)
     }
 
+    /// [`with_identity`](Self::with_identity) with the identity read from the file at `path`
+    /// (see [`read_identity_file`]); the error names the file.
+    pub fn with_identity_file(self, local: ReplicaId, path: &Path) -> Result<Self, DeploymentError> {
+        let identity = read_identity_file(path)
+            .map_err(|reason| DeploymentError::unlocated(&self.source, "keys.identity_file", reason))?;
+        self.with_identity(local, identity)
+    }
+
     /// Replica `local`'s identity under per-replica keys: given in memory, or read from its
     /// identity file (which must be private to its owner and match the listed public key).
     pub fn identity(&self, local: ReplicaId) -> Result<Identity, DeploymentError> {
