@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use picsou_runtime::deployment::DeploymentConfig;
-use picsou_runtime::deployment::keygen::{IDENTITY_FILE_TEMPLATE, generate};
+use picsou_runtime::deployment::keygen::{IDENTITY_FILE_TEMPLATE, generate, identity_file_in};
 
 /// Arguments of `picsou keygen`.
 #[derive(Debug, Args)]
@@ -66,9 +66,8 @@ pub(crate) fn main(args: &KeygenArgs) -> ExitCode {
     println!("wrote {} identity files and {}", config.replicas().len(), path.display());
     for r in config.replicas() {
         let name = config.replica_name(r);
-        let key =
-            IDENTITY_FILE_TEMPLATE.replace("{rsm}", &config.rsm(r.rsm).name).replace("{id}", &r.index.to_string());
-        println!("  {name:<16} {}  ->  host of {}", args.out.join(key).display(), config.address(r));
+        let key = identity_file_in(&args.out, &config.rsm(r.rsm).name, r.index);
+        println!("  {name:<16} {}  ->  host of {}", key.display(), config.address(r));
     }
     println!(
         "Copy {DEPLOYMENT_FILE} to every host and each key file to its replica's host only; then on each host:\n  \

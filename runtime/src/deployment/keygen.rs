@@ -34,6 +34,11 @@ pub enum KeygenError {
     },
 }
 
+/// The identity file [`generate`] writes for replica `index` of RSM `rsm_name` in `dir`.
+pub fn identity_file_in(dir: &Path, rsm_name: &str, index: u16) -> PathBuf {
+    super::keys::identity_path(&dir.join(IDENTITY_FILE_TEMPLATE), rsm_name, index)
+}
+
 /// One fresh identity from the operating system's random number generator.
 pub fn random_identity() -> Result<Identity, KeygenError> {
     let mut seed = [0u8; 32];
@@ -51,7 +56,7 @@ pub fn generate(template: &DeploymentConfig, out_dir: &Path, overwrite: bool) ->
     let mut out = template.clone();
     for r in template.replicas() {
         let identity = random_identity()?;
-        let path = super::keys::identity_path(&dir.join(IDENTITY_FILE_TEMPLATE), &template.rsm(r.rsm).name, r.index);
+        let path = identity_file_in(&dir, &template.rsm(r.rsm).name, r.index);
         write_identity_file(&path, &identity, overwrite).map_err(|source| KeygenError::Write { path, source })?;
         set_public_key(&mut out, r, identity.public());
     }
