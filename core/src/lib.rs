@@ -16,6 +16,8 @@
 //! - [`config`]: the two RSMs (replicas, stake, fault model, f), protocol tuning, validation.
 //! - [`wire`]: the versioned, length-prefixed, MAC-authenticated frame format (see `WIRE.md`).
 //! - [`keys`]: per-link MAC keys.
+//! - [`handshake`]: the session handshake of stream connections (mutual proof over fresh
+//!   nonces, a session key per connection, incarnations).
 //! - [`identity`]: per-replica secret identities, pairwise link-key agreement, deployment ids.
 //! - [`bufpool`]: recycled buffers for large frames (no page faults per megabyte moved).
 //! - [`proof`]: proofs that the sending RSM committed a message (ed25519 quorum certificates).
@@ -34,6 +36,7 @@ pub mod adversary;
 pub mod bufpool;
 pub mod config;
 pub mod endpoint;
+pub mod handshake;
 pub mod identity;
 pub mod ids;
 pub mod keys;

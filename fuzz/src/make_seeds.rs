@@ -8,7 +8,7 @@ use picsou_core::RsmId;
 use picsou_core::keys::{LinkKeys, derive_link_key};
 use picsou_core::proof::{CommitSigner, QuorumCertificate, StreamId};
 use picsou_core::wire::{AckReport, FrameBuilder, FrameKind, RecordKind};
-use picsou_runtime::transport::hello;
+use picsou_core::handshake::{self, Incarnation, SessionContext};
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
@@ -36,9 +36,12 @@ fn main() {
     // framer: byte 0 picks the split; then a stream of frames.
     write("framer", "three-frames", &[[7u8].as_slice(), &f, &ack, &f].concat());
 
-    // hello: byte 0 picks the split; a hello from s2 to r0 (nonce 1) and 8 more bytes.
+    // hello: byte 0 picks the split; s2's hello to r0 answering the target's known challenge,
+    // and 8 more bytes.
     let (s2, secret) = (ReplicaId::new(0, 2), [7u8; 32]);
-    let h = hello::encode(s2, r0, 1, &LinkKeys::derived(s2, secret).key_for(r0).expect("key"));
+    let ctx = SessionContext { deployment: [1; 32], incarnation: Incarnation([3; 16]) };
+    let key = LinkKeys::derived(s2, secret).key_for(r0).expect("key");
+    let (h, _) = handshake::answer(&handshake::challenge(&[0x42; 16]), s2, r0, &key, &ctx, &[5; 16]).expect("hello");
     write("hello", "valid", &[[13u8].as_slice(), &h, b"frames.."].concat());
 
     // rdma_bootstrap: a dial and an answer under key [3; 32].

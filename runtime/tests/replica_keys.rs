@@ -1,11 +1,11 @@
 //! Per-replica keys: what a replica can and cannot do with only its own identity, how a
 //! deployment lists public keys, and the refusal of a shared secret off loopback.
 
+use picsou_core::handshake::{self, HandshakeError, Incarnation, SessionContext};
 use picsou_core::identity::Identity;
 use picsou_core::proof::{QuorumCertificate, StreamId};
 use picsou_core::{ReplicaId, RsmId};
 use picsou_runtime::deployment::{DeploymentConfig, KeyMaterial, keygen, read_identity_file};
-use picsou_runtime::transport::hello;
 
 const SECRET: &str = "706963736f7520656d6265646465642064656d6f206b65793a207075626c6963";
 
@@ -85,11 +85,14 @@ fn a_replica_knows_only_its_own_links_and_cannot_impersonate_another() {
     assert_ne!(kc.key_for(b), ka.key_for(b));
     // So c cannot send b a hello claiming to be a (with a shared secret it could derive the
     // key of link {a, b} and do exactly that).
-    let forged = hello::encode(a, b, u64::MAX, &kc.key_for(b).unwrap());
-    let verdict = hello::verify(&forged, b, |p| kb.key_for(p), 0);
-    assert_eq!(verdict, Err(hello::HelloError::BadTag(a)));
-    let genuine = hello::encode(a, b, 1, &ka.key_for(b).unwrap());
-    assert!(hello::verify(&genuine, b, |p| kb.key_for(p), 0).is_ok());
+    let ctx = SessionContext { deployment: cfg.deployment_id(), incarnation: Incarnation([1; 16]) };
+    let nonce = [7; 16];
+    let challenge = handshake::challenge(&nonce);
+    let (forged, _) = handshake::answer(&challenge, a, b, &kc.key_for(b).unwrap(), &ctx, &[2; 16]).unwrap();
+    let verdict = handshake::accept(&forged, b, &nonce, &ctx, |p| kb.key_for(p));
+    assert_eq!(verdict.unwrap_err(), HandshakeError::BadTag(a));
+    let (genuine, _) = handshake::answer(&challenge, a, b, &ka.key_for(b).unwrap(), &ctx, &[2; 16]).unwrap();
+    assert!(handshake::accept(&genuine, b, &nonce, &ctx, |p| kb.key_for(p)).is_ok());
 }
 
 #[test]

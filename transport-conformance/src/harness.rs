@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use picsou_core::ReplicaId;
 use picsou_core::keys::LinkKeys;
+use picsou_runtime::transport::handshake::{self, Session, SessionContext, SessionDirection};
 use picsou_runtime::transport::{
     EncodedFrame, LinkError, Rejection, SendStatus, Transport, TransportEvent, TransportOptions, TransportSetup,
 };
@@ -55,6 +56,7 @@ pub fn setup(local: ReplicaId, all: &[(ReplicaId, SocketAddr)]) -> TransportSetu
         listen,
         peers: all.iter().filter(|(id, _)| *id != local).copied().collect(),
         keys: LinkKeys::derived(local, SECRET),
+        session: SessionContext { deployment: [4; 32], incarnation: handshake::new_incarnation() },
         max_frame_bytes: MAX_FRAME,
     }
 }
@@ -131,6 +133,8 @@ pub struct Node<T: ?Sized + Transport = dyn Transport> {
     pub downs: Vec<(ReplicaId, LinkError)>,
     /// `Writable`s seen.
     pub writables: Vec<ReplicaId>,
+    /// Sessions reported, in order.
+    pub sessions: Vec<(ReplicaId, SessionDirection, Session)>,
     /// `Rejected`s seen: the claimed peer and why.
     pub rejected: Vec<(Option<ReplicaId>, Rejection)>,
     /// Times `send` said `Full`.
@@ -152,6 +156,7 @@ impl<T: ?Sized + Transport> Node<T> {
             ups: Vec::new(),
             downs: Vec::new(),
             writables: Vec::new(),
+            sessions: Vec::new(),
             rejected: Vec::new(),
             fulls: 0,
             sizer: Box::new(|s| mixed_size(s, 300 * 1024)),
@@ -193,6 +198,11 @@ impl<T: ?Sized + Transport> Node<T> {
         for ev in std::mem::take(&mut self.events) {
             match ev {
                 TransportEvent::Frame { from, frame } => {
+                    if self.t.has_sessions() {
+                        let session =
+                            self.sessions.iter().any(|(q, d, _)| *q == from && *d == SessionDirection::Receive);
+                        assert!(session, "{}: a frame from {from} before the session of its connection", self.id);
+                    }
                     let expected = self.next_recv.entry(from).or_insert(0);
                     let seq = seq_of(&frame);
                     assert_eq!(seq, *expected, "{} got frame {seq} from {from}, expected {expected}", self.id);
@@ -200,7 +210,17 @@ impl<T: ?Sized + Transport> Node<T> {
                     assert!(frame == want, "{}: frame {seq} from {from} differs ({} bytes)", self.id, frame.len());
                     *expected += 1;
                 }
-                TransportEvent::PeerUp(p) => self.ups.push(p),
+                TransportEvent::Session { peer, direction, session } => {
+                    self.sessions.push((peer, direction, session));
+                }
+                TransportEvent::PeerUp(p) => {
+                    if self.t.has_sessions() {
+                        let session =
+                            self.sessions.iter().rev().find(|(q, d, _)| *q == p && *d == SessionDirection::Send);
+                        assert!(session.is_some(), "{}: PeerUp({p}) before its session", self.id);
+                    }
+                    self.ups.push(p);
+                }
                 TransportEvent::PeerDown { peer, reason } => self.downs.push((peer, reason)),
                 TransportEvent::Writable(p) => {
                     self.writables.push(p);

@@ -10,9 +10,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use picsou_core::ReplicaId;
+use picsou_core::handshake::{self as wire, CHALLENGE_LEN, HandshakeError, SessionContext};
 use picsou_core::keys::LinkKeys;
 use picsou_runtime::transport::framer::FramingError;
-use picsou_runtime::transport::hello::{self, HelloError};
+use picsou_runtime::transport::handshake::{self, SessionDirection};
 use picsou_runtime::transport::{Rejection, SendStatus, Transport, TransportError, TransportOptions};
 
 use crate::harness::{
@@ -86,6 +87,7 @@ pub fn exchange_between_three(kit: &Kit) {
     let mut nodes: Vec<Node> = all.iter().map(|&(id, _)| kit.start(id, &all)).collect();
     kit.wait_connected(&mut nodes);
     exchange(&mut nodes, kit.frames, kit.timeout);
+    sessions_agree(&nodes);
     // A send's completion may be reaped after the receiver already has the bytes.
     let total = 2 * kit.frames;
     run_until(&mut nodes, kit.timeout, "send counters", |ns| ns.iter().all(|n| n.t.stats().frames_sent == total));
@@ -93,6 +95,41 @@ pub fn exchange_between_three(kit: &Kit) {
         let s = n.t.stats();
         assert_eq!(s.frames_received, total, "{}: {s:?}", n.id);
         assert_eq!((s.frames_dropped, s.rejected), (0, 0), "{}: {s:?}", n.id);
+    }
+}
+
+/// Reads the challenge an acceptor sends on a connection, polling the nodes meanwhile.
+fn read_challenge(nodes: &mut [Node], s: &mut TcpStream, timeout: Duration) -> [u8; CHALLENGE_LEN] {
+    s.set_nonblocking(true).expect("non-blocking");
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    let mut got = 0;
+    run_until(nodes, timeout, "a challenge", |_| {
+        match s.read(&mut challenge[got..]) {
+            Ok(n) => got += n,
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}"),
+        }
+        got == CHALLENGE_LEN
+    });
+    s.set_nonblocking(false).expect("blocking");
+    challenge
+}
+
+/// Where the transport has sessions, both ends of every connection hold the same session key,
+/// and every connection has its own.
+fn sessions_agree(nodes: &[Node]) {
+    if !nodes.iter().all(|n| n.t.has_sessions()) {
+        return;
+    }
+    let last = |n: &Node, peer: ReplicaId, dir: SessionDirection| {
+        n.sessions.iter().rev().find(|(p, d, _)| *p == peer && *d == dir).map(|(_, _, s)| s.key)
+    };
+    let mut keys = std::collections::HashSet::new();
+    for x in nodes {
+        for y in nodes.iter().filter(|y| y.id != x.id) {
+            let sent = last(x, y.id, SessionDirection::Send).expect("a session per peer");
+            assert_eq!(Some(sent), last(y, x.id, SessionDirection::Receive), "{} -> {}: keys differ", x.id, y.id);
+            assert!(keys.insert(sent), "a session key used twice");
+        }
     }
 }
 
@@ -208,40 +245,64 @@ pub fn hostile_connections(kit: &Kit) {
     }
     let a_addr = all[0].1;
     let key = LinkKeys::derived(d, SECRET).key_for(A).expect("D's key");
+    // D holds its real key but not the deployment's sessions: the harness's context.
+    let ctx = SessionContext { deployment: [4; 32], incarnation: handshake::new_incarnation() };
     let mut hostile = Vec::new();
-    let mut expect =
-        |nodes: &mut Vec<Node>, what: &str, bytes: &[u8], close: bool, check: &dyn Fn(&Rejection) -> bool| {
-            let mut s = TcpStream::connect(a_addr).expect("connect");
-            s.write_all(bytes).expect("write");
-            if close {
-                drop(s);
-            } else {
-                hostile.push(s);
-            }
-            let before = nodes[0].rejected.len();
-            run_until(nodes, kit.timeout, what, |ns| ns[0].rejected.len() > before);
-            let (claimed, reason) = nodes[0].rejected.last().expect("rejection");
-            assert!(check(reason), "{what}: {claimed:?} {reason}");
-            *claimed
-        };
-    let claimed = expect(&mut nodes, "garbage refused", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false, &|r| {
-        matches!(r, Rejection::Hello(HelloError::BadMagic))
+    let mut expect = |nodes: &mut Vec<Node>,
+                      what: &str,
+                      bytes: &dyn Fn(&[u8; CHALLENGE_LEN]) -> Vec<u8>,
+                      close: bool,
+                      check: &dyn Fn(&Rejection) -> bool| {
+        let mut s = TcpStream::connect(a_addr).expect("connect");
+        // The acceptor speaks first: its challenge.
+        let challenge = read_challenge(nodes, &mut s, kit.timeout);
+        s.write_all(&bytes(&challenge)).expect("write");
+        if close {
+            drop(s);
+        } else {
+            hostile.push(s);
+        }
+        let before = nodes[0].rejected.len();
+        run_until(nodes, kit.timeout, what, |ns| ns[0].rejected.len() > before);
+        let (claimed, reason) = nodes[0].rejected.last().expect("rejection");
+        assert!(check(reason), "{what}: {claimed:?} {reason}");
+        *claimed
+    };
+    let hello = |c: &[u8; CHALLENGE_LEN], key: &[u8; 32]| wire::answer(c, d, A, key, &ctx, &[5; 16]).expect("hello").0;
+    let garbage = |_: &[u8; CHALLENGE_LEN]| b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let claimed = expect(&mut nodes, "garbage refused", &garbage, false, &|r| {
+        matches!(r, Rejection::Handshake(HandshakeError::BadMagic))
     });
     assert_eq!(claimed, None);
-    let forged = hello::encode(d, A, hello::next_nonce(), &[1; 32]);
+    let forged = |c: &[u8; CHALLENGE_LEN]| hello(c, &[1; 32]).to_vec();
     let claimed = expect(&mut nodes, "a hello under the wrong key refused", &forged, false, &|r| {
-        matches!(r, Rejection::Hello(HelloError::BadTag(_)))
+        matches!(r, Rejection::Handshake(HandshakeError::BadTag(_)))
     });
     assert_eq!(claimed, Some(d));
-    let real = hello::encode(d, A, hello::next_nonce(), &key);
+    // A genuine hello recorded on one connection and replayed on another.
+    let mut recorded = None;
+    let mut s = TcpStream::connect(a_addr).expect("connect");
+    let challenge = read_challenge(&mut nodes, &mut s, kit.timeout);
+    recorded.get_or_insert(hello(&challenge, &key));
+    drop(s);
+    let recorded = recorded.expect("recorded");
+    let replayed = |_: &[u8; CHALLENGE_LEN]| recorded.to_vec();
+    let claimed = expect(&mut nodes, "a replayed hello refused", &replayed, false, &|r| {
+        matches!(r, Rejection::Handshake(HandshakeError::BadTag(_)))
+    });
+    assert_eq!(claimed, Some(d));
+    let cut = |c: &[u8; CHALLENGE_LEN]| hello(c, &key)[..10].to_vec();
     let claimed =
-        expect(&mut nodes, "a hello cut short refused", &real[..10], true, &|r| matches!(r, Rejection::ClosedMidHello));
+        expect(&mut nodes, "a hello cut short refused", &cut, true, &|r| matches!(r, Rejection::ClosedMidHello));
     assert_eq!(claimed, None);
-    let mut refused = 3;
+    let mut refused = 4;
     if kit.framed_stream {
-        let mut insider = hello::encode(d, A, hello::next_nonce(), &key).to_vec();
-        insider.extend_from_slice(&((MAX_FRAME + 1) as u32).to_le_bytes());
-        insider.extend_from_slice(b"PQ");
+        let insider = |c: &[u8; CHALLENGE_LEN]| {
+            let mut m = hello(c, &key).to_vec();
+            m.extend_from_slice(&((MAX_FRAME + 1) as u32).to_le_bytes());
+            m.extend_from_slice(b"PQ");
+            m
+        };
         let claimed = expect(&mut nodes, "an oversized frame refused", &insider, false, &|r| {
             matches!(r, Rejection::Framing(FramingError::BadLength { .. }))
         });
@@ -249,17 +310,25 @@ pub fn hostile_connections(kit: &Kit) {
         refused += 1;
     }
     assert_eq!(nodes[0].t.stats().rejected, refused);
-    // The transport closed them (it never writes on an incoming connection).
+    // The transport closed them, having written nothing after its challenge but, to the one
+    // whose hello verified, its confirmation.
     for s in &mut hostile {
         s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        let mut byte = [0u8; 1];
-        match s.read(&mut byte) {
-            Ok(0) => {}
-            Ok(_) => panic!("the transport wrote on an incoming connection"),
-            Err(e) => assert!(
-                matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe),
-                "connection not closed: {e}"
-            ),
+        let mut rest = [0u8; 2 * wire::CONFIRM_LEN];
+        let mut got = 0;
+        loop {
+            match s.read(&mut rest[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) => {
+                    assert!(
+                        matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe),
+                        "connection not closed: {e}"
+                    );
+                    break;
+                }
+            }
+            assert!(got <= wire::CONFIRM_LEN, "the transport wrote frames on an incoming connection");
         }
     }
     nodes[0].rejected.clear();

@@ -41,6 +41,7 @@ pub(crate) fn split_wr_id(id: u64) -> (u64, usize, u16, u32) {
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) local: ReplicaId,
+    pub(crate) session: picsou_runtime::transport::handshake::SessionContext,
     pub(crate) geo: Geometry,
     pub(crate) event: bool,
     pub(crate) max_frame: usize,

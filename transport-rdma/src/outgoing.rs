@@ -29,9 +29,10 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use picsou_core::ReplicaId;
 use picsou_core::keys::MacKey;
+use picsou_runtime::transport::handshake::{DialHandshake, DialProgress, Session, SessionDirection};
 use picsou_runtime::transport::link::{Due, Link, Released, State};
 use picsou_runtime::transport::tcp::{connect_status, probe_closed};
-use picsou_runtime::transport::{EncodedFrame, LinkError, SendStatus, TransportStats, hello};
+use picsou_runtime::transport::{EncodedFrame, LinkError, SendStatus, TransportEvent, TransportStats};
 
 use crate::error::RdmaLinkError;
 use crate::link::{Ctx, KIND_DATA, KIND_RECV_OUT, RECV_DEPTH, SQ_DEPTH, repost, wr_id};
@@ -54,11 +55,17 @@ struct Dial {
     handshake: Option<Box<Handshake>>,
 }
 
-/// Our dial message and the peer's answer, as far as they went.
+/// The bootstrap exchange as far as it went: the session handshake (challenge, hello,
+/// confirmation), our dial message (the hello and our connection info) and the peer's answer.
 #[derive(Debug)]
 struct Handshake {
-    dial: [u8; DIAL_LEN],
+    session: DialHandshake,
+    info: Info,
+    /// Built once the challenge arrived.
+    dial: Option<[u8; DIAL_LEN]>,
     sent: usize,
+    /// The confirmation verified.
+    confirmed: Option<Session>,
     answer: [u8; ACCEPT_LEN],
     got: usize,
 }
@@ -290,10 +297,17 @@ impl<Q: QueuePair> Outgoing<Q> {
             len: self.credit_reg.len as u64,
             rkey: self.credit_reg.rkey,
         };
-        let h = hello::encode(ctx.cfg.local, self.link.peer(), hello::next_nonce(), &self.key);
-        let message = wire::encode_dial(&h, &info, &self.key);
+        let session = DialHandshake::new(ctx.cfg.local, self.link.peer(), self.key, ctx.cfg.session);
         let Some((dial, deadline)) = self.link.dialing_mut() else { return };
-        dial.handshake = Some(Box::new(Handshake { dial: message, sent: 0, answer: [0; ACCEPT_LEN], got: 0 }));
+        dial.handshake = Some(Box::new(Handshake {
+            session,
+            info,
+            dial: None,
+            sent: 0,
+            confirmed: None,
+            answer: [0; ACCEPT_LEN],
+            got: 0,
+        }));
         *deadline = Some(ctx.now + HANDSHAKE_TIMEOUT);
         self.continue_handshake(ctx);
     }
@@ -301,8 +315,26 @@ impl<Q: QueuePair> Outgoing<Q> {
     fn continue_handshake(&mut self, ctx: &mut Ctx<'_>) {
         let (addr, peer) = (self.addr, self.link.peer());
         let Some((Dial { stream, handshake: Some(hs) }, _)) = self.link.dialing_mut() else { return };
+        let handshake_failed = |e: io::Error| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                RdmaLinkError::HandshakeClosed { addr }.into()
+            } else {
+                RdmaLinkError::Handshake { addr, source: e }.into()
+            }
+        };
+        // The challenge, then our dial with the hello that answers it.
+        if hs.dial.is_none() {
+            match hs.session.read_from(stream) {
+                Ok(Ok(DialProgress::More)) => return,
+                Ok(Ok(DialProgress::Send(hello))) => hs.dial = Some(wire::encode_dial(&hello, &hs.info, &self.key)),
+                Ok(Ok(DialProgress::Done(_))) => return,
+                Ok(Err(reason)) => return self.fail(LinkError::Handshake { addr, reason }, ctx),
+                Err(e) => return self.fail(handshake_failed(e), ctx),
+            }
+        }
+        let Some(dial_message) = hs.dial else { return };
         while hs.sent < DIAL_LEN {
-            match stream.write(&hs.dial[hs.sent..]) {
+            match stream.write(&dial_message[hs.sent..]) {
                 Ok(0) => return self.fail(RdmaLinkError::HandshakeClosed { addr }.into(), ctx),
                 Ok(n) => hs.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -310,6 +342,16 @@ impl<Q: QueuePair> Outgoing<Q> {
                 Err(source) => return self.fail(RdmaLinkError::Handshake { addr, source }.into(), ctx),
             }
         }
+        // The confirmation, then the answer.
+        if hs.confirmed.is_none() {
+            match hs.session.read_from(stream) {
+                Ok(Ok(DialProgress::Done(session))) => hs.confirmed = Some(session),
+                Ok(Ok(_)) => return,
+                Ok(Err(reason)) => return self.fail(LinkError::Handshake { addr, reason }, ctx),
+                Err(e) => return self.fail(handshake_failed(e), ctx),
+            }
+        }
+        let Some(session) = hs.confirmed else { return };
         match read_some(stream, &mut hs.answer, &mut hs.got) {
             Ok(false) => return,
             Ok(true) => {}
@@ -318,7 +360,7 @@ impl<Q: QueuePair> Outgoing<Q> {
             }
             Err(source) => return self.fail(RdmaLinkError::Handshake { addr, source }.into(), ctx),
         }
-        let remote = match wire::decode_accept(&hs.dial, &hs.answer, &self.key) {
+        let remote = match wire::decode_accept(&dial_message, &hs.answer, &self.key) {
             Ok(i) => i,
             Err(source) => return self.fail(RdmaLinkError::BadAnswer { addr, source }.into(), ctx),
         };
@@ -339,6 +381,7 @@ impl<Q: QueuePair> Outgoing<Q> {
             return self.fail(RdmaLinkError::Verbs { what: "connect the queue pair", source }.into(), ctx);
         }
         tracing::debug!(%peer, %addr, inline = self.qp.max_inline(), imm, "rdma link up");
+        ctx.report.events.push(TransportEvent::Session { peer, direction: SessionDirection::Send, session });
         let up = |dial: Dial| {
             Box::new(Up {
                 stream: dial.stream,

@@ -22,6 +22,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use picsou_core::ReplicaId;
 use picsou_core::keys::LinkKeys;
 use picsou_runtime::transport::accept::{self, Acceptor, Arrival, MioAcceptor};
+use picsou_runtime::transport::handshake::SessionDirection;
 use picsou_runtime::transport::{
     ConfigError, EncodedFrame, Rejection, Report, SendStatus, Transport, TransportError, TransportEvent,
     TransportOptions, TransportSetup, TransportStats, Wake,
@@ -151,12 +152,13 @@ impl<D: Device> RdmaTransport<D> {
     pub fn with_device(dev: D, setup: TransportSetup, opts: &TransportOptions) -> Result<Self, TransportError> {
         let geo = validate(opts)?;
         let peer_list = setup.checked_peers()?;
-        let TransportSetup { local, listen, keys, max_frame_bytes, .. } = setup;
+        let TransportSetup { local, listen, keys, session, max_frame_bytes, .. } = setup;
         if peer_list.len() >= MAX_PEERS {
             return Err(ConfigError::TooManyPeers { count: peer_list.len(), max: MAX_PEERS - 1 }.into());
         }
         let cfg = Config {
             local,
+            session,
             geo,
             event: opts.rdma.polling == picsou_runtime::transport::options::RdmaPolling::Event,
             max_frame: max_frame_bytes,
@@ -240,7 +242,7 @@ impl<D: Device> RdmaTransport<D> {
             cfg,
             acceptor: MioAcceptor::new(
                 listener,
-                Acceptor::new(local, keys.clone(), peer_list.iter().map(|(p, _, _)| *p), DIAL_LEN),
+                Acceptor::new(local, keys.clone(), session, peer_list.iter().map(|(p, _, _)| *p), DIAL_LEN),
                 FIRST_PEER_TOKEN + 2 * peer_list.len(),
                 nodelay,
             ),
@@ -410,7 +412,7 @@ impl<D: Device> RdmaTransport<D> {
     /// A dial whose hello verified: check its connection info, then establish the peer's
     /// incoming side on this connection.
     fn dialled(&mut self, a: Arrival<TcpStream>) {
-        let Arrival { conn: mut stream, source, peer, message } = a;
+        let Arrival { conn: mut stream, source, peer, message, session, .. } = a;
         let _ = self.poll.registry().deregister(&mut stream);
         let (Some(&i), Some(key)) = (self.peer_index.get(&peer), self.keys.key_for(peer)) else { return };
         let Ok(dial) = <&[u8; DIAL_LEN]>::try_from(&message[..]) else { return };
@@ -421,6 +423,8 @@ impl<D: Device> RdmaTransport<D> {
                 return accept::reject(&mut report, source, Some(peer), Rejection::Transport(Box::new(e)));
             }
         };
+        // Before any frame of the connection: the engine checks them with its session key.
+        self.pending.push(TransportEvent::Session { peer, direction: SessionDirection::Receive, session });
         let mut ctx = ctx!(self, Instant::now());
         if let Err(e) = self.peers[i].inc.establish(stream, source.clone(), dial, &info, &key, &mut ctx) {
             tracing::warn!(%peer, %source, "incoming rdma connection failed: {e}");
@@ -450,6 +454,10 @@ impl<D: Device> RdmaTransport<D> {
 impl<D: Device> Transport for RdmaTransport<D> {
     fn kind(&self) -> &'static str {
         "rdma"
+    }
+
+    fn has_sessions(&self) -> bool {
+        true
     }
 
     fn send(&mut self, peer: ReplicaId, frame: EncodedFrame) -> SendStatus {

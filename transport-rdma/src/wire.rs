@@ -1,11 +1,12 @@
 //! The bootstrap exchange over TCP that connects two queue pairs.
 //!
-//! The dialler (the replica that will write) connects to the peer's address and sends
-//! [`DIAL_LEN`] bytes: the 40-byte authenticated [`hello`], its connection info (queue pair,
-//! and where its credit word is), and a tag over both under the link key. The acceptor checks
-//! the hello (who dials, replay) and the tag, zeroes the dialler's ring, connects its queue pair
-//! and answers with [`ACCEPT_LEN`] bytes: its connection info (queue pair, and where the ring
-//! is) and a tag binding it to the dial. The socket then stays open, idle, as a liveness
+//! The dialler (the replica that will write) connects to the peer's address, reads the
+//! acceptor's challenge (the session [`handshake`]) and sends [`DIAL_LEN`] bytes: its 64-byte
+//! hello answering the challenge, its connection info (queue pair, and where its credit word
+//! is), and a tag over both under the link key. The acceptor checks the hello (who dials, over
+//! its own fresh nonce) and the tag, answers with the handshake's confirmation, zeroes the
+//! dialler's ring, connects its queue pair and sends [`ACCEPT_LEN`] bytes: its connection info
+//! (queue pair, and where the ring is) and a tag binding it to the dial. The socket then stays open, idle, as a liveness
 //! signal: either side closing it takes the connection down.
 //!
 //! Connection info (64 bytes, little-endian):
@@ -24,10 +25,10 @@
 //! | 48..56 | buffer length |
 //! | 56..60 | buffer remote key |
 //!
-//! [`hello`]: picsou_runtime::transport::hello
+//! [`handshake`]: picsou_runtime::transport::handshake
 
 use picsou_core::keys::MacKey;
-use picsou_runtime::transport::hello::HELLO_LEN;
+use picsou_runtime::transport::handshake::HELLO_LEN;
 
 use crate::verbs::Endpoint;
 
@@ -186,7 +187,7 @@ pub fn decode_accept(dial: &[u8; DIAL_LEN], b: &[u8; ACCEPT_LEN], key: &MacKey) 
 mod tests {
     use super::*;
     use picsou_core::ReplicaId;
-    use picsou_runtime::transport::hello;
+    use picsou_core::handshake::{self, Incarnation, SessionContext};
 
     fn info(event: bool) -> Info {
         Info {
@@ -198,11 +199,16 @@ mod tests {
         }
     }
 
+    fn hello(nonce: u8) -> [u8; HELLO_LEN] {
+        let ctx = SessionContext { deployment: [0; 32], incarnation: Incarnation([1; 16]) };
+        let challenge = handshake::challenge(&[nonce; 16]);
+        handshake::answer(&challenge, ReplicaId::new(0, 1), ReplicaId::new(1, 2), &[5; 32], &ctx, &[2; 16]).unwrap().0
+    }
+
     #[test]
     fn dial_and_accept_round_trip_and_reject_tampering() {
         let key = [5u8; 32];
-        let h = hello::encode(ReplicaId::new(0, 1), ReplicaId::new(1, 2), 99, &key);
-        let dial = encode_dial(&h, &info(true), &key);
+        let dial = encode_dial(&hello(1), &info(true), &key);
         assert_eq!(decode_dial(&dial, &key), Ok(info(true)));
         let mut bad = dial;
         bad[HELLO_LEN + 45] ^= 1;
@@ -212,8 +218,7 @@ mod tests {
         let acc = encode_accept(&dial, &info(false), &key);
         assert_eq!(decode_accept(&dial, &acc, &key), Ok(info(false)));
         // An answer to another dial (replayed) does not verify.
-        let other =
-            encode_dial(&hello::encode(ReplicaId::new(0, 1), ReplicaId::new(1, 2), 100, &key), &info(true), &key);
+        let other = encode_dial(&hello(2), &info(true), &key);
         assert!(decode_accept(&other, &acc, &key).is_err());
     }
 

@@ -4,16 +4,15 @@
 
 mod scenarios;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use picsou_core::ReplicaId;
+use picsou_core::handshake;
 use picsou_core::keys::LinkKeys;
 use picsou_runtime::transport::options::RdmaPolling;
-use picsou_runtime::transport::{
-    ConfigError, LinkError, Rejection, Transport, TransportError, TransportOptions, hello,
-};
+use picsou_runtime::transport::{ConfigError, LinkError, Rejection, Transport, TransportError, TransportOptions};
 use picsou_transport_conformance::harness::{A, B, SECRET, addresses, exchange, run_until, setup};
 use picsou_transport_conformance::suite;
 use picsou_transport_rdma::RdmaTransport;
@@ -124,7 +123,19 @@ fn forged_connection_info_is_refused_while_good_peers_continue() {
         rkey: 0,
     };
     let mut s = TcpStream::connect(all[0].1).unwrap();
-    s.write_all(&wire::encode_dial(&hello::encode(d, A, hello::next_nonce(), &key), &info, &[7; 32])).unwrap();
+    s.set_nonblocking(true).unwrap();
+    let mut challenge = [0u8; handshake::CHALLENGE_LEN];
+    let mut got = 0;
+    run_until(&mut nodes, b.timeout, "a challenge", |_| {
+        if let Ok(n) = s.read(&mut challenge[got..]) {
+            got += n;
+        }
+        got == challenge.len()
+    });
+    s.set_nonblocking(false).unwrap();
+    let ctx = handshake::SessionContext { deployment: [4; 32], incarnation: handshake::Incarnation([9; 16]) };
+    let (hello, _) = handshake::answer(&challenge, d, A, &key, &ctx, &[1; 16]).unwrap();
+    s.write_all(&wire::encode_dial(&hello, &info, &[7; 32])).unwrap();
     run_until(&mut nodes, b.timeout, "forged dial refused", |ns| !ns[0].rejected.is_empty());
     let (claimed, reason) = &nodes[0].rejected[0];
     assert_eq!(*claimed, Some(d));

@@ -118,6 +118,7 @@ impl UringTransport {
             listener,
             peers: cfg_peers,
             keys: setup.keys.clone(),
+            session: setup.session,
             known,
             max_frame: setup.max_frame_bytes,
             tcp: opts.tcp.clone(),
@@ -259,6 +260,10 @@ impl Transport for UringTransport {
         if self.shared.receiving.swap(receiving, Ordering::SeqCst) != receiving {
             self.shared.doorbell.ring();
         }
+    }
+
+    fn has_sessions(&self) -> bool {
+        true
     }
 
     fn stats(&self) -> TransportStats {

@@ -85,6 +85,10 @@ fn setup(local: ReplicaId, all: &[(ReplicaId, SocketAddr)]) -> TransportSetup {
         listen: all.iter().find(|(id, _)| *id == local).map(|(_, a)| *a).expect("listed"),
         peers: all.iter().filter(|(id, _)| *id != local).copied().collect(),
         keys: LinkKeys::derived(local, [9; 32]),
+        session: picsou_runtime::transport::handshake::SessionContext {
+            deployment: [0; 32],
+            incarnation: picsou_runtime::transport::handshake::new_incarnation(),
+        },
         max_frame_bytes: 2 * MIB,
     }
 }

@@ -10,6 +10,7 @@ use std::ops::{Index, IndexMut};
 use bytes::Bytes;
 
 use super::index::{Dest, Layout, RemoteIdx};
+use crate::handshake::Incarnation;
 use crate::keys::MacKey;
 use crate::time::Time;
 use crate::wire::{RecordKind, RecordSection};
@@ -47,8 +48,16 @@ pub(super) struct QueuedSection {
 /// The outgoing state of one destination.
 #[derive(Debug)]
 pub(super) struct Link {
-    /// MAC key of the link (both directions).
-    pub(super) key: MacKey,
+    /// MAC key of the frames this replica sends it: the link key, or the session key of the
+    /// current outgoing connection once the transport has one (see `Endpoint::set_session`).
+    pub(super) send_key: MacKey,
+    /// MAC key of the frames it sends: likewise, of its current connection to this replica.
+    pub(super) recv_key: MacKey,
+    /// Its incarnation, once a session told it (`None`: the transport has no sessions).
+    pub(super) incarnation: Option<Incarnation>,
+    /// It restarted (a new incarnation) and has not reported since: its next ack may go
+    /// backwards.
+    pub(super) restarted: bool,
     /// Records for its next frames.
     pub(super) queue: VecDeque<Pending>,
     /// Peers of this RSM only: received record sections to forward as they are, sent before
@@ -68,7 +77,10 @@ pub(super) struct Link {
 impl Link {
     fn new(key: MacKey, now: Time) -> Self {
         Self {
-            key,
+            send_key: key,
+            recv_key: key,
+            incarnation: None,
+            restarted: false,
             queue: VecDeque::new(),
             sections: VecDeque::new(),
             section_records: 0,

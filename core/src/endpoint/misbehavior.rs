@@ -44,6 +44,15 @@ pub enum Misbehavior {
     /// A cross-RSM frame from a replica of this RSM, or an internal frame from the other RSM.
     #[error("frame kind does not match the link it arrived on")]
     WrongFrameKind,
+    /// Its cumulative ack went backwards without a restart (same incarnation): a stale or lying
+    /// report, ignored.
+    #[error("ack went back from {last} to {next} without a restart")]
+    AckWentBack {
+        /// The last ack it reported.
+        last: u64,
+        /// This one.
+        next: u64,
+    },
     /// The transport named a peer that is not in the membership (or this replica itself).
     #[error("unknown peer")]
     UnknownPeer,

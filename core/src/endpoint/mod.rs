@@ -97,6 +97,7 @@ use self::rtt::RttEstimator;
 use self::timers::TimerTable;
 use crate::bufpool::BufPool;
 use crate::config::{ConfigError, Dissemination, EndpointConfig, FaultModel, ProtocolParams, Strategy};
+use crate::handshake::{Session, SessionDirection};
 use crate::ids::ReplicaId;
 use crate::proof::StreamId;
 use crate::time::Time;
@@ -361,7 +362,7 @@ impl Endpoint {
             self.stats.misbehaviors += 1;
             return;
         }
-        let key = self.links[d].key;
+        let key = self.links[d].recv_key;
         let decoded = crate::wire::decode_with_section(frame, &self.limits, |src| (src == from).then_some(key));
         let (frame, section) = match decoded {
             Ok(f) => f,
@@ -389,6 +390,10 @@ impl Endpoint {
         contact.heard(now);
         contact.on_timestamps(now, frame.ts, frame.echo);
         self.update_silence_timer(d);
+        if !self.report_in_order(from, d, frame.ack.next) {
+            self.on_records(now, from, cross, frame.records, section);
+            return;
+        }
         match d {
             Dest::Remote(j) => self.on_remote_report(now, j, frame.ack),
             Dest::Peer(p) => {
@@ -448,6 +453,63 @@ impl Endpoint {
     pub fn set_blocked(&mut self, peer: ReplicaId, blocked: bool) {
         if let Some(d) = self.layout.dest_of(peer) {
             self.links[d].blocked = blocked;
+        }
+    }
+
+    /// Gives the engine the session of a connection with `peer`, as the transport's handshake
+    /// established it ([`crate::handshake`]): frames to the peer are MACed with `session.key`
+    /// from now on ([`SessionDirection::Send`]: our connection to it), or frames from it are
+    /// checked with it ([`SessionDirection::Receive`]: its connection to us). Frames under the
+    /// previous key, still in flight, then fail authentication and are dropped: the protocol
+    /// recovers them as lost.
+    ///
+    /// A new incarnation of the peer means it restarted, authenticated by the handshake: that
+    /// is the only way its acks may move backwards (a restart from an older checkpoint). Within
+    /// one incarnation a report whose ack is lower than the last one is stale or a lie, and is
+    /// ignored (its records are still taken). Without sessions (a transport that has none, the
+    /// simulator) an ack going backwards is taken as a restart, as before sessions existed.
+    /// Unknown peers are ignored.
+    pub fn set_session(&mut self, peer: ReplicaId, direction: SessionDirection, session: &Session) {
+        let Some(d) = self.layout.dest_of(peer) else { return };
+        if d == Dest::Peer(self.layout.me()) {
+            return;
+        }
+        let link = &mut self.links[d];
+        match direction {
+            SessionDirection::Send => link.send_key = session.key,
+            SessionDirection::Receive => {
+                link.recv_key = session.key;
+                if link.incarnation != Some(session.peer_incarnation) {
+                    link.restarted = link.incarnation.is_some();
+                    link.incarnation = Some(session.peer_incarnation);
+                }
+            }
+        }
+    }
+
+    /// Every replica this one has a link with: the other replicas of both RSMs.
+    pub fn linked_replicas(&self) -> Vec<ReplicaId> {
+        let me = self.layout.replica(Dest::Peer(self.layout.me()));
+        (0..self.layout.n_dest()).map(|slot| self.layout.replica(self.layout.dest(slot))).filter(|&r| r != me).collect()
+    }
+
+    /// Whether a report from `peer` with cumulative ack `next` may be taken: acks move
+    /// backwards only across an authenticated restart (see [`Endpoint::set_session`]).
+    fn report_in_order(&mut self, peer: ReplicaId, d: Dest, next: u64) -> bool {
+        let link = &mut self.links[d];
+        if link.incarnation.is_none() || std::mem::take(&mut link.restarted) {
+            return true;
+        }
+        let previous = match d {
+            Dest::Remote(j) => Some(self.remotes[j].report.next),
+            Dest::Peer(p) => self.peers[p].report.as_ref().map(|r| r.next),
+        };
+        match previous {
+            Some(last) if next < last => {
+                self.misbehaved(peer, Misbehavior::AckWentBack { last, next });
+                false
+            }
+            _ => true,
         }
     }
 

@@ -52,7 +52,7 @@ impl Endpoint {
             self.links[d].section_records -= u64::from(q.records);
             self.inc.forward_delay.sample(now.saturating_since(q.at));
             let b = self.frame_head(now, d, None, None);
-            let frame = b.finish_sharing(&self.links[d].key, &q.section);
+            let frame = b.finish_sharing(&self.links[d].send_key, &q.section);
             return self.frame_built(now, d, to, frame);
         }
         let max = self.params.max_frame_bytes;
@@ -101,7 +101,7 @@ impl Endpoint {
         if b.records() == 0 {
             self.stats.ack_only_frames += 1;
         }
-        let frame = b.finish(&self.links[d].key).into();
+        let frame = b.finish(&self.links[d].send_key).into();
         self.frame_built(now, d, to, frame)
     }
 

@@ -950,3 +950,59 @@ fn a_peer_proven_faulty_is_quarantined_and_its_proofs_checked_once() {
     // Other peers are not affected.
     assert!(!ep.is_quarantined(ReplicaId::new(0, 2)));
 }
+
+/// Frames are checked with the session key of the sender's current connection; within one
+/// incarnation an ack never moves backwards, across an authenticated restart it may.
+#[test]
+fn frames_need_the_current_session_key_and_only_a_restart_moves_acks_back() {
+    use crate::handshake::{Incarnation, Session, SessionDirection};
+    let m = uniform(4, 1);
+    let mut net = Net::new(Strategy::Picsou, m, ProtocolParams::default());
+    net.run(200, Duration::from_secs(5));
+    let (from, to) = (ReplicaId::new(1, 2), 0usize);
+    let local = net.eps[to].local();
+    let link_key = crate::keys::derive_link_key(&[9; 32], from, local);
+    let frame = |key: &[u8; 32], next: u64| {
+        let b = crate::wire::FrameBuilder::new(
+            crate::wire::FrameKind::Cross,
+            from,
+            local,
+            &AckReport { next, phi: vec![] },
+        );
+        b.finish(key)
+    };
+    // What each frame costs: the misbehaviours it is reported for.
+    let feed = |net: &mut Net, f: Bytes| {
+        let now = net.now;
+        net.eps[to].handle_frame(now, from, f);
+        let mut reasons = Vec::new();
+        while let Some(e) = net.eps[to].poll_event() {
+            if let Event::PeerMisbehaved { reason, .. } = e {
+                reasons.push(reason);
+            }
+        }
+        reasons
+    };
+    // Before any session the link key is the frames' key (transports without sessions).
+    assert_eq!(feed(&mut net, frame(&link_key, 200)), vec![]);
+    let first = Session { key: [1; 32], peer_incarnation: Incarnation([1; 16]) };
+    net.eps[to].set_session(from, SessionDirection::Receive, &first);
+    // Another connection's frame (the link key's, or a replay of an older session) is refused.
+    assert!(matches!(feed(&mut net, frame(&link_key, 200))[..], [Misbehavior::BadFrame(_)]));
+    assert_eq!(feed(&mut net, frame(&first.key, 200)), vec![]);
+    // The same incarnation: an ack going back is ignored and reported.
+    assert_eq!(feed(&mut net, frame(&first.key, 150)), vec![Misbehavior::AckWentBack { last: 200, next: 150 }]);
+    // A new connection of the same incarnation (a reconnect): still no going back.
+    let reconnect = Session { key: [2; 32], ..first };
+    net.eps[to].set_session(from, SessionDirection::Receive, &reconnect);
+    assert!(matches!(feed(&mut net, frame(&first.key, 200))[..], [Misbehavior::BadFrame(_)]));
+    assert_eq!(feed(&mut net, frame(&reconnect.key, 150)), vec![Misbehavior::AckWentBack { last: 200, next: 150 }]);
+    // A restart (new incarnation, authenticated by its handshake): its ack may go back, once.
+    let restarted = Session { key: [3; 32], peer_incarnation: Incarnation([2; 16]) };
+    net.eps[to].set_session(from, SessionDirection::Receive, &restarted);
+    assert_eq!(feed(&mut net, frame(&restarted.key, 100)), vec![]);
+    assert_eq!(feed(&mut net, frame(&restarted.key, 50)), vec![Misbehavior::AckWentBack { last: 100, next: 50 }]);
+    // Nothing of that stalls the stream.
+    net.run(400, Duration::from_secs(20));
+    net.assert_all_delivered(400);
+}

@@ -49,6 +49,7 @@ use picsou_core::keys::LinkKeys;
 use picsou_core::proof::{CommitSigner, Ed25519QuorumVerifier, NoProof, ProofVerifier, derive_signing_key};
 use picsou_core::{EndpointConfig, FaultModel, Membership, ProtocolParams, ReplicaId, RsmId, Strategy};
 
+use crate::transport::handshake::{self, SessionContext};
 use crate::transport::{TransportOptions, TransportSetup};
 
 mod address;
@@ -220,14 +221,11 @@ impl DeploymentConfig {
         matches!(self.keys, KeyMaterial::PerReplica { .. })
     }
 
-    /// The deployment id that link keys are bound to under per-replica keys
-    /// ([`picsou_core::identity::deployment_id`]): a digest of both RSMs' names, fault models,
-    /// f, every replica's stake and public key. Addresses are not part of it, so a replica can
-    /// move to another host without new keys. Zero with a shared secret.
+    /// The deployment id ([`picsou_core::identity::deployment_id`]): a digest of both RSMs'
+    /// names, fault models, f, every replica's stake and public key (zero keys with a shared
+    /// secret). Per-replica link keys and every session handshake are bound to it. Addresses
+    /// are not part of it, so a replica can move to another host without new keys.
     pub fn deployment_id(&self) -> [u8; 32] {
-        if !self.per_replica_keys() {
-            return [0; 32];
-        }
         let mut members = Vec::new();
         let mut extra = Vec::new();
         for (i, rsm) in self.rsms.iter().enumerate() {
@@ -460,6 +458,7 @@ impl DeploymentConfig {
             listen: self.address(local),
             peers: self.replicas().into_iter().filter(|&r| r != local).map(|r| (r, self.address(r))).collect(),
             keys,
+            session: SessionContext { deployment: self.deployment_id(), incarnation: handshake::new_incarnation() },
             max_frame_bytes: self.tuning.max_frame_bytes_accepted,
         }
     }

@@ -46,6 +46,14 @@ pub(super) fn spawn(
         misbehavior_log: LogLimit::default(),
         rejection_log: LogLimit::default(),
     };
+    if driver.transport.has_sessions() {
+        // Nothing leaves for a peer before our connection's session with it (see
+        // `Transport::has_sessions`): every peer is held as if down until its first `PeerUp`.
+        for peer in driver.endpoint.linked_replicas() {
+            driver.endpoint.set_blocked(peer, true);
+            driver.down.push(peer);
+        }
+    }
     std::thread::Builder::new().name(format!("picsou-{local}")).spawn(move || {
         let shared = driver.shared.clone();
         // A panic must not leave the node looking alive: callers waiting on it would wait
@@ -215,6 +223,10 @@ impl Driver {
             // sent again, so the peer stalled until its peers trimmed what it lacked (and the
             // senders, pacing to it, stalled with it). Blocked instead, the engine keeps the
             // peer's records (bounded per peer) and builds its frames once the link is back.
+            TransportEvent::Session { peer, direction, session } => {
+                tracing::debug!(replica = %self.endpoint.local(), %peer, ?direction, "session");
+                self.endpoint.set_session(peer, direction, &session);
+            }
             TransportEvent::PeerUp(peer) => {
                 tracing::debug!(replica = %self.endpoint.local(), %peer, "peer up");
                 self.down.retain(|p| *p != peer);

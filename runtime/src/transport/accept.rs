@@ -14,9 +14,10 @@
 //!   displaced only by hundreds of connections from its own address within one round trip;
 //! - bytes that cannot begin a hello are refused as soon as they arrive (garbage on the port is
 //!   not kept waiting for a whole hello);
-//! - a hello is acceptable only from a configured peer that holds the link key, with a nonce
-//!   newer than the last one accepted from that peer (a recorded hello cannot be replayed to
-//!   this process);
+//! - every accepted connection is sent a challenge at once (a fresh nonce, see
+//!   [`handshake`]); a hello is acceptable only from a configured peer that holds the link key
+//!   and answers that very challenge (a recorded hello cannot be replayed, no clock needed),
+//!   and is answered with the confirmation that proves this replica to the dialler;
 //! - the first message is read exactly, never past its end: the frames behind it stay in the
 //!   kernel until the transport reads them, where TCP flow control pushes back on the sender
 //!   while the node does not receive.
@@ -27,7 +28,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -36,8 +37,9 @@ use mio::{Interest, Registry, Token};
 use picsou_core::ReplicaId;
 use picsou_core::keys::LinkKeys;
 
-use super::hello::{self, HELLO_LEN, HelloError};
+use super::handshake::{self, CHALLENGE_LEN, CONFIRM_LEN, HELLO_LEN, HandshakeError, Nonce, Session, SessionContext};
 use super::{Rejection, Report, TransportEvent};
+use picsou_core::handshake as wire;
 
 /// How long a connection may take to send its first message.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -57,8 +59,11 @@ struct Waiting<C> {
     buf: Box<[u8]>,
     got: usize,
     deadline: Instant,
-    /// The hello verified (the rest of a longer first message may still be missing).
-    peer: Option<ReplicaId>,
+    /// The nonce of the challenge it was sent.
+    nonce: Nonce,
+    /// The hello verified (the rest of a longer first message may still be missing): who sent
+    /// it, the confirmation to answer with and the connection's session.
+    verified: Option<(ReplicaId, [u8; CONFIRM_LEN], Session)>,
 }
 
 /// A connection whose hello verified.
@@ -72,6 +77,10 @@ pub struct Arrival<C> {
     pub peer: ReplicaId,
     /// The whole first message (the hello first).
     pub message: Box<[u8]>,
+    /// The confirmation to send back (the transport writes it before anything else).
+    pub confirm: [u8; CONFIRM_LEN],
+    /// The connection's session, for the engine ([`super::TransportEvent::Session`]).
+    pub session: Session,
 }
 
 /// What reading a waiting connection found.
@@ -93,9 +102,8 @@ pub enum Step<C> {
 pub struct Acceptor<K, C> {
     local: ReplicaId,
     keys: LinkKeys,
+    session: SessionContext,
     known: HashSet<ReplicaId>,
-    /// Newest hello nonce accepted from each peer.
-    last_nonce: HashMap<ReplicaId, u64>,
     /// Length of the first message (at least a hello).
     first_len: usize,
     waiting: HashMap<K, Waiting<C>>,
@@ -113,12 +121,18 @@ pub fn reject(report: &mut Report<'_>, source: String, claimed: Option<ReplicaId
 impl<K: Copy + Eq + Hash, C> Acceptor<K, C> {
     /// Accepts hellos addressed to `local` from the `known` peers; the first message is
     /// `first_len` bytes (at least [`HELLO_LEN`]) and starts with the hello.
-    pub fn new(local: ReplicaId, keys: LinkKeys, known: impl IntoIterator<Item = ReplicaId>, first_len: usize) -> Self {
+    pub fn new(
+        local: ReplicaId,
+        keys: LinkKeys,
+        session: SessionContext,
+        known: impl IntoIterator<Item = ReplicaId>,
+        first_len: usize,
+    ) -> Self {
         Self {
             local,
             keys,
+            session,
             known: known.into_iter().collect(),
-            last_nonce: HashMap::new(),
             first_len: first_len.max(HELLO_LEN),
             waiting: HashMap::new(),
             retry_at: None,
@@ -159,12 +173,20 @@ impl<K: Copy + Eq + Hash, C> Acceptor<K, C> {
     }
 
     /// Starts waiting for the first message of a connection just accepted (call
-    /// [`Acceptor::make_room`] first).
-    pub fn admit(&mut self, key: K, conn: C, source: String, now: Instant) {
+    /// [`Acceptor::make_room`] first). Returns the challenge to send it at once.
+    pub fn admit(&mut self, key: K, conn: C, source: String, now: Instant) -> [u8; CHALLENGE_LEN] {
         tracing::trace!(%source, "accepted");
         let buf = vec![0; self.first_len].into_boxed_slice();
         let ip = source.parse::<SocketAddr>().ok().map(|a| a.ip());
-        self.waiting.insert(key, Waiting { conn, source, ip, buf, got: 0, deadline: now + HELLO_TIMEOUT, peer: None });
+        let nonce = handshake::fresh_nonce();
+        let deadline = now + HELLO_TIMEOUT;
+        self.waiting.insert(key, Waiting { conn, source, ip, buf, got: 0, deadline, nonce, verified: None });
+        wire::challenge(&nonce)
+    }
+
+    /// The connection `key` while it waits (to write its challenge).
+    pub fn conn_mut(&mut self, key: K) -> Option<&mut C> {
+        self.waiting.get_mut(&key).map(|w| &mut w.conn)
     }
 
     /// Stops waiting for `key` (the transport closes it for its own reasons).
@@ -232,23 +254,20 @@ impl<K: Copy + Eq + Hash, C> Acceptor<K, C> {
     /// soon as it is complete (before the rest of a longer first message).
     fn check(&mut self, key: K, report: &mut Report<'_>) -> Step<C> {
         let Some(w) = self.waiting.get_mut(&key) else { return Step::Waiting };
-        if w.peer.is_none() {
-            if !hello::plausible_prefix(&w.buf[..w.got.min(HELLO_LEN)]) {
-                return self.refuse(key, None, HelloError::BadMagic.into(), report);
+        if w.verified.is_none() {
+            if !wire::plausible_hello(&w.buf[..w.got.min(HELLO_LEN)]) {
+                return self.refuse(key, None, HandshakeError::BadMagic.into(), report);
             }
             if w.got < HELLO_LEN {
                 return Step::Waiting;
             }
             let mut h = [0u8; HELLO_LEN];
             h.copy_from_slice(&w.buf[..HELLO_LEN]);
-            let claimed = hello::parse(&h).ok().map(|c| c.from);
-            let last = claimed.and_then(|p| self.last_nonce.get(&p).copied()).unwrap_or(0);
+            let claimed = wire::parse_hello(&h).ok().map(|c| c.from);
             let (keys, known) = (&self.keys, &self.known);
-            match hello::verify(&h, self.local, |p| known.contains(&p).then(|| keys.key_for(p)).flatten(), last) {
-                Ok(c) => {
-                    self.last_nonce.insert(c.from, c.nonce);
-                    w.peer = Some(c.from);
-                }
+            let key_for = |p| known.contains(&p).then(|| keys.key_for(p)).flatten();
+            match wire::accept(&h, self.local, &w.nonce, &self.session, key_for) {
+                Ok((c, confirm, session)) => w.verified = Some((c.from, confirm, session)),
                 Err(e) => return self.refuse(key, claimed, e.into(), report),
             }
         }
@@ -256,9 +275,9 @@ impl<K: Copy + Eq + Hash, C> Acceptor<K, C> {
             return Step::Waiting;
         }
         let Some(w) = self.waiting.remove(&key) else { return Step::Waiting };
-        let Some(peer) = w.peer else { return Step::Waiting };
+        let Some((peer, confirm, session)) = w.verified else { return Step::Waiting };
         tracing::debug!(%peer, source = %w.source, "incoming connection authenticated");
-        Step::Arrived(Arrival { conn: w.conn, source: w.source, peer, message: w.buf })
+        Step::Arrived(Arrival { conn: w.conn, source: w.source, peer, message: w.buf, confirm, session })
     }
 
     fn refuse(&mut self, key: K, claimed: Option<ReplicaId>, reason: Rejection, report: &mut Report<'_>) -> Step<C> {
@@ -291,6 +310,19 @@ impl<K: Copy + Eq + Hash, C: Read> Acceptor<K, C> {
                     return self.ended(key, report);
                 }
             }
+        }
+    }
+}
+
+/// Writes a handshake message to a connection's empty send buffer at once: it fits whole (a
+/// fresh socket's buffer holds kilobytes), so anything short of that means the connection is
+/// already broken. Never blocks, so a client that does not read cannot stall the acceptor.
+pub fn write_now(stream: &mut impl Write, bytes: &[u8]) -> bool {
+    loop {
+        match stream.write(bytes) {
+            Ok(n) => return n == bytes.len(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
         }
     }
 }
@@ -353,7 +385,15 @@ impl MioAcceptor {
                         continue;
                     }
                     (self.configure)(&stream);
-                    self.waiting.admit(token, stream, source.to_string(), now);
+                    let challenge = self.waiting.admit(token, stream, source.to_string(), now);
+                    let sent = self.waiting.conn_mut(token).is_some_and(|s| write_now(s, &challenge));
+                    if !sent {
+                        tracing::debug!(%source, "cannot send the challenge; connection dropped");
+                        if let Some(mut s) = self.waiting.forget(token) {
+                            let _ = registry.deregister(&mut s);
+                        }
+                        continue;
+                    }
                     admitted.push(token);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -376,7 +416,15 @@ impl MioAcceptor {
                 let _ = registry.deregister(&mut stream);
                 None
             }
-            Step::Arrived(a) => Some(a),
+            Step::Arrived(mut a) => {
+                if write_now(&mut a.conn, &a.confirm) {
+                    Some(a)
+                } else {
+                    tracing::debug!(source = %a.source, "cannot send the confirmation; connection dropped");
+                    let _ = registry.deregister(&mut a.conn);
+                    None
+                }
+            }
         }
     }
 
@@ -410,12 +458,22 @@ mod tests {
     const C: ReplicaId = ReplicaId::new(1, 5);
     const SECRET: [u8; 32] = [7; 32];
 
-    fn acceptor(first_len: usize) -> Acceptor<u32, ()> {
-        Acceptor::new(B, LinkKeys::derived(B, SECRET), [A], first_len)
+    fn ctx() -> SessionContext {
+        SessionContext { deployment: [4; 32], incarnation: handshake::Incarnation([1; 16]) }
     }
 
-    fn hello_from(from: ReplicaId, nonce: u64) -> [u8; HELLO_LEN] {
-        hello::encode(from, B, nonce, &LinkKeys::derived(from, SECRET).key_for(B).unwrap())
+    fn acceptor(first_len: usize) -> Acceptor<u32, ()> {
+        Acceptor::new(B, LinkKeys::derived(B, SECRET), ctx(), [A], first_len)
+    }
+
+    /// `from`'s answer to `challenge`, under its real link key or `key`.
+    fn hello_with(from: ReplicaId, challenge: &[u8; CHALLENGE_LEN], key: Option<[u8; 32]>) -> [u8; HELLO_LEN] {
+        let key = key.unwrap_or_else(|| LinkKeys::derived(from, SECRET).key_for(B).unwrap());
+        wire::answer(challenge, from, B, &key, &ctx(), &[2; 16]).unwrap().0
+    }
+
+    fn hello_from(from: ReplicaId, challenge: &[u8; CHALLENGE_LEN]) -> [u8; HELLO_LEN] {
+        hello_with(from, challenge, None)
     }
 
     fn reasons(events: &[TransportEvent]) -> Vec<String> {
@@ -430,13 +488,13 @@ mod tests {
 
     #[test]
     fn a_hello_in_any_split_arrives_with_what_follows_left_over() {
-        let mut stream = hello_from(A, 5).to_vec();
-        stream.extend_from_slice(b"rest of the message, then frames");
-        for cut in [1, 3, 39, 40, 41, 60, 1000] {
+        for cut in [1, 3, 63, 64, 65, 80, 1000] {
             let (mut events, mut stats) = (Vec::new(), TransportStats::default());
             let mut report = Report { events: &mut events, stats: &mut stats };
-            let mut acc = acceptor(60);
-            acc.admit(1, (), "here".into(), Instant::now());
+            let mut acc = acceptor(80);
+            let challenge = acc.admit(1, (), "here".into(), Instant::now());
+            let mut stream = hello_from(A, &challenge).to_vec();
+            stream.extend_from_slice(b"rest of the message, then frames");
             let mut arrived = None;
             let mut used_total = 0;
             for chunk in stream.chunks(cut) {
@@ -452,7 +510,8 @@ mod tests {
                 }
             }
             let a = arrived.expect("arrived");
-            assert_eq!((a.peer, a.message.len(), used_total), (A, 60, 60), "cut {cut}");
+            assert_eq!((a.peer, a.message.len(), used_total), (A, 80, 80), "cut {cut}");
+            assert_eq!(a.session.peer_incarnation, ctx().incarnation);
             assert!(acc.is_empty() && events.is_empty());
         }
     }
@@ -463,18 +522,25 @@ mod tests {
         let mut report = Report { events: &mut events, stats: &mut stats };
         let mut acc = acceptor(HELLO_LEN);
         let now = Instant::now();
-        let mut try_bytes = |acc: &mut Acceptor<u32, ()>, key: u32, bytes: &[u8]| {
-            acc.admit(key, (), format!("conn {key}"), now);
-            acc.feed(key, bytes, &mut report).0
+        let mut try_hello = |acc: &mut Acceptor<u32, ()>, key: u32, make: &dyn Fn(&[u8; CHALLENGE_LEN]) -> Vec<u8>| {
+            let challenge = acc.admit(key, (), format!("conn {key}"), now);
+            acc.feed(key, &make(&challenge), &mut report).0
         };
-        // Garbage at its first byte; a wrong key; an unknown peer; a replay.
-        assert!(matches!(try_bytes(&mut acc, 1, b"G"), Step::Refused(())));
-        assert!(matches!(try_bytes(&mut acc, 2, &hello::encode(A, B, 9, &[3; 32])), Step::Refused(())));
-        assert!(matches!(try_bytes(&mut acc, 3, &hello_from(C, 9)), Step::Refused(())));
-        assert!(matches!(try_bytes(&mut acc, 4, &hello_from(A, 9)), Step::Arrived(_)));
-        assert!(matches!(try_bytes(&mut acc, 5, &hello_from(A, 9)), Step::Refused(())));
+        // Garbage at its first byte; a wrong key; an unknown peer; a hello replayed on another
+        // connection (made for another challenge).
+        assert!(matches!(try_hello(&mut acc, 1, &|_| b"G".to_vec()), Step::Refused(())));
+        assert!(matches!(try_hello(&mut acc, 2, &|c| hello_with(A, c, Some([3; 32])).to_vec()), Step::Refused(())));
+        assert!(matches!(try_hello(&mut acc, 3, &|c| hello_from(C, c).to_vec()), Step::Refused(())));
+        let recorded = std::cell::RefCell::new(Vec::new());
+        let record = |c: &[u8; CHALLENGE_LEN]| {
+            let h = hello_from(A, c).to_vec();
+            *recorded.borrow_mut() = h.clone();
+            h
+        };
+        assert!(matches!(try_hello(&mut acc, 4, &record), Step::Arrived(_)));
+        assert!(matches!(try_hello(&mut acc, 5, &|_| recorded.borrow().clone()), Step::Refused(())));
         // Closed mid-hello is refused; closed before any byte is not.
-        assert!(matches!(try_bytes(&mut acc, 6, &hello_from(A, 10)[..10]), Step::Waiting));
+        assert!(matches!(try_hello(&mut acc, 6, &|c| hello_from(A, c)[..10].to_vec()), Step::Waiting));
         assert!(matches!(acc.ended(6, &mut report), Step::Refused(())));
         acc.admit(7, (), "silent".into(), now);
         assert!(matches!(acc.ended(7, &mut report), Step::Gone(())));
@@ -485,10 +551,10 @@ mod tests {
         assert_eq!(acc.expire(now + HELLO_TIMEOUT, &mut report).len(), 1);
         let got = reasons(&events);
         assert_eq!(got.len(), 6, "{got:?}");
-        assert!(got[0].starts_with("None: not a picsou hello"), "{got:?}");
+        assert!(got[0].starts_with("None: not a picsou v3 handshake"), "{got:?}");
         assert!(got[1].contains("Some(ReplicaId") && got[1].contains("authentication"), "{got:?}");
         assert!(got[2].contains("unknown peer"), "{got:?}");
-        assert!(got[3].contains("replayed"), "{got:?}");
+        assert!(got[3].contains("Some(ReplicaId") && got[3].contains("authentication"), "{got:?}");
         assert!(got[4].contains("middle of its hello"), "{got:?}");
         assert!(got[5].contains("no hello within"), "{got:?}");
         assert_eq!(stats.rejected, 6);
@@ -502,7 +568,7 @@ mod tests {
         let t0 = Instant::now();
         let at = |k: u32| t0 + Duration::from_micros(u64::from(k));
         // A peer connects from 10.0.0.2 among a flood from 10.0.0.9 that fills every slot.
-        acc.admit(0, (), "10.0.0.2:40000".into(), at(0));
+        let challenge = acc.admit(0, (), "10.0.0.2:40000".into(), at(0));
         for k in 1..MAX_WAITING as u32 {
             assert!(acc.make_room(&mut report).is_none());
             acc.admit(k, (), format!("10.0.0.9:{}", 1000 + k), at(k));
@@ -514,7 +580,7 @@ mod tests {
             acc.admit(k, (), format!("10.0.0.9:{}", 1000 + k), at(k));
         }
         assert_eq!(acc.len(), MAX_WAITING);
-        assert!(matches!(acc.feed(0, &hello_from(A, 1), &mut report).0, Step::Arrived(a) if a.peer == A));
+        assert!(matches!(acc.feed(0, &hello_from(A, &challenge), &mut report).0, Step::Arrived(a) if a.peer == A));
         assert_eq!(stats.rejected, 3 * MAX_WAITING as u64);
         assert!(matches!(events[0], TransportEvent::Rejected { reason: Rejection::TooManyWaiting(MAX_WAITING), .. }));
 

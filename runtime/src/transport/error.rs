@@ -18,7 +18,7 @@ use std::time::Duration;
 use picsou_core::ReplicaId;
 
 use super::framer::FramingError;
-use super::hello::HelloError;
+use super::handshake::HandshakeError;
 
 /// A transport-specific error, kept typed behind a trait object.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -153,6 +153,15 @@ pub enum LinkError {
         #[source]
         source: io::Error,
     },
+    /// Whatever answered at the peer's address failed the session handshake: another
+    /// deployment or key, an impostor, or not a picsou replica.
+    #[error("handshake with {addr}: {reason}")]
+    Handshake {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// What was wrong.
+        reason: HandshakeError,
+    },
     /// The peer closed the connection.
     #[error("connection closed by the peer")]
     Closed,
@@ -174,9 +183,10 @@ pub enum LinkError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
-    /// Its hello is not acceptable (garbage, unknown peer, bad tag, replay, …).
+    /// Its hello is not acceptable (garbage, unknown peer, a tag that does not answer this
+    /// connection's challenge, …).
     #[error(transparent)]
-    Hello(#[from] HelloError),
+    Handshake(#[from] HandshakeError),
     /// It closed in the middle of its hello.
     #[error("closed in the middle of its hello")]
     ClosedMidHello,

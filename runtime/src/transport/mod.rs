@@ -14,9 +14,12 @@
 //! - Frames to a peer that is down are dropped (counted), like frames to a crashed replica:
 //!   the protocol recovers lost frames; queueing them would only grow memory.
 //! - Dead connections are redialled with exponential backoff.
-//! - Whoever connects must prove, in a [`hello`], that it holds the link key it claims; any
-//!   other peer is dropped and reported as [`TransportEvent::Rejected`]. Frames are
-//!   authenticated again by the engine (per-frame MACs), so a transport never trusts content.
+//! - Every connection starts with the session [`handshake`]: the acceptor challenges, the
+//!   dialler proves that it holds the link key it claims over that challenge, the acceptor
+//!   proves the same over the dialler's nonce. Anyone else is dropped and reported as
+//!   [`TransportEvent::Rejected`]. Each side then reports [`TransportEvent::Session`] (before
+//!   `PeerUp` and before any frame of the connection): the engine authenticates the
+//!   connection's frames with its own session key, so a transport never trusts content.
 //!
 //! The socket-like transports (TCP, io_uring, RDMA) implement these rules once: [`link`] is the
 //! life cycle of an outgoing link (down, `Full`, `Writable`, backoff, redial) and [`accept`]
@@ -38,7 +41,7 @@ pub mod accept;
 pub mod backoff;
 pub mod error;
 pub mod framer;
-pub mod hello;
+pub mod handshake;
 pub mod link;
 pub mod mem;
 pub mod options;
@@ -68,6 +71,17 @@ pub enum TransportEvent {
         from: ReplicaId,
         /// The frame, as the peer's engine built it (the engine checks its MAC).
         frame: Bytes,
+    },
+    /// A connection with the peer completed its handshake: frames on it are MACed with
+    /// `session.key` (see [`picsou_core::Endpoint::set_session`]). Reported before the
+    /// connection's `PeerUp` (ours) or first frame (the peer's).
+    Session {
+        /// The peer.
+        peer: ReplicaId,
+        /// Whose connection: ours to it (`Send`) or its to us (`Receive`).
+        direction: handshake::SessionDirection,
+        /// The key and the peer's incarnation.
+        session: handshake::Session,
     },
     /// The outgoing connection to the peer is established (pairs with `PeerDown`).
     PeerUp(ReplicaId),
@@ -159,6 +173,15 @@ pub trait Transport: Send {
 
     /// Counters.
     fn stats(&self) -> TransportStats;
+
+    /// Whether connections have sessions ([`TransportEvent::Session`]): then nothing may be
+    /// sent to a peer before the session of our connection to it is reported (frames built
+    /// earlier would carry a key the peer does not accept), so the node holds frames for every
+    /// peer until its `PeerUp`. Transports without connections (in-memory) have none: frames
+    /// carry the link key.
+    fn has_sessions(&self) -> bool {
+        false
+    }
 }
 
 /// Everything a transport needs to know about the deployment to start.
@@ -170,8 +193,10 @@ pub struct TransportSetup {
     pub listen: std::net::SocketAddr,
     /// Every other replica of both RSMs and its address.
     pub peers: Vec<(ReplicaId, std::net::SocketAddr)>,
-    /// Link keys, to prove who we are in the hello and check who connects.
+    /// Link keys, to prove who we are in the handshake and check who connects.
     pub keys: picsou_core::keys::LinkKeys,
+    /// The deployment id and this process's incarnation, bound into every handshake.
+    pub session: handshake::SessionContext,
     /// Largest frame accepted from a peer; a larger length prefix closes the connection.
     pub max_frame_bytes: usize,
 }

@@ -114,6 +114,10 @@ fn setup(local: ReplicaId, all: &[(ReplicaId, SocketAddr)]) -> TransportSetup {
         listen: all.iter().find(|(r, _)| *r == local).map(|(_, a)| *a).expect("listed"),
         peers: all.iter().filter(|(r, _)| *r != local).copied().collect(),
         keys: LinkKeys::derived(local, [7; 32]),
+        session: picsou_runtime::transport::handshake::SessionContext {
+            deployment: [0; 32],
+            incarnation: picsou_runtime::transport::handshake::new_incarnation(),
+        },
         max_frame_bytes: 16 << 20,
     }
 }

@@ -47,8 +47,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue};
 use picsou_core::ReplicaId;
 use picsou_core::bufpool::BufPool;
 use picsou_core::keys::{LinkKeys, MacKey};
-use picsou_runtime::transport::accept::Acceptor;
-use picsou_runtime::transport::hello::HELLO_LEN;
+use picsou_runtime::transport::accept::{Acceptor, HELLO_TIMEOUT};
+use picsou_runtime::transport::handshake::{HELLO_LEN, SessionContext};
 use picsou_runtime::transport::link::Due;
 use picsou_runtime::transport::{
     LinkError, Report, TcpOptions, TransportError, TransportEvent, TransportStats, UringOptions,
@@ -81,6 +81,8 @@ pub(crate) struct Config {
     pub(crate) peers: Vec<(Arc<PeerLink>, SocketAddr, MacKey)>,
     /// Link keys, to verify hellos.
     pub(crate) keys: LinkKeys,
+    /// Deployment id and incarnation, for every handshake.
+    pub(crate) session: SessionContext,
     /// The peers that may connect.
     pub(crate) known: Vec<ReplicaId>,
     /// Largest frame accepted.
@@ -208,8 +210,11 @@ impl Driver {
         let bufs = BufRing::register(&ring.submitter(), cfg.uring.recv_buffers, cfg.uring.recv_buffer_size, BGID)
             .map_err(|e| unavailable(ProbeError::BufRing(e)))?;
         let now = Instant::now();
-        let out =
-            cfg.peers.into_iter().map(|(link, addr, key)| Outgoing::new(link, addr, key, &cfg.tcp, now)).collect();
+        let out = cfg
+            .peers
+            .into_iter()
+            .map(|(link, addr, key)| Outgoing::new(link, addr, key, cfg.session, &cfg.tcp, now))
+            .collect();
         let receiving = shared.receiving.load(Ordering::SeqCst);
         Ok(Self {
             ring,
@@ -224,7 +229,7 @@ impl Driver {
             free_conns: Vec::new(),
             conn_epoch: 0,
             by_peer: HashMap::new(),
-            acceptor: Acceptor::new(cfg.local, cfg.keys, cfg.known, HELLO_LEN),
+            acceptor: Acceptor::new(cfg.local, cfg.keys, cfg.session, cfg.known, HELLO_LEN),
             events: Vec::new(),
             rx_bytes: 0,
             stats: TransportStats::default(),
@@ -340,8 +345,13 @@ impl Driver {
     /// Redials, the delayed accept re-arm, hello deadlines.
     fn fire_timers(&mut self, now: Instant) {
         for p in 0..self.out.len() {
-            if self.out[p].link.due(now) == Some(Due::Dial) {
-                self.dial(p);
+            match self.out[p].link.due(now) {
+                Some(Due::Dial) => self.dial(p),
+                Some(Due::DialTimedOut) => {
+                    let reason = LinkError::ConnectTimeout { addr: self.out[p].addr, after: HELLO_TIMEOUT };
+                    self.lose(p, reason);
+                }
+                None => {}
             }
         }
         if self.acceptor.retry_due(now) {
@@ -449,6 +459,9 @@ impl Driver {
                 if self.out[p].up(epoch).is_some() {
                     let why = if res < 0 { LinkError::Broken(completion_error(res)) } else { LinkError::Closed };
                     self.lose(p, why);
+                } else if self.out[p].dialing(epoch) {
+                    // The handshake's next message (or the end of the connection) is there.
+                    self.continue_handshake(p);
                 }
             }
             Op::Send { .. } => self.on_send(ud, res, flags),

@@ -8,11 +8,13 @@
 //! link's own `Full`/`Writable` bookkeeping stays unused here.
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use picsou_core::keys::MacKey;
+use picsou_runtime::transport::handshake::{DialHandshake, SessionContext};
 use picsou_runtime::transport::link::{Link, Released, State};
 use picsou_runtime::transport::{LinkError, Report, TcpOptions};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -27,8 +29,12 @@ pub(crate) struct Outgoing {
     pub(crate) shared: Arc<PeerLink>,
     /// Where the peer listens.
     pub(crate) addr: SocketAddr,
-    /// Link key, for the hello.
+    /// Link key, for the handshake.
     pub(crate) key: MacKey,
+    /// Deployment id and incarnation, for the handshake.
+    pub(crate) session: SessionContext,
+    /// The handshake of the connection being made, once it connected.
+    pub(crate) handshake: Option<DialHandshake>,
     /// The life cycle; the socket while dialling and while up. No dial deadline: the kernel
     /// enforces the connect timeout (a linked timeout).
     pub(crate) link: Link<Socket, Socket, SendQueue>,
@@ -50,9 +56,17 @@ pub(crate) type Orphans = Option<(u64, Vec<Bytes>)>;
 
 impl Outgoing {
     /// A link that dials at once.
-    pub(crate) fn new(shared: Arc<PeerLink>, addr: SocketAddr, key: MacKey, opts: &TcpOptions, now: Instant) -> Self {
+    pub(crate) fn new(
+        shared: Arc<PeerLink>,
+        addr: SocketAddr,
+        key: MacKey,
+        session: SessionContext,
+        opts: &TcpOptions,
+        now: Instant,
+    ) -> Self {
         let link = Link::new(shared.id, opts.backoff_min, opts.backoff_max, now);
-        Self { shared, addr, key, link, epoch: 0, sending: None, retired: 0, published: 0, spare: None }
+        let (sending, retired, published, spare, handshake) = (None, 0, 0, None, None);
+        Self { shared, addr, key, session, handshake, link, epoch: 0, sending, retired, published, spare }
     }
 
     /// The connected socket, if `epoch` is the current, established connection.
@@ -68,6 +82,7 @@ impl Outgoing {
     /// The connection is lost or the dial failed: the link goes down (its queue dropped,
     /// reported, a redial scheduled) and the socket is shut down.
     pub(crate) fn lose(&mut self, now: Instant, reason: LinkError, report: &mut Report<'_>) -> Orphans {
+        self.handshake = None;
         let orphans = self.sending.take().map(|ud| (ud, self.link.queue().buffers().collect()));
         let dropped = self.link.queue().bytes() as u64;
         if let Some(Released::Up(sock) | Released::Dialing(sock)) = self.link.down(now, reason, report) {
@@ -94,4 +109,32 @@ pub(crate) fn dial_socket(addr: SocketAddr, opts: &TcpOptions) -> std::io::Resul
         tracing::debug!(size = opts.send_buffer, "cannot set the send buffer: {e}");
     }
     Ok(sock)
+}
+
+/// A socket read and written without blocking, whatever its mode: the handshake's few bytes
+/// on a connection whose readiness a poll already reported (the socket itself stays blocking
+/// for io_uring's sends).
+pub(crate) struct DontWait<'a>(pub(crate) &'a Socket);
+
+impl std::io::Read for DontWait<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        #[allow(unsafe_code)]
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call.
+        let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+    }
+}
+
+impl std::io::Write for DontWait<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        #[allow(unsafe_code)]
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the duration of the call.
+        let n = unsafe { libc::send(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
+        if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -9,13 +9,15 @@ use std::time::Instant;
 use io_uring::types::Fd;
 use io_uring::{cqueue, opcode};
 use picsou_core::ReplicaId;
-use picsou_runtime::transport::accept::{self, Step};
+use picsou_runtime::transport::accept::{self, Step, write_now};
+use picsou_runtime::transport::handshake::SessionDirection;
 use picsou_runtime::transport::{Rejection, Report, TransportEvent};
 use socket2::Socket;
 
 use super::Driver;
 use super::incoming::{Anomaly, Incoming};
 use super::ops::Op;
+use super::outgoing::DontWait;
 use crate::errno::completion_error;
 
 /// Why an incoming connection is closed: reported as `Rejected` (with the peer it claimed to
@@ -80,7 +82,13 @@ impl Driver {
                 self.conns.len() - 1
             }
         };
-        self.acceptor.admit(i, (), source, Instant::now());
+        let challenge = self.acceptor.admit(i, (), source, Instant::now());
+        let sent = self.conns[i].as_ref().is_some_and(|c| write_now(&mut DontWait(&c.sock), &challenge));
+        if !sent {
+            tracing::debug!("cannot send the challenge; connection dropped");
+            self.close_conn(i, None);
+            return;
+        }
         self.resume_recv(i);
     }
 
@@ -301,6 +309,13 @@ impl Driver {
                 // Already reported.
                 Step::Refused(()) | Step::Gone(()) => return Err(None),
                 Step::Arrived(a) => {
+                    if !write_now(&mut DontWait(&c.sock), &a.confirm) {
+                        tracing::debug!(source = %a.source, "cannot send the confirmation; connection dropped");
+                        return Err(None);
+                    }
+                    // Before any frame of the connection: the engine checks them with its key.
+                    let (peer, session) = (a.peer, a.session);
+                    events.push(TransportEvent::Session { peer, direction: SessionDirection::Receive, session });
                     // Like the TCP transport, `PeerUp` reports outgoing connections only (those
                     // decide whether frames to the peer flow); an incoming one is counted.
                     c.authenticated(a.peer);

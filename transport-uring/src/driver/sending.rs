@@ -9,15 +9,16 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use io_uring::types::{Fd, Timespec};
 use io_uring::{cqueue, opcode, squeue};
-use picsou_runtime::transport::{LinkError, Report, hello};
+use picsou_runtime::transport::accept::{HELLO_TIMEOUT, write_now};
+use picsou_runtime::transport::handshake::{DialHandshake, DialProgress, SessionDirection};
+use picsou_runtime::transport::{LinkError, Report, TransportEvent};
 use socket2::SockAddr;
 
 use super::Driver;
 use super::ops::{LINKED_TIMEOUT, Op, SendBuffers};
-use super::outgoing::dial_socket;
+use super::outgoing::{DontWait, dial_socket};
 use super::sendq::{Batch, fill};
 use crate::errno::completion_error;
 use crate::shared::LinkState;
@@ -46,6 +47,7 @@ impl Driver {
         let o = &mut self.out[p];
         o.shared.set_state(LinkState::Connecting);
         o.epoch = o.epoch.wrapping_add(1);
+        o.handshake = None;
         let addr = Box::new(SockAddr::from(o.addr));
         let timeout = Box::new(Timespec::from(self.tcp.connect_timeout.max(Duration::from_millis(1))));
         let (addr_ptr, addr_len, ts_ptr): (*const libc::sockaddr, _, *const Timespec) =
@@ -144,16 +146,62 @@ impl Driver {
             self.lose(p, why);
             return;
         }
-        let local = self.local;
-        let mut report = Report { events: &mut self.events, stats: &mut self.stats };
+        // Connected: the handshake, within the hello timeout.
         let o = &mut self.out[p];
+        o.handshake = Some(DialHandshake::new(self.local, o.shared.id, o.key, o.session));
+        if let Some((_, deadline)) = o.link.dialing_mut() {
+            *deadline = Some(Instant::now() + HELLO_TIMEOUT);
+        }
+        self.continue_handshake(p);
+    }
+
+    /// Reads what the handshake of the connection being made to `p` needs (waiting for it with
+    /// a poll), answers the challenge; once the confirmation verified the link is up, its
+    /// session reported first.
+    pub(super) fn continue_handshake(&mut self, p: usize) {
+        let o = &mut self.out[p];
+        let addr = o.addr;
+        let session = loop {
+            let (Some((sock, _)), Some(hs)) = (o.link.dialing_mut(), o.handshake.as_mut()) else { return };
+            match hs.read_from(&mut DontWait(sock)) {
+                Ok(Ok(DialProgress::More)) => return self.watch_dialing(p),
+                Ok(Ok(DialProgress::Send(hello))) => {
+                    if !write_now(&mut DontWait(sock), &hello) {
+                        let source = std::io::Error::other("cannot send the hello");
+                        return self.lose(p, LinkError::Write { addr, source });
+                    }
+                }
+                Ok(Ok(DialProgress::Done(session))) => break session,
+                Ok(Err(reason)) => return self.lose(p, LinkError::Handshake { addr, reason }),
+                Err(source) => return self.lose(p, LinkError::Connect { addr, source }),
+            }
+        };
+        o.handshake = None;
+        let peer = o.shared.id;
+        self.events.push(TransportEvent::Session { peer, direction: SessionDirection::Send, session });
+        let mut report = Report { events: &mut self.events, stats: &mut self.stats };
         if !o.link.connected(Instant::now(), &mut report, |sock| sock) {
             return;
         }
-        let hello = hello::encode(local, o.shared.id, hello::next_nonce(), &o.key);
-        o.link.queue_mut().push_hello(Bytes::copy_from_slice(&hello));
         o.shared.set_state(LinkState::Up);
         self.watch(p);
+    }
+
+    /// Waits (a poll) for the next bytes of the handshake of the connection being made to `p`.
+    fn watch_dialing(&mut self, p: usize) {
+        let o = &mut self.out[p];
+        let epoch = o.epoch;
+        let Some((sock, _)) = o.link.dialing_mut() else { return };
+        let mask = (libc::POLLIN | libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32;
+        let sqe = opcode::PollAdd::new(Fd(sock.as_raw_fd()), mask).build();
+        let ud = self.ops.insert(Op::Watch { peer: p, epoch });
+        #[allow(unsafe_code)]
+        // SAFETY: a poll names no user memory.
+        let ok = unsafe { self.push(&[sqe.user_data(ud)]) };
+        if !ok {
+            self.ops.remove(ud);
+            self.lose(p, LinkError::Overloaded);
+        }
     }
 
     /// A send completed (written frames leave the queue) or a zero-copy send's notification

@@ -43,7 +43,7 @@ use self::incoming::{FramesProgress, Incoming};
 use self::outgoing::Outgoing;
 use self::waker::TcpWaker;
 use super::accept::{self, Acceptor, Arrival, MioAcceptor};
-use super::hello::HELLO_LEN;
+use super::handshake::{HELLO_LEN, SessionDirection};
 use super::{
     EncodedFrame, Rejection, Report, SendStatus, TcpOptions, Transport, TransportError, TransportEvent, TransportSetup,
     TransportStats, Wake,
@@ -127,7 +127,7 @@ impl TcpTransport {
     /// Starts listening on `setup.listen` and dialling every peer.
     pub fn new(setup: TransportSetup, opts: &TcpOptions) -> Result<Self, TransportError> {
         let peer_keys = setup.checked_peers()?;
-        let TransportSetup { local, listen, keys, max_frame_bytes, .. } = setup;
+        let TransportSetup { local, listen, keys, session, max_frame_bytes, .. } = setup;
         let poll = Poll::new().map_err(|source| TransportError::Io { context: "create the poller", source })?;
         let mut listener =
             socket::listen(listen, opts).map_err(|source| TransportError::Listen { address: listen, source })?;
@@ -137,7 +137,7 @@ impl TcpTransport {
         let waker = Waker::new(poll.registry(), WAKER)
             .map_err(|source| TransportError::Io { context: "create the waker", source })?;
         let peer_index = peer_keys.iter().enumerate().map(|(i, (peer, _, _))| (*peer, i)).collect();
-        let waiting = Acceptor::new(local, keys, peer_keys.iter().map(|(peer, _, _)| *peer), HELLO_LEN);
+        let waiting = Acceptor::new(local, keys, session, peer_keys.iter().map(|(peer, _, _)| *peer), HELLO_LEN);
         // Incoming connections take tokens after those of the outgoing ones.
         let acceptor = MioAcceptor::new(listener, waiting, FIRST_PEER_TOKEN + peer_keys.len(), |_| {});
         let mut t = Self {
@@ -161,7 +161,7 @@ impl TcpTransport {
         };
         let now = Instant::now();
         for (i, (peer, addr, key)) in peer_keys.into_iter().enumerate() {
-            t.peers.push(Outgoing::new(peer, addr, key, Token(FIRST_PEER_TOKEN + i), opts, now));
+            t.peers.push(Outgoing::new(peer, addr, key, session, Token(FIRST_PEER_TOKEN + i), opts, now));
         }
         // Dial everyone now (their first dial is due immediately).
         t.run_peer_timers(now);
@@ -233,6 +233,8 @@ impl TcpTransport {
     /// The connection becomes the peer's incoming connection (replacing an older one).
     fn authenticated(&mut self, token: Token, a: Arrival<TcpStream>) {
         let peer = a.peer;
+        // Before any frame of the connection: the engine checks them with its session key.
+        self.pending.push(TransportEvent::Session { peer, direction: SessionDirection::Receive, session: a.session });
         self.incoming.insert(token, Incoming::new(a.conn, a.source, peer, self.max_frame, self.frame_pool.clone()));
         self.stats.connects += 1;
         // A peer that dials us is up: if our link to it is down (it restarted), redial now.
@@ -409,5 +411,9 @@ impl Transport for TcpTransport {
 
     fn stats(&self) -> TransportStats {
         self.stats.clone()
+    }
+
+    fn has_sessions(&self) -> bool {
+        true
     }
 }

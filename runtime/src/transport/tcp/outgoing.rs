@@ -1,5 +1,7 @@
 //! The outgoing connection to one peer: the shared [`Link`] life cycle over a socket we dial,
-//! say hello on, and write frames to.
+//! run the session handshake on (read the challenge, answer with a hello, read the
+//! confirmation), and then only write frames to. The link is up, and reports its session and
+//! `PeerUp`, once the peer's confirmation verified.
 //!
 //! Writes use `writev`, which raises `SIGPIPE` on a reset connection; the Rust runtime ignores
 //! that signal in every Rust `main`, so the write fails with `EPIPE` and the peer goes down.
@@ -10,7 +12,6 @@
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 use picsou_core::ReplicaId;
@@ -18,8 +19,10 @@ use picsou_core::keys::MacKey;
 
 use super::queue::{Drain, SendQueue, Written, drain_into};
 use super::{Ctx, Readiness, socket};
+use crate::transport::accept::write_now;
+use crate::transport::handshake::{DialHandshake, DialProgress, SessionContext, SessionDirection};
 use crate::transport::link::{Due, Link, Released};
-use crate::transport::{EncodedFrame, LinkError, SendStatus, TcpOptions, TransportStats, hello};
+use crate::transport::{EncodedFrame, LinkError, SendStatus, TcpOptions, TransportEvent, TransportStats};
 
 /// An established connection.
 #[derive(Debug)]
@@ -29,15 +32,24 @@ pub(super) struct Up {
     write_blocked: bool,
 }
 
+/// A connection in the making: connecting, then the handshake.
+#[derive(Debug)]
+pub(super) struct Dial {
+    stream: TcpStream,
+    /// Set once the connect completed.
+    handshake: Option<DialHandshake>,
+}
+
 /// Our sending side towards one peer.
 #[derive(Debug)]
 pub(super) struct Outgoing {
     addr: SocketAddr,
     key: MacKey,
+    session: SessionContext,
     /// Token of this peer's socket in the poller (the same for every redial).
     token: Token,
-    /// The life cycle; while dialling, the socket being connected.
-    link: Link<TcpStream, Up, SendQueue>,
+    /// The life cycle; while dialling, the socket being connected and its handshake.
+    link: Link<Dial, Up, SendQueue>,
 }
 
 impl Outgoing {
@@ -46,11 +58,12 @@ impl Outgoing {
         peer: ReplicaId,
         addr: SocketAddr,
         key: MacKey,
+        session: SessionContext,
         token: Token,
         opts: &TcpOptions,
         now: std::time::Instant,
     ) -> Self {
-        Self { addr, key, token, link: Link::new(peer, opts.backoff_min, opts.backoff_max, now) }
+        Self { addr, key, session, token, link: Link::new(peer, opts.backoff_min, opts.backoff_max, now) }
     }
 
     /// The peer dialled us: redial now if the link is down (see [`Link::peer_alive`]).
@@ -76,12 +89,19 @@ impl Outgoing {
 
     /// The poller reported readiness on this peer's token.
     pub(super) fn on_ready(&mut self, ready: Readiness, ctx: &mut Ctx<'_>) {
-        if let Some((stream, _)) = self.link.dialing_mut() {
-            match socket::connect_status(stream) {
-                Ok(true) => self.connected(ctx),
-                Ok(false) => {}
-                Err(source) => self.fail(LinkError::Connect { addr: self.addr, source }, ctx),
+        let peer = self.link.peer();
+        if let Some((dial, _)) = self.link.dialing_mut() {
+            if dial.handshake.is_none() {
+                match socket::connect_status(&dial.stream) {
+                    Ok(true) => {
+                        tracing::trace!(%peer, addr = %self.addr, "connected; handshake");
+                        dial.handshake = Some(DialHandshake::new(ctx.local, peer, self.key, self.session));
+                    }
+                    Ok(false) => return,
+                    Err(source) => return self.fail(LinkError::Connect { addr: self.addr, source }, ctx),
+                }
             }
+            self.continue_handshake(ctx);
             return;
         }
         let Some((up, _)) = self.link.up_mut() else { return };
@@ -127,18 +147,34 @@ impl Outgoing {
             return self.fail(LinkError::Dial { addr: self.addr, source }, ctx);
         }
         tracing::trace!(peer = %self.link.peer(), addr = %self.addr, "dialling");
-        self.link.dialing(stream, Some(ctx.now + ctx.opts.connect_timeout));
+        self.link.dialing(Dial { stream, handshake: None }, Some(ctx.now + ctx.opts.connect_timeout));
     }
 
-    /// The connect completed: say hello and start writing.
-    fn connected(&mut self, ctx: &mut Ctx<'_>) {
-        if !self.link.connected(ctx.now, &mut ctx.report, |stream| Up { stream, write_blocked: false }) {
+    /// Reads what the handshake needs, answers the challenge; once the confirmation verified,
+    /// the link is up (its session reported first) and frames flow.
+    fn continue_handshake(&mut self, ctx: &mut Ctx<'_>) {
+        let peer = self.link.peer();
+        let addr = self.addr;
+        let session = loop {
+            let Some((Dial { stream, handshake: Some(hs) }, _)) = self.link.dialing_mut() else { return };
+            match hs.read_from(stream) {
+                Ok(Ok(DialProgress::More)) => return,
+                Ok(Ok(DialProgress::Send(hello))) => {
+                    if !write_now(stream, &hello) {
+                        let source = std::io::Error::other("cannot send the hello");
+                        return self.fail(LinkError::Write { addr, source }, ctx);
+                    }
+                }
+                Ok(Ok(DialProgress::Done(session))) => break session,
+                Ok(Err(reason)) => return self.fail(LinkError::Handshake { addr, reason }, ctx),
+                Err(source) => return self.fail(LinkError::Connect { addr, source }, ctx),
+            }
+        };
+        ctx.report.events.push(TransportEvent::Session { peer, direction: SessionDirection::Send, session });
+        if !self.link.connected(ctx.now, &mut ctx.report, |d| Up { stream: d.stream, write_blocked: false }) {
             return;
         }
-        let peer = self.link.peer();
         tracing::debug!(%peer, addr = %self.addr, "connected");
-        let hello = hello::encode(ctx.local, peer, hello::next_nonce(), &self.key);
-        self.link.queue_mut().push_hello(Bytes::copy_from_slice(&hello));
         self.write(ctx);
     }
 
@@ -160,7 +196,7 @@ impl Outgoing {
     /// The dial failed or the connection broke: the link goes down, the socket is closed.
     fn fail(&mut self, reason: LinkError, ctx: &mut Ctx<'_>) {
         match self.link.down(ctx.now, reason, &mut ctx.report) {
-            Some(Released::Dialing(mut stream) | Released::Up(Up { mut stream, .. })) => {
+            Some(Released::Dialing(Dial { mut stream, .. }) | Released::Up(Up { mut stream, .. })) => {
                 let _ = ctx.registry.deregister(&mut stream);
             }
             None => {}
