@@ -376,3 +376,48 @@ mod tests {
         assert!(!plausible_challenge(b"PQHELLO3"));
     }
 }
+
+#[cfg(test)]
+mod wire_md {
+    use super::*;
+
+    /// The worked example of WIRE.md: s1 dials r2 under link key `00 01 … 1f`, deployment id
+    /// `11 × 32`; nonces and incarnations are runs of one byte.
+    fn example() -> Vec<u8> {
+        let mut key = [0u8; 32];
+        for (i, k) in key.iter_mut().enumerate() {
+            *k = i as u8;
+        }
+        let (s1, r2) = (ReplicaId::new(0, 1), ReplicaId::new(1, 2));
+        let dialler = SessionContext { deployment: [0x11; 32], incarnation: Incarnation([0xd1; 16]) };
+        let acceptor = SessionContext { deployment: [0x11; 32], incarnation: Incarnation([0xa1; 16]) };
+        let (na, nd) = ([0xaa; 16], [0xdd; 16]);
+        let c = challenge(&na);
+        let (h, dialling) = answer(&c, s1, r2, &key, &dialler, &nd).unwrap();
+        let (_, confirm, session) = accept(&h, r2, &na, &acceptor, |_| Some(key)).unwrap();
+        assert_eq!(dialling.confirm(&confirm).unwrap().key, session.key);
+        [&c[..], &h, &confirm, &session.key].concat()
+    }
+
+    /// The hex of the example block in WIRE.md (everything before `#` on each line).
+    fn documented() -> Vec<u8> {
+        let doc = include_str!("../WIRE.md");
+        let start = doc.find("<!-- example-handshake:begin -->").expect("begin marker");
+        let end = doc.find("<!-- example-handshake:end -->").expect("end marker");
+        let mut out = Vec::new();
+        for line in doc[start..end].lines().skip(1).filter(|l| !l.starts_with("```")) {
+            for tok in line.split('#').next().unwrap_or("").split_whitespace() {
+                out.push(u8::from_str_radix(tok, 16).unwrap_or_else(|_| panic!("bad hex {tok:?}")));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn wire_md_handshake_example_matches() {
+        let bytes = example();
+        let hex: Vec<String> =
+            bytes.chunks(8).map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")).collect();
+        assert_eq!(documented(), bytes, "WIRE.md handshake example is stale; the bytes are:\n{}", hex.join("\n"));
+    }
+}
