@@ -33,6 +33,12 @@ fn stream_arg(stream: Option<(u8, u8)>) -> PyResult<StreamId> {
     }
 }
 
+/// A deployment id (`Config.deployment_id`): 32 bytes, or zero when not given (signers and
+/// verifiers made outside a deployment).
+fn deployment_arg(deployment: Option<&Bound<'_, PyAny>>) -> PyResult<[u8; 32]> {
+    deployment.map_or(Ok([0; 32]), |d| seed32(d, "deployment"))
+}
+
 fn seed32(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<[u8; 32]> {
     let b = bytes_arg(obj, what)?;
     <[u8; 32]>::try_from(b.as_slice()).map_err(|_| invalid(what, format!("must be 32 bytes, not {}", b.len())))
@@ -86,8 +92,9 @@ impl PySigningKey {
         PyBytes::new(py, self.key.verifying_key().as_bytes())
     }
 
-    /// This replica's share of the certificate of `(stream, seq, payload)`: `(index, signature)`.
-    #[pyo3(signature = (index, seq, payload, stream=None))]
+    /// This replica's share of the certificate of `(stream, seq, payload)` in `deployment`
+    /// (`Config.deployment_id`; default: none, zero): `(index, signature)`.
+    #[pyo3(signature = (index, seq, payload, stream=None, *, deployment=None))]
     fn sign_share<'py>(
         &self,
         py: Python<'py>,
@@ -95,10 +102,12 @@ impl PySigningKey {
         seq: &Bound<'_, PyAny>,
         payload: &Bound<'_, PyAny>,
         stream: Option<(u8, u8)>,
+        deployment: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(u16, Bound<'py, PyBytes>)> {
         let index = uint(index, "index", u64::from(u16::MAX))? as u16;
         let (seq, payload, stream) = (seq_arg(seq, "seq")?, bytes_arg(payload, "payload")?, stream_arg(stream)?);
-        let (i, sig) = CommitSigner::new(index, self.key.clone()).sign_share(stream, seq, &payload);
+        let signer = CommitSigner::new(index, self.key.clone()).in_deployment(deployment_arg(deployment)?);
+        let (i, sig) = signer.sign_share(stream, seq, &payload);
         Ok((i, PyBytes::new(py, &sig)))
     }
 
@@ -144,12 +153,14 @@ impl PyQuorumVerifier {
 #[pymethods]
 impl PyQuorumVerifier {
     #[new]
-    #[pyo3(signature = (public_keys, *, f, stakes=None))]
+    #[pyo3(signature = (public_keys, *, f, stakes=None, deployment=None))]
     fn new(
         public_keys: Vec<Bound<'_, PyAny>>,
         f: &Bound<'_, PyAny>,
         stakes: Option<Vec<Bound<'_, PyAny>>>,
+        deployment: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let deployment = deployment_arg(deployment)?;
         let f = uint(f, "f", u64::MAX)?;
         let mut keys = Vec::with_capacity(public_keys.len());
         for (i, k) in public_keys.iter().enumerate() {
@@ -172,7 +183,7 @@ impl PyQuorumVerifier {
                 format!("{} stakes for {} public keys: give one per key", stakes.len(), keys.len()),
             ));
         }
-        Ok(Self { inner: Ed25519QuorumVerifier::new(keys, stakes, f), stream: None })
+        Ok(Self { inner: Ed25519QuorumVerifier::new(keys, stakes, f).in_deployment(deployment), stream: None })
     }
 
     /// The stake a certificate must gather (f + 1).
@@ -211,16 +222,18 @@ impl PyQuorumVerifier {
     }
 }
 
-/// The 32-byte digest a certificate signs: BLAKE3 over (stream, seq, payload).
+/// The 32-byte digest a certificate signs: BLAKE3 over (deployment, stream, seq, payload).
 #[pyfunction(name = "commit_digest")]
-#[pyo3(signature = (seq, payload, stream=None))]
+#[pyo3(signature = (seq, payload, stream=None, *, deployment=None))]
 fn commit_digest_of<'py>(
     py: Python<'py>,
     seq: &Bound<'_, PyAny>,
     payload: &Bound<'_, PyAny>,
     stream: Option<(u8, u8)>,
+    deployment: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let d = commit_digest(stream_arg(stream)?, seq_arg(seq, "seq")?, &bytes_arg(payload, "payload")?);
+    let deployment = deployment_arg(deployment)?;
+    let d = commit_digest(&deployment, stream_arg(stream)?, seq_arg(seq, "seq")?, &bytes_arg(payload, "payload")?);
     Ok(PyBytes::new(py, &d))
 }
 
@@ -247,21 +260,26 @@ fn certificate_shares<'py>(py: Python<'py>, proof: &Bound<'_, PyAny>) -> PyResul
     Ok(q.shares.iter().map(|(i, s)| (*i, PyBytes::new(py, s))).collect())
 }
 
-/// The certificate of `(stream, seq, payload)` signed by every `(index, key)` of `signers`.
+/// The certificate of `(stream, seq, payload)` in `deployment` signed by every `(index, key)`
+/// of `signers`.
 #[pyfunction]
-#[pyo3(signature = (signers, seq, payload, stream=None))]
+#[pyo3(signature = (signers, seq, payload, stream=None, *, deployment=None))]
 fn sign_certificate<'py>(
     py: Python<'py>,
     signers: Vec<(Bound<'_, PyAny>, PyRef<'_, PySigningKey>)>,
     seq: &Bound<'_, PyAny>,
     payload: &Bound<'_, PyAny>,
     stream: Option<(u8, u8)>,
+    deployment: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let (seq, payload, stream) = (seq_arg(seq, "seq")?, bytes_arg(payload, "payload")?, stream_arg(stream)?);
+    let deployment = deployment_arg(deployment)?;
     let mut shares = Vec::with_capacity(signers.len());
     for (i, (index, key)) in signers.iter().enumerate() {
         let index = uint(index, &format!("signers[{i}] index"), u64::from(u16::MAX))? as u16;
-        shares.push(CommitSigner::new(index, key.key.clone()).sign_share(stream, seq, &payload));
+        shares.push(
+            CommitSigner::new(index, key.key.clone()).in_deployment(deployment).sign_share(stream, seq, &payload),
+        );
     }
     Ok(PyBytes::new(py, &QuorumCertificate::assemble(shares).encode()))
 }

@@ -381,6 +381,15 @@ impl PyConfig {
         self.inner.per_replica_keys()
     }
 
+    /// The deployment id (32 bytes): a digest of both RSMs' names, fault models, f, stakes and
+    /// public keys. Commit certificates and session handshakes are bound to it: pass it as
+    /// `deployment=` to `SigningKey.sign_share`, `sign_certificate` and `QuorumVerifier` when
+    /// signing or checking certificates for this deployment.
+    #[getter]
+    fn deployment_id<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.deployment_id())
+    }
+
     /// The deployment as a TOML file that parses back to an equal configuration (secrets
     /// inline, in hexadecimal).
     fn to_toml(&self) -> String {

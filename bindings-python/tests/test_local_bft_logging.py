@@ -106,10 +106,17 @@ def test_certificates() -> None:
 def test_deployment_keys_match_the_deployment_verifier() -> None:
     config = picsou.Config.loopback(4, fault="bft")
     keys = config.signing_keys("beta")
-    cert = picsou.sign_certificate([(0, keys[0]), (1, keys[1])], 3, b"m", stream=(1, 0))
+    deployment = config.deployment_id
+    assert len(deployment) == 32
+    cert = picsou.sign_certificate([(0, keys[0]), (1, keys[1])], 3, b"m", stream=(1, 0), deployment=deployment)
     verifier = config.verifier("beta")
     assert verifier is not None
     verifier.verify(3, b"m", cert)  # its default stream is beta -> alpha
+    # Certificates are bound to their deployment: the same signatures outside it do not count.
+    elsewhere = picsou.sign_certificate([(0, keys[0]), (1, keys[1])], 3, b"m", stream=(1, 0))
+    with pytest.raises(picsou.ProofError):
+        verifier.verify(3, b"m", elsewhere)
+    assert picsou.commit_digest(3, b"m", (1, 0), deployment=deployment) != picsou.commit_digest(3, b"m", (1, 0))
     verifier.verify(3, b"m", config.certify("beta", 3, b"m"))
     with pytest.raises(picsou.ProofError):
         verifier.verify(3, b"m", config.certify("alpha", 3, b"m"))

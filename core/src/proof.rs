@@ -72,16 +72,21 @@ impl ProofVerifier for NoProof {
 
 /// BLAKE3 derive-key context of [`commit_digest`]: separates commit digests from every other
 /// use of BLAKE3 (MACs, key derivation), and versions the digest format.
-pub const COMMIT_CONTEXT: &str = "picsou 2026 commit v1";
+pub const COMMIT_CONTEXT: &str = "picsou 2026 commit v2";
 
 /// The 32-byte digest that commit proofs sign: BLAKE3 in derive-key mode with context
-/// [`COMMIT_CONTEXT`], over `from` (1 byte), `to` (1 byte), `seq` (8 bytes LE),
-/// `payload.len()` (8 bytes LE) and the payload. Binding the stream and seq means a proof can
-/// be replayed neither at another position nor in the other direction.
-pub fn commit_digest(stream: StreamId, seq: u64, payload: &[u8]) -> [u8; 32] {
+/// [`COMMIT_CONTEXT`], over the deployment id (32 bytes), `from` (1 byte), `to` (1 byte), `seq`
+/// (8 bytes LE), `payload.len()` (8 bytes LE) and the payload. Binding the stream and seq means
+/// a proof can be replayed neither at another position nor in the other direction; binding the
+/// deployment id, that a sending RSM whose replicas serve several deployments (the same keys
+/// towards two receiving RSMs) cannot have a certificate of one accepted in another. Zero is
+/// the deployment id of signers and verifiers made outside a deployment file (tests, the
+/// simulator).
+pub fn commit_digest(deployment: &[u8; 32], stream: StreamId, seq: u64, payload: &[u8]) -> [u8; 32] {
     // Deriving the context key costs a hash of its own: do it once, then clone the hasher.
     static INIT: LazyLock<blake3::Hasher> = LazyLock::new(|| blake3::Hasher::new_derive_key(COMMIT_CONTEXT));
     let mut h = INIT.clone();
+    h.update(deployment);
     h.update(&[stream.from.0, stream.to.0]);
     h.update(&seq.to_le_bytes());
     h.update(&(payload.len() as u64).to_le_bytes());
@@ -198,6 +203,7 @@ fn split_shares(bytes: &[u8]) -> Result<impl Iterator<Item = (u16, &[u8; 64])> +
 pub struct CommitSigner {
     index: u16,
     key: SigningKey,
+    deployment: [u8; 32],
 }
 
 impl fmt::Debug for CommitSigner {
@@ -210,7 +216,13 @@ impl fmt::Debug for CommitSigner {
 impl CommitSigner {
     /// The signer for replica `index` of the sending RSM, with its key.
     pub fn new(index: u16, key: SigningKey) -> Self {
-        Self { index, key }
+        Self { index, key, deployment: [0; 32] }
+    }
+
+    /// The same signer, signing for the deployment with this id (see [`commit_digest`]).
+    pub fn in_deployment(mut self, deployment: [u8; 32]) -> Self {
+        self.deployment = deployment;
+        self
     }
 
     /// The signer for replica `index` with the key from a 32-byte seed
@@ -231,7 +243,7 @@ impl CommitSigner {
 
     /// This replica's share of the certificate for `(stream, seq, payload)`.
     pub fn sign_share(&self, stream: StreamId, seq: u64, payload: &[u8]) -> Share {
-        let digest = commit_digest(stream, seq, payload);
+        let digest = commit_digest(&self.deployment, stream, seq, payload);
         (self.index, self.key.sign(&digest).to_bytes())
     }
 }
@@ -250,6 +262,7 @@ pub struct Ed25519QuorumVerifier {
     keys: Vec<VerifyingKey>,
     stakes: Vec<u64>,
     need: u64,
+    deployment: [u8; 32],
 }
 
 impl Ed25519QuorumVerifier {
@@ -260,7 +273,13 @@ impl Ed25519QuorumVerifier {
     /// If `public_keys` and `stakes` differ in length (a configuration bug).
     pub fn new(public_keys: Vec<VerifyingKey>, stakes: Vec<u64>, f: u64) -> Self {
         assert_eq!(public_keys.len(), stakes.len(), "one stake per public key");
-        Self { keys: public_keys, stakes, need: f.saturating_add(1) }
+        Self { keys: public_keys, stakes, need: f.saturating_add(1), deployment: [0; 32] }
+    }
+
+    /// The same verifier, for the deployment with this id (see [`commit_digest`]).
+    pub fn in_deployment(mut self, deployment: [u8; 32]) -> Self {
+        self.deployment = deployment;
+        self
     }
 
     /// The stake a certificate must gather (f + 1).
@@ -276,7 +295,7 @@ impl ProofVerifier for Ed25519QuorumVerifier {
         if count > self.keys.len() {
             return Err(ProofError::Malformed("more shares than signers".into()));
         }
-        let digest = commit_digest(stream, seq, payload);
+        let digest = commit_digest(&self.deployment, stream, seq, payload);
         let body = &proof[2..];
         let mut have = 0u64;
         // Index of the previous share while indices are strictly increasing (the canonical
@@ -340,7 +359,7 @@ impl OracleCertificate {
 
     /// The proof that the sending RSM committed `payload` at `seq` of `stream`.
     pub fn issue(&self, stream: StreamId, seq: u64, payload: &[u8]) -> [u8; 32] {
-        *blake3::keyed_hash(&self.key, &commit_digest(stream, seq, payload)).as_bytes()
+        *blake3::keyed_hash(&self.key, &commit_digest(&[0; 32], stream, seq, payload)).as_bytes()
     }
 }
 
@@ -350,7 +369,7 @@ impl ProofVerifier for OracleCertificate {
             return Err(ProofError::Malformed("oracle proof must be 32 bytes".into()));
         };
         // `blake3::Hash == [u8; 32]` compares in constant time.
-        if blake3::keyed_hash(&self.key, &commit_digest(stream, seq, payload)) == *proof {
+        if blake3::keyed_hash(&self.key, &commit_digest(&[0; 32], stream, seq, payload)) == *proof {
             Ok(())
         } else {
             Err(ProofError::Mismatch)
@@ -380,12 +399,23 @@ mod tests {
 
     #[test]
     fn digest_binds_every_field() {
-        let d = commit_digest(S, 5, b"abc");
-        assert_ne!(d, commit_digest(StreamId { from: RsmId(1), to: RsmId(0) }, 5, b"abc"));
-        assert_ne!(d, commit_digest(S, 6, b"abc"));
-        assert_ne!(d, commit_digest(S, 5, b"abd"));
-        assert_ne!(d, commit_digest(S, 5, b"ab"));
-        assert_eq!(d, commit_digest(S, 5, b"abc"));
+        let d = commit_digest(&[0; 32], S, 5, b"abc");
+        assert_ne!(d, commit_digest(&[0; 32], StreamId { from: RsmId(1), to: RsmId(0) }, 5, b"abc"));
+        assert_ne!(d, commit_digest(&[0; 32], S, 6, b"abc"));
+        assert_ne!(d, commit_digest(&[0; 32], S, 5, b"abd"));
+        assert_ne!(d, commit_digest(&[0; 32], S, 5, b"ab"));
+        assert_eq!(d, commit_digest(&[0; 32], S, 5, b"abc"));
+        assert_ne!(d, commit_digest(&[1; 32], S, 5, b"abc"));
+    }
+
+    #[test]
+    fn a_certificate_of_one_deployment_is_refused_in_another() {
+        let (a, b) = ([1; 32], [2; 32]);
+        let s: Vec<CommitSigner> = signers(4).into_iter().map(|s| s.in_deployment(a)).collect();
+        let proof = cert(&s, &[0, 1], 9, b"m");
+        assert_eq!(verifier(&s, vec![1; 4], 1).in_deployment(a).verify(S, 9, b"m", &proof), Ok(()));
+        let elsewhere = verifier(&s, vec![1; 4], 1).in_deployment(b);
+        assert_eq!(elsewhere.verify(S, 9, b"m", &proof), Err(ProofError::BadSignature { signer: 0 }));
     }
 
     #[test]

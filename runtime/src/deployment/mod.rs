@@ -320,9 +320,10 @@ impl DeploymentConfig {
         match &self.keys {
             KeyMaterial::Shared { secret, signing_seed } => Ok(ReplicaKeys {
                 links: LinkKeys::derived(local, *secret),
-                signer: signing_seed
-                    .filter(|_| bft)
-                    .map(|seed| CommitSigner::new(local.index, derive_signing_key(&seed, local.rsm, local.index))),
+                signer: signing_seed.filter(|_| bft).map(|seed| {
+                    CommitSigner::new(local.index, derive_signing_key(&seed, local.rsm, local.index))
+                        .in_deployment(self.deployment_id())
+                }),
             }),
             KeyMaterial::PerReplica { .. } => {
                 let identity = self.identity(local)?;
@@ -337,7 +338,8 @@ impl DeploymentConfig {
                     })?;
                     table.insert(peer, key);
                 }
-                let signer = bft.then(|| CommitSigner::new(local.index, identity.signing_key().clone()));
+                let signer = bft
+                    .then(|| CommitSigner::new(local.index, identity.signing_key().clone()).in_deployment(deployment));
                 Ok(ReplicaKeys { links: LinkKeys::table(local, table), signer })
             }
         }
@@ -391,7 +393,7 @@ impl DeploymentConfig {
                 .filter_map(|r| r.public_key.and_then(|k| picsou_core::identity::check_public(&k).ok()))
                 .collect(),
         };
-        Some(Ed25519QuorumVerifier::new(public, rsm.spec().stakes(), rsm.f))
+        Some(Ed25519QuorumVerifier::new(public, rsm.spec().stakes(), rsm.f).in_deployment(self.deployment_id()))
     }
 
     /// Signers of `rsm` that this process can sign commit certificates with, in index order,
@@ -405,6 +407,7 @@ impl DeploymentConfig {
         if spec.fault == FaultModel::Cft {
             return Ok(Vec::new());
         }
+        let deployment = self.deployment_id();
         let mut signers = Vec::new();
         let mut stake = 0;
         let mut missing = Vec::new();
@@ -426,7 +429,7 @@ impl DeploymentConfig {
                 },
             };
             stake += r.stake;
-            signers.push(CommitSigner::new(r.id, key));
+            signers.push(CommitSigner::new(r.id, key).in_deployment(deployment));
         }
         if stake <= spec.f {
             return Err(DeploymentError::unlocated(
