@@ -258,18 +258,23 @@ fn a_byzantine_replica_in_each_rsm_does_not_break_the_run() {
         "--byzantine",
         "beta/1=zero-ack",
         "--byzantine",
-        "alpha/2=silent",
+        "alpha/2=forge",
         "--json",
     ]);
     let v = json(&out);
     assert_eq!(out.status.code(), Some(0), "{v:#}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(v["ok"], true, "{v:#}");
-    assert_eq!(v["byzantine"], serde_json::json!(["beta/1=zero-ack", "alpha/2=silent"]), "{v:#}");
+    assert_eq!(v["byzantine"], serde_json::json!(["beta/1=zero-ack", "alpha/2=forge"]), "{v:#}");
+    let mut refused = 0;
     for r in v["replicas"].as_array().unwrap().iter().filter(|r| r["replica"] != "beta/1" && r["replica"] != "alpha/2")
     {
         assert_eq!(r["in_order_exact"], true, "{r:#}");
         assert_eq!(r["delivered"], r["expected"], "{r:#}");
+        refused += r["stats"]["transport"]["rejected"].as_u64().unwrap_or(0);
     }
+    // The forger's proofs prove it faulty: its receivers cut its connections and refuse its
+    // redials while it is quarantined.
+    assert!(refused > 0, "no connection of the forger refused: {v:#}");
     let out = picsou(&["local", "--config", bft, "--byzantine", "beta/1=lie-about-everything"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown Byzantine behaviour"));

@@ -31,6 +31,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@test $kit, conformance_a_dead_peer_is_down_once_drops_frames_and_comes_back, peer_down_and_back);
         $crate::conformance_tests!(@test $kit, conformance_a_paused_receiver_pushes_back_and_loses_nothing, backpressure);
         $crate::conformance_tests!(@test $kit, conformance_hostile_connections_are_refused_while_good_peers_carry_on, hostile_connections);
+        $crate::conformance_tests!(@test $kit, conformance_a_disconnected_peer_is_refused_until_its_quarantine_ends, disconnect_quarantined);
         $crate::conformance_tests!(@test $kit, conformance_idle_poll_sleeps_and_the_waker_interrupts_it, waker_and_idle_poll);
         $crate::conformance_tests!(@test $kit, conformance_frames_to_an_unknown_peer_are_dropped, unknown_peer);
         $crate::conformance_tests!(@test $kit, conformance_a_taken_address_is_a_listen_error, listen_error);

@@ -338,6 +338,35 @@ pub fn hostile_connections(kit: &Kit) {
     assert_eq!(nodes[1].t.stats().rejected, 0);
 }
 
+/// `disconnect` closes the peer's connection to us and refuses its redials (authentic hellos,
+/// reported `Quarantined`) until the time given; then it connects again and frames flow. Our
+/// own link to it is untouched.
+pub fn disconnect_quarantined(kit: &Kit) {
+    if !kit.listens {
+        return;
+    }
+    let all = addresses(&[A, B]);
+    let mut nodes: Vec<Node> = all.iter().map(|&(id, _)| kit.start(id, &all)).collect();
+    kit.wait_connected(&mut nodes);
+    let ban = Duration::from_millis(700);
+    let start = Instant::now();
+    nodes[0].t.disconnect(B, ban);
+    run_until(&mut nodes, kit.timeout, "B's link to A down", |ns| ns[1].downs.iter().any(|(p, _)| *p == A));
+    run_until(&mut nodes, kit.timeout, "B's redial refused", |ns| {
+        ns[0].rejected.iter().any(|(c, r)| *c == Some(B) && matches!(r, Rejection::Quarantined))
+    });
+    assert!(start.elapsed() < ban, "refused only during the quarantine");
+    assert!(nodes[0].downs.is_empty(), "A's own link to B stays up");
+    nodes[1].ups.clear();
+    run_until(&mut nodes, kit.timeout + ban, "B back up after the quarantine", |ns| ns[1].ups.contains(&A));
+    assert!(start.elapsed() >= ban);
+    for n in &mut nodes {
+        n.rejected.clear();
+        n.downs.clear();
+    }
+    exchange(&mut nodes, 200, kit.timeout);
+}
+
 /// An idle `poll` sleeps until its timeout; `Wake::wake` from another thread interrupts a
 /// `poll` without one; a wake before a `poll` makes it return at once.
 pub fn waker_and_idle_poll(kit: &Kit) {

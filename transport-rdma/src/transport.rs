@@ -460,6 +460,16 @@ impl<D: Device> Transport for RdmaTransport<D> {
         true
     }
 
+    fn disconnect(&mut self, peer: ReplicaId, for_how_long: Duration) {
+        let now = Instant::now();
+        self.acceptor.ban(peer, now + for_how_long);
+        if let Some(&i) = self.peer_index.get(&peer) {
+            tracing::info!(%peer, "disconnected for {for_how_long:?}: proven faulty");
+            let mut ctx = ctx!(self, now);
+            self.peers[i].inc.close(&mut ctx);
+        }
+    }
+
     fn send(&mut self, peer: ReplicaId, frame: EncodedFrame) -> SendStatus {
         let Some(&i) = self.peer_index.get(&peer) else {
             self.stats.frames_dropped += 1;

@@ -358,4 +358,6 @@ pub(crate) struct Shared {
     pub(crate) drained: AtomicBool,
     /// The transport is being dropped.
     pub(crate) stop: AtomicBool,
+    /// Peers to disconnect and refuse until then (`Transport::disconnect`; rare).
+    pub(crate) disconnects: std::sync::Mutex<Vec<(picsou_core::ReplicaId, std::time::Instant)>>,
 }

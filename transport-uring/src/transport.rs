@@ -111,6 +111,7 @@ impl UringTransport {
             receiving: AtomicBool::new(true),
             drained: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            disconnects: std::sync::Mutex::new(Vec::new()),
         });
         let known = setup.peers.iter().map(|(id, _)| *id).collect();
         let cfg = driver::Config {
@@ -264,6 +265,12 @@ impl Transport for UringTransport {
 
     fn has_sessions(&self) -> bool {
         true
+    }
+
+    fn disconnect(&mut self, peer: ReplicaId, for_how_long: Duration) {
+        let until = std::time::Instant::now() + for_how_long;
+        self.shared.disconnects.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((peer, until));
+        self.shared.doorbell.ring();
     }
 
     fn stats(&self) -> TransportStats {

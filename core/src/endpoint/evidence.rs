@@ -146,6 +146,11 @@ impl Convictions {
         self.until[i].is_some_and(|t| now < t)
     }
 
+    /// When replica `i`'s conviction ends, if it is convicted at `now`.
+    pub(super) fn until(&self, now: Time, i: usize) -> Option<Time> {
+        self.until[i].filter(|&t| now < t)
+    }
+
     /// Forgets convictions that ended by `now`.
     pub(super) fn expire(&mut self, now: Time) {
         if self.next.is_none_or(|t| t > now) {

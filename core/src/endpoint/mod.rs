@@ -577,7 +577,15 @@ impl Endpoint {
     /// Whether frames from `peer` are being ignored (it proved itself faulty; see
     /// [`Misbehavior::proves_fault`]).
     pub fn is_quarantined(&self, peer: ReplicaId) -> bool {
-        self.layout.dest_of(peer).is_some_and(|d| self.quarantine.is_convicted(self.latest, self.layout.slot(d)))
+        self.quarantined_for(peer).is_some()
+    }
+
+    /// How much longer frames from `peer` are ignored, if it is quarantined: what a transport
+    /// should refuse its connections for (see `Transport::disconnect` in the runtime).
+    pub fn quarantined_for(&self, peer: ReplicaId) -> Option<Duration> {
+        let d = self.layout.dest_of(peer)?;
+        let until = self.quarantine.until(self.latest, self.layout.slot(d))?;
+        Some(until.saturating_since(self.latest))
     }
 }
 

@@ -369,6 +369,11 @@ impl Driver {
                 }
                 Event::PeerMisbehaved { peer, reason } => {
                     self.stats.misbehaviors += 1;
+                    if reason.proves_fault()
+                        && let Some(d) = self.endpoint.quarantined_for(peer)
+                    {
+                        self.transport.disconnect(peer, d);
+                    }
                     if let Some(left_out) = self.misbehavior_log.allow(Instant::now()) {
                         tracing::warn!(
                             replica = %self.endpoint.local(), %peer, left_out,

@@ -104,6 +104,8 @@ pub struct Acceptor<K, C> {
     keys: LinkKeys,
     session: SessionContext,
     known: HashSet<ReplicaId>,
+    /// Peers whose hellos are refused until then (`Transport::disconnect`).
+    banned: HashMap<ReplicaId, Instant>,
     /// Length of the first message (at least a hello).
     first_len: usize,
     waiting: HashMap<K, Waiting<C>>,
@@ -133,6 +135,7 @@ impl<K: Copy + Eq + Hash, C> Acceptor<K, C> {
             keys,
             session,
             known: known.into_iter().collect(),
+            banned: HashMap::new(),
             first_len: first_len.max(HELLO_LEN),
             waiting: HashMap::new(),
             retry_at: None,
@@ -182,6 +185,12 @@ impl<K: Copy + Eq + Hash, C> Acceptor<K, C> {
         let deadline = now + HELLO_TIMEOUT;
         self.waiting.insert(key, Waiting { conn, source, ip, buf, got: 0, deadline, nonce, verified: None });
         wire::challenge(&nonce)
+    }
+
+    /// Refuses `peer`'s hellos until `until` (it was proven faulty).
+    pub fn ban(&mut self, peer: ReplicaId, until: Instant) {
+        self.banned.retain(|_, t| *t > Instant::now());
+        self.banned.insert(peer, until);
     }
 
     /// The connection `key` while it waits (to write its challenge).
@@ -267,6 +276,9 @@ impl<K: Copy + Eq + Hash, C> Acceptor<K, C> {
             let (keys, known) = (&self.keys, &self.known);
             let key_for = |p| known.contains(&p).then(|| keys.key_for(p)).flatten();
             match wire::accept(&h, self.local, &w.nonce, &self.session, key_for) {
+                Ok((c, _, _)) if self.banned.get(&c.from).is_some_and(|&t| t > Instant::now()) => {
+                    return self.refuse(key, claimed, Rejection::Quarantined, report);
+                }
                 Ok((c, confirm, session)) => w.verified = Some((c.from, confirm, session)),
                 Err(e) => return self.refuse(key, claimed, e.into(), report),
             }
@@ -350,6 +362,11 @@ impl MioAcceptor {
         configure: fn(&TcpStream),
     ) -> Self {
         Self { listener, waiting, next_token: first_token, configure }
+    }
+
+    /// Refuses `peer`'s hellos until `until` (see [`Acceptor::ban`]).
+    pub fn ban(&mut self, peer: ReplicaId, until: Instant) {
+        self.waiting.ban(peer, until);
     }
 
     /// Whether `token` is a connection waiting for its first message.

@@ -187,6 +187,10 @@ pub enum Rejection {
     /// connection's challenge, …).
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
+    /// Its hello is authentic, but the engine proved it faulty: refused until its quarantine
+    /// ends (see `Transport::disconnect`).
+    #[error("quarantined: the peer was proven faulty")]
+    Quarantined,
     /// It closed in the middle of its hello.
     #[error("closed in the middle of its hello")]
     ClosedMidHello,

@@ -182,6 +182,16 @@ pub trait Transport: Send {
     fn has_sessions(&self) -> bool {
         false
     }
+
+    /// The engine proved `peer` faulty (see [`picsou_core::Misbehavior::proves_fault`]): close
+    /// its connection to us and refuse its hellos for `for_how_long` (an authentic hello names
+    /// it, so this cannot be turned against another replica). Its frames would be dropped
+    /// unread anyway; cutting the connection stops the reading and costs it a handshake per
+    /// attempt. Our connection to it stays: what we owe it, the protocol decides. Transports
+    /// without connections ignore it.
+    fn disconnect(&mut self, peer: ReplicaId, for_how_long: Duration) {
+        let _ = (peer, for_how_long);
+    }
 }
 
 /// Everything a transport needs to know about the deployment to start.

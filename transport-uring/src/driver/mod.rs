@@ -312,8 +312,17 @@ impl Driver {
     }
 
     /// Takes what the node handed over: frames (dropped at once for a peer waiting to
-    /// redial), and the reading switches.
+    /// redial), peers to disconnect, and the reading switches.
     fn take_work(&mut self) {
+        let disconnects =
+            std::mem::take(&mut *self.shared.disconnects.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for (peer, until) in disconnects {
+            self.acceptor.ban(peer, until);
+            if let Some(&conn) = self.by_peer.get(&peer) {
+                tracing::info!(%peer, "disconnected: proven faulty");
+                self.close_conn(conn, None);
+            }
+        }
         for p in 0..self.out.len() {
             let mut frames = std::mem::take(&mut self.spare_frames);
             std::mem::swap(&mut *self.out[p].shared.queue(), &mut frames);

@@ -416,4 +416,13 @@ impl Transport for TcpTransport {
     fn has_sessions(&self) -> bool {
         true
     }
+
+    fn disconnect(&mut self, peer: ReplicaId, for_how_long: Duration) {
+        self.acceptor.ban(peer, Instant::now() + for_how_long);
+        if let Some(token) = self.incoming_by_peer.get(&peer).copied() {
+            tracing::info!(%peer, "disconnected for {for_how_long:?}: proven faulty");
+            self.stats.disconnects += 1;
+            self.close(token);
+        }
+    }
 }
