@@ -171,7 +171,15 @@ async fn ranked_sinks_take_over_when_the_first_stops() {
     let o = std::sync::atomic::Ordering::Relaxed;
     let applied: Vec<u64> = statuses.iter().map(|s| s.applied.load(o)).collect();
     let takeovers: u64 = statuses.iter().map(|s| s.takeovers.load(o)).sum();
-    assert_eq!(applied.iter().sum::<u64>(), n, "applied once in total: {applied:?}");
+    // Exactly once is checked on etcd's own state (`check`). The counters count a transaction
+    // only when its success response arrives, so they can miss one that etcd committed: rank 0
+    // aborted between the commit and the count, or a response lost to an error (then retried
+    // and lost to the guard). Seen on a loaded CI host: [150, 136, 0]. At most `max_ops`
+    // messages per such transaction.
+    let errors: u64 = statuses.iter().map(|s| s.errors.load(o)).sum();
+    let total: u64 = applied.iter().sum();
+    assert!(total <= n, "counted at most once: {applied:?}");
+    assert!(total + 64 * (errors + 1) >= n, "only uncounted commits are missing: {applied:?}, {errors} errors");
     assert!(applied[0] > 0 && applied[0] <= half as u64, "rank 0 applied only before it stopped: {applied:?}");
     assert!(takeovers >= 1, "rank 1 took over");
     check(&endpoint, n).await;
