@@ -681,10 +681,14 @@ fn to_toml_string_keeps_every_setting() {
     assert_round_trips(&bft);
 }
 
-/// Every replica's signer of `rsm`, derived from the deployment's shared signing seed.
+/// Every replica's signer of `rsm`, derived from the deployment's shared signing seed and
+/// signing for this deployment (commit digests bind its id).
 fn all_signers(cfg: &DeploymentConfig, rsm: RsmId) -> Vec<picsou_core::proof::CommitSigner> {
     let KeyMaterial::Shared { signing_seed: Some(seed), .. } = cfg.keys else { return Vec::new() };
     (0..cfg.rsm(rsm).n() as u16)
-        .map(|i| picsou_core::proof::CommitSigner::new(i, picsou_core::proof::derive_signing_key(&seed, rsm, i)))
+        .map(|i| {
+            picsou_core::proof::CommitSigner::new(i, picsou_core::proof::derive_signing_key(&seed, rsm, i))
+                .in_deployment(cfg.deployment_id())
+        })
         .collect()
 }
