@@ -145,10 +145,10 @@ pub fn plausible_challenge(bytes: &[u8]) -> bool {
     plausible(bytes, CHALLENGE_MAGIC)
 }
 
-fn tag(key: &MacKey, label: &[u8], deployment: &[u8; 32], parts: &[&[u8]]) -> [u8; TAG_LEN] {
+/// A 16-byte handshake tag: the BLAKE3 keyed hash under `key` of `parts` in order, truncated.
+/// Shared with the RDMA bootstrap's tags (`transport-rdma/src/wire.rs`).
+pub fn keyed_tag(key: &MacKey, parts: &[&[u8]]) -> [u8; TAG_LEN] {
     let mut h = blake3::Hasher::new_keyed(key);
-    h.update(label);
-    h.update(deployment);
     for p in parts {
         h.update(p);
     }
@@ -157,7 +157,8 @@ fn tag(key: &MacKey, label: &[u8], deployment: &[u8; 32], parts: &[&[u8]]) -> [u
     t
 }
 
-fn tags_equal(a: &[u8], b: &[u8]) -> bool {
+/// Equality of two tags in time independent of where they differ.
+pub fn tags_equal(a: &[u8], b: &[u8]) -> bool {
     let mut diff = 0u8;
     for (x, y) in a.iter().zip(b) {
         diff |= x ^ y;
@@ -214,7 +215,7 @@ pub fn answer(
     h[12..14].copy_from_slice(&to.index.to_le_bytes());
     h[16..32].copy_from_slice(&ctx.incarnation.0);
     h[32..48].copy_from_slice(nonce);
-    let t = tag(key, b"picsou hello v3", &ctx.deployment, &[&challenge_nonce, &h[..48]]);
+    let t = keyed_tag(key, &[b"picsou hello v3", &ctx.deployment, &challenge_nonce, &h[..48]]);
     h[48..].copy_from_slice(&t);
     Ok((h, Dialling { peer: to, key: *key, deployment: ctx.deployment, challenge_nonce, hello: h }))
 }
@@ -225,11 +226,9 @@ impl Dialling {
         if &confirm[..8] != CONFIRM_MAGIC {
             return Err(HandshakeError::BadMagic);
         }
-        let expected = tag(
+        let expected = keyed_tag(
             &self.key,
-            b"picsou confirm v3",
-            &self.deployment,
-            &[&self.challenge_nonce, &self.hello, &confirm[..24]],
+            &[b"picsou confirm v3", &self.deployment, &self.challenge_nonce, &self.hello, &confirm[..24]],
         );
         if !tags_equal(&expected, &confirm[24..]) {
             return Err(HandshakeError::BadConfirm(self.peer));
@@ -284,14 +283,14 @@ pub fn accept(
         return Err(HandshakeError::UnknownPeer(c.from));
     }
     let key = key_for(c.from).ok_or(HandshakeError::UnknownPeer(c.from))?;
-    let expected = tag(&key, b"picsou hello v3", &ctx.deployment, &[challenge_nonce, &h[..48]]);
+    let expected = keyed_tag(&key, &[b"picsou hello v3", &ctx.deployment, challenge_nonce, &h[..48]]);
     if !tags_equal(&expected, &h[48..]) {
         return Err(HandshakeError::BadTag(c.from));
     }
     let mut confirm = [0u8; CONFIRM_LEN];
     confirm[..8].copy_from_slice(CONFIRM_MAGIC);
     confirm[8..24].copy_from_slice(&ctx.incarnation.0);
-    let t = tag(&key, b"picsou confirm v3", &ctx.deployment, &[challenge_nonce, h, &confirm[..24]]);
+    let t = keyed_tag(&key, &[b"picsou confirm v3", &ctx.deployment, challenge_nonce, h, &confirm[..24]]);
     confirm[24..].copy_from_slice(&t);
     let session = Session {
         key: session_key(&key, &ctx.deployment, challenge_nonce, h, &confirm[..24]),

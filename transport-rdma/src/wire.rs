@@ -27,6 +27,7 @@
 //!
 //! [`handshake`]: picsou_runtime::transport::handshake
 
+use picsou_core::handshake::{keyed_tag, tags_equal};
 use picsou_core::keys::MacKey;
 use picsou_runtime::transport::handshake::HELLO_LEN;
 
@@ -131,35 +132,20 @@ pub enum WireError {
     AnswerTag,
 }
 
-fn tag(key: &MacKey, context: &[u8], parts: &[&[u8]]) -> [u8; TAG_LEN] {
-    let mut h = blake3::Hasher::new_keyed(key);
-    h.update(context);
-    for p in parts {
-        h.update(p);
-    }
-    let mut t = [0u8; TAG_LEN];
-    t.copy_from_slice(&h.finalize().as_bytes()[..TAG_LEN]);
-    t
-}
-
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
-}
-
 /// The dialler's message: `hello` (already built for this peer), info, tag.
 pub fn encode_dial(hello: &[u8; HELLO_LEN], info: &Info, key: &MacKey) -> [u8; DIAL_LEN] {
     let mut b = [0u8; DIAL_LEN];
     b[..HELLO_LEN].copy_from_slice(hello);
     b[HELLO_LEN..HELLO_LEN + INFO_LEN].copy_from_slice(&info.encode());
-    let t = tag(key, b"PQRDMA dial", &[&b[..HELLO_LEN + INFO_LEN]]);
+    let t = keyed_tag(key, &[b"PQRDMA dial", &b[..HELLO_LEN + INFO_LEN]]);
     b[HELLO_LEN + INFO_LEN..].copy_from_slice(&t);
     b
 }
 
 /// The info of a dial whose hello was verified, after checking its tag.
 pub fn decode_dial(b: &[u8; DIAL_LEN], key: &MacKey) -> Result<Info, WireError> {
-    let t = tag(key, b"PQRDMA dial", &[&b[..HELLO_LEN + INFO_LEN]]);
-    if !same(&t, &b[HELLO_LEN + INFO_LEN..]) {
+    let t = keyed_tag(key, &[b"PQRDMA dial", &b[..HELLO_LEN + INFO_LEN]]);
+    if !tags_equal(&t, &b[HELLO_LEN + INFO_LEN..]) {
         return Err(WireError::DialTag);
     }
     Info::decode(&b[HELLO_LEN..HELLO_LEN + INFO_LEN])
@@ -169,15 +155,15 @@ pub fn decode_dial(b: &[u8; DIAL_LEN], key: &MacKey) -> Result<Info, WireError> 
 pub fn encode_accept(dial: &[u8; DIAL_LEN], info: &Info, key: &MacKey) -> [u8; ACCEPT_LEN] {
     let mut b = [0u8; ACCEPT_LEN];
     b[..INFO_LEN].copy_from_slice(&info.encode());
-    let t = tag(key, b"PQRDMA accept", &[dial, &b[..INFO_LEN]]);
+    let t = keyed_tag(key, &[b"PQRDMA accept", dial, &b[..INFO_LEN]]);
     b[INFO_LEN..].copy_from_slice(&t);
     b
 }
 
 /// Checks and parses the answer to our `dial`.
 pub fn decode_accept(dial: &[u8; DIAL_LEN], b: &[u8; ACCEPT_LEN], key: &MacKey) -> Result<Info, WireError> {
-    let t = tag(key, b"PQRDMA accept", &[dial, &b[..INFO_LEN]]);
-    if !same(&t, &b[INFO_LEN..]) {
+    let t = keyed_tag(key, &[b"PQRDMA accept", dial, &b[..INFO_LEN]]);
+    if !tags_equal(&t, &b[INFO_LEN..]) {
         return Err(WireError::AnswerTag);
     }
     Info::decode(&b[..INFO_LEN])

@@ -358,6 +358,8 @@ pub(crate) struct Shared {
     pub(crate) drained: AtomicBool,
     /// The transport is being dropped.
     pub(crate) stop: AtomicBool,
-    /// Peers to disconnect and refuse until then (`Transport::disconnect`; rare).
+    /// Peers to disconnect and refuse until then (`Transport::disconnect`; rare) ...
     pub(crate) disconnects: std::sync::Mutex<Vec<(picsou_core::ReplicaId, std::time::Instant)>>,
+    /// ... and whether any wait: the ring thread checks this flag every round, not the lock.
+    pub(crate) disconnect_pending: AtomicBool,
 }

@@ -112,6 +112,7 @@ impl UringTransport {
             drained: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             disconnects: std::sync::Mutex::new(Vec::new()),
+            disconnect_pending: AtomicBool::new(false),
         });
         let known = setup.peers.iter().map(|(id, _)| *id).collect();
         let cfg = driver::Config {
@@ -270,6 +271,7 @@ impl Transport for UringTransport {
     fn disconnect(&mut self, peer: ReplicaId, for_how_long: Duration) {
         let until = std::time::Instant::now() + for_how_long;
         self.shared.disconnects.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((peer, until));
+        self.shared.disconnect_pending.store(true, Ordering::Release);
         self.shared.doorbell.ring();
     }
 

@@ -217,16 +217,16 @@ impl Driver {
             TransportEvent::Frame { from, frame } => {
                 self.endpoint.handle_frame(now, from, frame);
             }
+            TransportEvent::Session { peer, direction, session } => {
+                tracing::debug!(replica = %self.endpoint.local(), %peer, ?direction, "session");
+                self.endpoint.set_session(peer, direction, &session);
+            }
             // A link that is down drops what it is given, while the engine takes it as sent: a
             // restarted peer that talks to us before our redial lands lost every repair sent
             // meanwhile, and each repair waits twice as long as the previous before it is
             // sent again, so the peer stalled until its peers trimmed what it lacked (and the
             // senders, pacing to it, stalled with it). Blocked instead, the engine keeps the
             // peer's records (bounded per peer) and builds its frames once the link is back.
-            TransportEvent::Session { peer, direction, session } => {
-                tracing::debug!(replica = %self.endpoint.local(), %peer, ?direction, "session");
-                self.endpoint.set_session(peer, direction, &session);
-            }
             TransportEvent::PeerUp(peer) => {
                 tracing::debug!(replica = %self.endpoint.local(), %peer, "peer up");
                 self.down.retain(|p| *p != peer);

@@ -311,9 +311,8 @@ impl Driver {
         let _ = unsafe { self.push(&[sqe]) };
     }
 
-    /// Takes what the node handed over: frames (dropped at once for a peer waiting to
-    /// redial), peers to disconnect, and the reading switches.
-    fn take_work(&mut self) {
+    /// Disconnects and bans the peers `Transport::disconnect` named.
+    fn take_disconnects(&mut self) {
         let disconnects =
             std::mem::take(&mut *self.shared.disconnects.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         for (peer, until) in disconnects {
@@ -322,6 +321,14 @@ impl Driver {
                 tracing::info!(%peer, "disconnected: proven faulty");
                 self.close_conn(conn, None);
             }
+        }
+    }
+
+    /// Takes what the node handed over: frames (dropped at once for a peer waiting to
+    /// redial), peers to disconnect, and the reading switches.
+    fn take_work(&mut self) {
+        if self.shared.disconnect_pending.swap(false, Ordering::Acquire) {
+            self.take_disconnects();
         }
         for p in 0..self.out.len() {
             let mut frames = std::mem::take(&mut self.spare_frames);
